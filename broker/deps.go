@@ -1,0 +1,156 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/meshd/meshd"
+)
+
+// The broker knows nothing about SQL or NATS subjects: it declares the small
+// interfaces it needs here and cmd/meshd wires store.Store and fanout.Bus in
+// (checked at compile time there).
+
+// Members looks up meshes, members and grants.
+type Members interface {
+	// LookupMember returns the non-archived mesh meshID and its member with
+	// peer_pubkey = pubkey (exact string). An active row is preferred; when
+	// only revoked rows exist one is returned with RevokedAt set. Returns
+	// meshd.ErrNotFound when the mesh or the member does not exist.
+	LookupMember(ctx context.Context, meshID, pubkey string) (meshd.Mesh, meshd.Member, error)
+	// DirectRecipient resolves a direct targetSpec (A.3-6): the active member
+	// whose pubkey is target, else the member of a live (not disconnected,
+	// possibly grace-leased) presence whose session pubkey is target.
+	// meshd.ErrNotFound otherwise.
+	DirectRecipient(ctx context.Context, meshID, target string) (meshd.Member, error)
+	// MemberGrants returns peer_grants keyed by member id for the given
+	// members of meshID (missing members are absent from the map).
+	MemberGrants(ctx context.Context, meshID string, memberIDs []string) (map[string]meshd.Grants, error)
+}
+
+// AttachRequest is what a successful hello asks of the presence table.
+type AttachRequest struct {
+	// Presence carries the new presence's fields: MeshID, MemberID,
+	// MemberPubkey, SessionID, SessionPubkey, DisplayName, PID, CWD, Groups,
+	// Role, NodeID, SocketID, Hostname, PeerType, Channel, Model.
+	Presence meshd.Presence
+	// MaxPerMesh caps live presences (grace leases included) of the mesh
+	// across all replicas; a new presence beyond it fails with
+	// meshd.ErrCapacity. Reattaching never fails on capacity.
+	MaxPerMesh int
+	// TakeOverOnline is true for session_hello: a live presence with the same
+	// session pubkey is taken over whether or not it is in its grace lease.
+	// For hello only a grace-leased presence is reattached.
+	TakeOverOnline bool
+	// PendingWindow bounds the age of a pending_status row applied to a new
+	// presence (B.6.5, 10 s).
+	PendingWindow time.Duration
+}
+
+// Replaced names a presence whose socket must be closed with
+// session_replaced by whichever node holds it.
+type Replaced struct {
+	PresenceID string
+	SocketID   string
+	NodeID     string
+}
+
+// AttachResult is the outcome of Attach.
+type AttachResult struct {
+	Presence   meshd.Presence // the row now owned by the caller's socket
+	Reattached bool           // an existing presence was taken over: silent ack
+	// Replaced lists sockets to close with 1000 session_replaced: the
+	// previous socket of a taken-over online presence, and presences of the
+	// same sessionId (session-id dedup, B.2 step 5), which are marked
+	// disconnected without peer_left.
+	Replaced []Replaced
+}
+
+// Presences is the shared presence table (B.6.1): one row per connection,
+// owned by the node holding its socket.
+type Presences interface {
+	// CountLive counts presences of meshID that are not disconnected (grace
+	// leases included), on every node.
+	CountLive(ctx context.Context, meshID string) (int, error)
+	// Attach reattaches or creates the presence for a successful hello, in
+	// one transaction serialized per mesh (B.2 steps 4-6, B.3). Matching for
+	// reattach: same session pubkey when the request has one; when neither
+	// has one, same session id and member pubkey. A reattach sets node,
+	// socket, cwd, display name (when non-empty) and session id, clears the
+	// lease and bumps last_ping_at. A new presence gets status idle/jsonl,
+	// then the newest pending_status for (pid, cwd) within PendingWindow is
+	// applied with source hook and marked applied.
+	Attach(ctx context.Context, req AttachRequest) (AttachResult, error)
+	// Detach starts the grace lease of presenceID if socketID still owns it:
+	// lease_until = now + grace. Reports whether it did.
+	Detach(ctx context.Context, presenceID, socketID string, grace time.Duration) (bool, error)
+	// Touch records a pong: last_ping_at = now, if socketID still owns it.
+	Touch(ctx context.Context, presenceID, socketID string) error
+	// ListPeers returns the live presences of meshID (grace leases
+	// included) ordered by connected_at, with MemberPubkey and an effective
+	// DisplayName (presence's, else the member's).
+	ListPeers(ctx context.Context, meshID string) ([]meshd.Presence, error)
+	// RefreshStatus applies the remote-broker JSONL fallback (B.6.3) before a
+	// drain: a status that is not dnd and not a fresh hook becomes idle with
+	// source jsonl. Returns the resulting status.
+	RefreshStatus(ctx context.Context, presenceID string, freshWindow time.Duration) (meshd.Status, error)
+}
+
+// ClaimRequest selects the rows a connection may take (B.5).
+type ClaimRequest struct {
+	MeshID            string
+	ClaimerPresenceID string
+	MemberPubkey      string
+	SessionPubkey     string           // "" for control-plane connections
+	Groups            []string         // group names; their ancestors match too
+	Priorities        []meshd.Priority // deliverable set (meshd.Deliverable)
+	Lease             time.Duration    // claim lease (30 s)
+	Limit             int              // max rows per claim
+}
+
+// TargetRef names a mesh target that has claimable rows.
+type TargetRef struct {
+	MeshID     string
+	TargetSpec string
+}
+
+// Queue is the durable message queue (B.5).
+type Queue interface {
+	// Enqueue inserts m, setting m.ID (when empty) and m.CreatedAt. When
+	// delivered is true the row is inserted already delivered (broadcasts).
+	Enqueue(ctx context.Context, m *meshd.QueuedMessage, delivered bool) error
+	// Claim atomically claims eligible rows (FOR UPDATE SKIP LOCKED, FIFO by
+	// created_at then id) for one connection and returns them in FIFO order.
+	Claim(ctx context.Context, req ClaimRequest) ([]meshd.Delivery, error)
+	// MarkDelivered sets delivered_at = now on the given undelivered rows.
+	MarkDelivered(ctx context.Context, ids []string) error
+	// ClientAck marks delivered the undelivered rows of meshID with id =
+	// brokerID or client_message_id = clientID whose target is one of keys,
+	// `*`, `@…` or `#…` (B.4.4). Returns the number of rows.
+	ClientAck(ctx context.Context, meshID string, keys []string, clientID, brokerID string) (int64, error)
+	// PendingTargets lists the distinct targets of claimable rows (not
+	// delivered, unclaimed or claim expired) in the given meshes; the
+	// periodic re-drain uses it so no row is stranded by a lost wake-up.
+	PendingTargets(ctx context.Context, meshIDs []string) ([]TargetRef, error)
+	// FindMessage resolves message_status ids: 32 chars exact, shorter ones
+	// by prefix within meshID. meshd.ErrNotFound, or ErrAmbiguous on 2+.
+	FindMessage(ctx context.Context, meshID, id string) (meshd.QueuedMessage, error)
+}
+
+// Fanout carries cross-replica pushes. Topics are logical names chosen by the
+// broker ("mesh.<id>", "peer.<mesh>.<pubkey>", "presence.<id>"); the
+// implementation maps them to prefixed NATS subjects.
+type Fanout interface {
+	// Publish sends data to every subscriber of topic on every replica,
+	// this one included.
+	Publish(ctx context.Context, topic string, data []byte) error
+	// Subscribe registers local interest in topic; deliver is called for each
+	// message and must not block. release drops the interest; the last
+	// release unsubscribes (after a short linger).
+	Subscribe(topic string, deliver func(data []byte)) (release func(), err error)
+}
+
+// Pinger reports whether a dependency is reachable (health).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}

@@ -1,0 +1,234 @@
+// Package meshd holds the domain types shared by the broker, the store and
+// the tools: meshes, members, presences, queued messages. It owns no resource
+// and does no I/O; broker/, store/, fanout/ and ha/ never import each other
+// and meet here instead (see ../shared/DESIGN.md).
+package meshd
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Status of a presence (PROTOCOL.md B.6.1).
+type Status string
+
+const (
+	StatusIdle    Status = "idle"
+	StatusWorking Status = "working"
+	StatusDND     Status = "dnd"
+)
+
+// Valid reports whether s is one of the three statuses.
+func (s Status) Valid() bool { return s == StatusIdle || s == StatusWorking || s == StatusDND }
+
+// StatusSource ranks who reported a status (B.6.2): hook > manual > jsonl.
+type StatusSource string
+
+const (
+	SourceHook   StatusSource = "hook"
+	SourceManual StatusSource = "manual"
+	SourceJSONL  StatusSource = "jsonl"
+)
+
+// Priority of a message (B.4.2).
+type Priority string
+
+const (
+	PriorityNow  Priority = "now"
+	PriorityNext Priority = "next"
+	PriorityLow  Priority = "low"
+)
+
+// Valid reports whether p is now, next or low.
+func (p Priority) Valid() bool { return p == PriorityNow || p == PriorityNext || p == PriorityLow }
+
+// Deliverable returns the priorities a recipient in status s may receive
+// (B.4.2): idle gets everything, working and dnd only "now".
+func Deliverable(s Status) []Priority {
+	if s == StatusIdle {
+		return []Priority{PriorityNow, PriorityNext, PriorityLow}
+	}
+	return []Priority{PriorityNow}
+}
+
+// Presence roles (B.6.1).
+const (
+	RoleControlPlane = "control-plane"
+	RoleSession      = "session"
+)
+
+// Group is one entry of a presence's groups (B.2 hello `groups`).
+type Group struct {
+	Name string `json:"name"`
+	Role string `json:"role,omitempty"`
+}
+
+// Mesh is a row of the mesh table.
+type Mesh struct {
+	ID          string
+	Slug        string
+	Name        string
+	OwnerUserID string
+	OwnerPubkey string // 64 hex; empty when unset
+	ArchivedAt  *time.Time
+}
+
+// Label is the name shown in the revoked message (B.2 step 4a):
+// the mesh name, else its slug, else its id.
+func (m Mesh) Label() string {
+	switch {
+	case m.Name != "":
+		return m.Name
+	case m.Slug != "":
+		return m.Slug
+	}
+	return m.ID
+}
+
+// Grants maps a sender pubkey (hex) to its capabilities (B.7).
+type Grants map[string][]string
+
+// Default capabilities when a recipient has no entry for a sender (B.7).
+var DefaultCaps = []string{"read", "dm", "broadcast", "state-read"}
+
+// Allows applies the B.7 lookup: the entry under the sender's member pubkey
+// wins; else, when the sender has a session pubkey, the entry under it; else
+// the defaults. An empty entry blocks everything.
+func (g Grants) Allows(senderMemberPubkey, senderSessionPubkey, capability string) bool {
+	caps, ok := g[senderMemberPubkey]
+	if !ok && senderSessionPubkey != "" {
+		caps, ok = g[senderSessionPubkey]
+	}
+	if !ok {
+		caps = DefaultCaps
+	}
+	for _, c := range caps {
+		if c == capability {
+			return true
+		}
+	}
+	return false
+}
+
+// Member is a row of the member table.
+type Member struct {
+	ID            string
+	MeshID        string
+	UserID        string
+	Pubkey        string // peer_pubkey, 64 lowercase hex
+	DisplayName   string
+	Role          string // "admin" | "member"
+	RoleTag       string
+	DefaultGroups []Group
+	MessageMode   string
+	Grants        Grants
+	RevokedAt     *time.Time
+}
+
+// Presence is one live (or grace-leased) connection of a member (B.6.1). A
+// presence belongs to the node that holds its socket; LeaseUntil is set while
+// the socket is gone and the presence waits for a reattach.
+type Presence struct {
+	ID              string
+	MeshID          string
+	MemberID        string
+	MemberPubkey    string
+	SessionID       string
+	SessionPubkey   string // empty for control-plane (member-key) connections
+	DisplayName     string
+	PID             int
+	CWD             string
+	Status          Status
+	StatusSource    StatusSource
+	StatusUpdatedAt time.Time
+	Summary         string
+	Groups          []Group
+	Role            string
+	NodeID          string
+	SocketID        string // changes on every (re)attach; stale closes are ignored
+	Hostname        string
+	PeerType        string
+	Channel         string
+	Model           string
+	Visible         bool
+	Profile         json.RawMessage
+	ConnectedAt     time.Time
+	LastPingAt      time.Time
+	LeaseUntil      *time.Time
+	DisconnectedAt  *time.Time
+}
+
+// RoutingPubkey is the key other peers address this presence by: the session
+// pubkey when there is one, else the member pubkey.
+func (p *Presence) RoutingPubkey() string {
+	if p.SessionPubkey != "" {
+		return p.SessionPubkey
+	}
+	return p.MemberPubkey
+}
+
+// QueuedMessage is a row of message_queue (B.5). Nonce and Ciphertext are
+// opaque: the broker never decodes them.
+type QueuedMessage struct {
+	ID                  string
+	MeshID              string
+	SenderMemberID      string
+	SenderSessionPubkey string
+	TargetSpec          string
+	Priority            Priority
+	Nonce               string
+	Ciphertext          string
+	ClientMessageID     string
+	RequestFingerprint  string
+	CreatedAt           time.Time
+	DeliveredAt         *time.Time
+}
+
+// Delivery is a claimed queue row ready to be pushed (B.4.3 drained push).
+type Delivery struct {
+	ID                 string
+	MeshID             string
+	SenderPubkey       string // COALESCE(sender_session_pubkey, sender member pubkey)
+	SenderMemberID     string
+	SenderMemberPubkey string
+	SenderName         string
+	Priority           Priority
+	Nonce              string
+	Ciphertext         string
+	CreatedAt          time.Time
+	ClientMessageID    string
+	RequestFingerprint string
+}
+
+// ErrNotFound is returned by lookups that found no row.
+var ErrNotFound = errors.New("not found")
+
+// ErrAmbiguous is returned by a prefix lookup that matched more than one row.
+var ErrAmbiguous = errors.New("ambiguous prefix")
+
+// ErrCapacity is returned when a mesh already has MAX_CONNECTIONS_PER_MESH
+// live presences across all replicas.
+var ErrCapacity = errors.New("mesh at connection capacity")
+
+// NewID returns a 32-char lowercase hex id whose first 16 chars are the
+// creation time in nanoseconds, so ids sort by creation time (FIFO
+// tie-breaks stay in send order) and match message_status's base62 rule.
+func NewID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("meshd: crypto/rand: %v", err))
+	}
+	return fmt.Sprintf("%016x%s", uint64(time.Now().UnixNano()), hex.EncodeToString(b[:]))
+}
+
+// GroupMatches reports whether a presence in group g is reached by the
+// multicast target "@"+name: exact match or g is a descendant (A.1: `@a`
+// reaches members of `a/b`).
+func GroupMatches(g, name string) bool {
+	return g == name || strings.HasPrefix(g, name+"/")
+}
