@@ -205,6 +205,62 @@ type Delivery struct {
 	RequestFingerprint string
 }
 
+// AttachRequest is what a successful hello asks of the presence table.
+type AttachRequest struct {
+	// Presence carries the new presence's fields: MeshID, MemberID,
+	// MemberPubkey, SessionID, SessionPubkey, DisplayName, PID, CWD, Groups,
+	// Role, NodeID, SocketID, Hostname, PeerType, Channel, Model.
+	Presence Presence
+	// MaxPerMesh caps live presences (grace leases included) of the mesh
+	// across all replicas; a new presence beyond it fails with
+	// ErrCapacity. Reattaching never fails on capacity.
+	MaxPerMesh int
+	// TakeOverOnline is true for session_hello: a live presence with the same
+	// session pubkey is taken over whether or not it is in its grace lease.
+	// For hello only a grace-leased presence is reattached.
+	TakeOverOnline bool
+	// PendingWindow bounds the age of a pending_status row applied to a new
+	// presence (B.6.5, 10 s).
+	PendingWindow time.Duration
+}
+
+// Replaced names a presence whose socket must be closed with
+// session_replaced by whichever node holds it.
+type Replaced struct {
+	PresenceID string
+	SocketID   string
+	NodeID     string
+}
+
+// AttachResult is the outcome of Attach.
+type AttachResult struct {
+	Presence   Presence // the row now owned by the caller's socket
+	Reattached bool     // an existing presence was taken over: silent ack
+	// Replaced lists sockets to close with 1000 session_replaced: the
+	// previous socket of a taken-over online presence, and presences of the
+	// same sessionId (session-id dedup, B.2 step 5), which are marked
+	// disconnected without peer_left.
+	Replaced []Replaced
+}
+
+// ClaimRequest selects the rows a connection may take (B.5).
+type ClaimRequest struct {
+	MeshID            string
+	ClaimerPresenceID string
+	MemberPubkey      string
+	SessionPubkey     string        // "" for control-plane connections
+	Groups            []string      // group names; their ancestors match too
+	Priorities        []Priority    // deliverable set (Deliverable)
+	Lease             time.Duration // claim lease (30 s)
+	Limit             int           // max rows per claim
+}
+
+// TargetRef names a mesh target that has claimable rows.
+type TargetRef struct {
+	MeshID     string
+	TargetSpec string
+}
+
 // ErrNotFound is returned by lookups that found no row.
 var ErrNotFound = errors.New("not found")
 

@@ -12,6 +12,6 @@ import (
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/prometheus/client_golang/prometheus/promhttp"
 	_ "github.com/rs/zerolog"
-	_ "golang.org/x/crypto/nacl/box"
 	_ "golang.org/x/crypto/curve25519"
+	_ "golang.org/x/crypto/nacl/box"
 )

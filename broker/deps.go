@@ -28,44 +28,6 @@ type Members interface {
 	MemberGrants(ctx context.Context, meshID string, memberIDs []string) (map[string]meshd.Grants, error)
 }
 
-// AttachRequest is what a successful hello asks of the presence table.
-type AttachRequest struct {
-	// Presence carries the new presence's fields: MeshID, MemberID,
-	// MemberPubkey, SessionID, SessionPubkey, DisplayName, PID, CWD, Groups,
-	// Role, NodeID, SocketID, Hostname, PeerType, Channel, Model.
-	Presence meshd.Presence
-	// MaxPerMesh caps live presences (grace leases included) of the mesh
-	// across all replicas; a new presence beyond it fails with
-	// meshd.ErrCapacity. Reattaching never fails on capacity.
-	MaxPerMesh int
-	// TakeOverOnline is true for session_hello: a live presence with the same
-	// session pubkey is taken over whether or not it is in its grace lease.
-	// For hello only a grace-leased presence is reattached.
-	TakeOverOnline bool
-	// PendingWindow bounds the age of a pending_status row applied to a new
-	// presence (B.6.5, 10 s).
-	PendingWindow time.Duration
-}
-
-// Replaced names a presence whose socket must be closed with
-// session_replaced by whichever node holds it.
-type Replaced struct {
-	PresenceID string
-	SocketID   string
-	NodeID     string
-}
-
-// AttachResult is the outcome of Attach.
-type AttachResult struct {
-	Presence   meshd.Presence // the row now owned by the caller's socket
-	Reattached bool           // an existing presence was taken over: silent ack
-	// Replaced lists sockets to close with 1000 session_replaced: the
-	// previous socket of a taken-over online presence, and presences of the
-	// same sessionId (session-id dedup, B.2 step 5), which are marked
-	// disconnected without peer_left.
-	Replaced []Replaced
-}
-
 // Presences is the shared presence table (B.6.1): one row per connection,
 // owned by the node holding its socket.
 type Presences interface {
@@ -80,7 +42,7 @@ type Presences interface {
 	// lease and bumps last_ping_at. A new presence gets status idle/jsonl,
 	// then the newest pending_status for (pid, cwd) within PendingWindow is
 	// applied with source hook and marked applied.
-	Attach(ctx context.Context, req AttachRequest) (AttachResult, error)
+	Attach(ctx context.Context, req meshd.AttachRequest) (meshd.AttachResult, error)
 	// Detach starts the grace lease of presenceID if socketID still owns it:
 	// lease_until = now + grace. Reports whether it did.
 	Detach(ctx context.Context, presenceID, socketID string, grace time.Duration) (bool, error)
@@ -96,24 +58,6 @@ type Presences interface {
 	RefreshStatus(ctx context.Context, presenceID string, freshWindow time.Duration) (meshd.Status, error)
 }
 
-// ClaimRequest selects the rows a connection may take (B.5).
-type ClaimRequest struct {
-	MeshID            string
-	ClaimerPresenceID string
-	MemberPubkey      string
-	SessionPubkey     string           // "" for control-plane connections
-	Groups            []string         // group names; their ancestors match too
-	Priorities        []meshd.Priority // deliverable set (meshd.Deliverable)
-	Lease             time.Duration    // claim lease (30 s)
-	Limit             int              // max rows per claim
-}
-
-// TargetRef names a mesh target that has claimable rows.
-type TargetRef struct {
-	MeshID     string
-	TargetSpec string
-}
-
 // Queue is the durable message queue (B.5).
 type Queue interface {
 	// Enqueue inserts m, setting m.ID (when empty) and m.CreatedAt. When
@@ -121,7 +65,7 @@ type Queue interface {
 	Enqueue(ctx context.Context, m *meshd.QueuedMessage, delivered bool) error
 	// Claim atomically claims eligible rows (FOR UPDATE SKIP LOCKED, FIFO by
 	// created_at then id) for one connection and returns them in FIFO order.
-	Claim(ctx context.Context, req ClaimRequest) ([]meshd.Delivery, error)
+	Claim(ctx context.Context, req meshd.ClaimRequest) ([]meshd.Delivery, error)
 	// MarkDelivered sets delivered_at = now on the given undelivered rows.
 	MarkDelivered(ctx context.Context, ids []string) error
 	// ClientAck marks delivered the undelivered rows of meshID with id =
@@ -131,7 +75,7 @@ type Queue interface {
 	// PendingTargets lists the distinct targets of claimable rows (not
 	// delivered, unclaimed or claim expired) in the given meshes; the
 	// periodic re-drain uses it so no row is stranded by a lost wake-up.
-	PendingTargets(ctx context.Context, meshIDs []string) ([]TargetRef, error)
+	PendingTargets(ctx context.Context, meshIDs []string) ([]meshd.TargetRef, error)
 	// FindMessage resolves message_status ids: 32 chars exact, shorter ones
 	// by prefix within meshID. meshd.ErrNotFound, or ErrAmbiguous on 2+.
 	FindMessage(ctx context.Context, meshID, id string) (meshd.QueuedMessage, error)
