@@ -98,3 +98,22 @@ type Fanout interface {
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
+
+// Maintenance is the periodic upkeep every replica runs; each statement is
+// idempotent and safe to run on several replicas at once (an evicted row is
+// returned to exactly one caller, so peer_left is published once).
+type Maintenance interface {
+	// EvictExpiredLeases disconnects presences whose grace lease ended and
+	// returns each evicted row once.
+	EvictExpiredLeases(ctx context.Context) ([]meshd.Presence, error)
+	// LeaseStalePresences starts the grace lease of live presences whose
+	// socket stopped answering pings or whose node stopped heartbeating.
+	LeaseStalePresences(ctx context.Context, staleAfter, grace time.Duration) (int64, error)
+	// LeaseNodePresences starts the grace lease of every live presence of
+	// nodeID (graceful shutdown of this replica only, A.3-17).
+	LeaseNodePresences(ctx context.Context, nodeID string, grace time.Duration) (int64, error)
+	// Heartbeat records that nodeID is alive.
+	Heartbeat(ctx context.Context, nodeID, addr string) error
+	// QueueStats reports undelivered rows and the age of the oldest.
+	QueueStats(ctx context.Context) (depth int64, oldest time.Duration, err error)
+}

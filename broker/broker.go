@@ -1,0 +1,237 @@
+// Package broker owns the sockets: the WebSocket endpoint (melody), the
+// per-connection handshake and frame dispatch, the local connection registry
+// (Hub), the HTTP routes on the same port, rate limiters and close reasons.
+// It knows nothing about SQL or NATS subjects: it talks to the interfaces in
+// deps.go, which cmd/meshd satisfies with store.Store and fanout.Bus.
+//
+// Everything that matters across replicas lives in Postgres (presence,
+// queue, grants, caps) or travels over the Fanout (wake-ups, broadcasts,
+// system events, closes); the Hub only holds this replica's sockets.
+//
+// Lock order: Hub.mu before conn.mu. Neither is held across I/O.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/olahol/melody"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/meshd/meshd/wire"
+)
+
+// Store is everything the broker asks of the database.
+type Store interface {
+	Members
+	Presences
+	Queue
+	Maintenance
+	Pinger
+}
+
+// Config configures a Server. Zero values take the documented defaults.
+type Config struct {
+	NodeID   string               // required: this replica's id (presence.node_id)
+	Store    Store                // required
+	Fanout   Fanout               // required
+	NATS     Pinger               // optional: reported by /health and /health/ready
+	Registry *prometheus.Registry // required: metrics are registered here and served on /metrics
+	Logger   zerolog.Logger
+
+	MaxMessageBytes       int           // WS frame and send size cap; default 65536
+	MaxConnectionsPerMesh int           // across all replicas; default 100
+	HelloTimeout          time.Duration // default 10s (A.3-9)
+	PingPeriod            time.Duration // default 30s (B.1)
+	PongWait              time.Duration // terminate after this long without pong; default 75s
+	Grace                 time.Duration // presence lease after a close; default 90s
+	ClaimLease            time.Duration // at-least-once claim lease; default 30s
+	RedrainInterval       time.Duration // periodic re-drain of connected recipients; default 2s
+	SweepInterval         time.Duration // lease eviction / stale presence sweeps; default 5s
+	HookFreshWindow       time.Duration // HOOK_FRESH_WINDOW_SECONDS; default 30s
+	SendBurst             float64       // per-member send bucket capacity; default 10
+	SendPerMinute         float64       // per-member refill; default 60
+	WriteBuffer           int           // pushes queued per socket before it is a slow consumer; default 512
+
+	Version string
+	GitSHA  string
+	Now     func() time.Time // default time.Now
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("broker: NodeID required")
+	case c.Store == nil:
+		return errors.New("broker: Store required")
+	case c.Fanout == nil:
+		return errors.New("broker: Fanout required")
+	case c.Registry == nil:
+		return errors.New("broker: Registry required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 65536
+	}
+	if c.MaxConnectionsPerMesh <= 0 {
+		c.MaxConnectionsPerMesh = 100
+	}
+	def(&c.HelloTimeout, 10*time.Second)
+	def(&c.PingPeriod, 30*time.Second)
+	def(&c.PongWait, 75*time.Second)
+	def(&c.Grace, 90*time.Second)
+	def(&c.ClaimLease, 30*time.Second)
+	def(&c.RedrainInterval, 2*time.Second)
+	def(&c.SweepInterval, 5*time.Second)
+	def(&c.HookFreshWindow, 30*time.Second)
+	if c.SendBurst <= 0 {
+		c.SendBurst = 10
+	}
+	if c.SendPerMinute <= 0 {
+		c.SendPerMinute = 60
+	}
+	if c.WriteBuffer <= 0 {
+		c.WriteBuffer = 512
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.GitSHA == "" {
+		c.GitSHA = "unknown"
+	}
+	return nil
+}
+
+// Server is one replica's broker: WebSocket endpoint, HTTP routes, Hub.
+type Server struct {
+	cfg     Config // immutable after New
+	log     zerolog.Logger
+	m       *melody.Melody
+	hub     *Hub
+	met     *metrics
+	sendRL  *TokenBucket
+	started time.Time
+
+	draining atomic.Bool
+	dbUp     atomic.Bool
+
+	stop     context.CancelFunc // stops background loops
+	loops    sync.WaitGroup
+	mux      http.Handler
+	frames   map[string]frameHandler // immutable after New
+	stopOnce sync.Once
+}
+
+// New validates cfg and returns a Server; call Start to run its background
+// loops and serve Handler() on the broker port.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With().Str("component", "broker").Str("node", cfg.NodeID).Logger(),
+		sendRL:  NewTokenBucket(cfg.SendBurst, cfg.SendPerMinute),
+		started: cfg.Now(),
+	}
+	s.met = newMetrics(cfg.Registry, closeReasonLabels(), helloReasonLabels())
+	s.hub = newHub(s)
+	s.m = s.newMelody()
+	s.frames = s.handlers()
+	s.mux = s.routes()
+	return s, nil
+}
+
+// Start runs the background loops (DB ping, re-drain, sweeps) until Shutdown.
+func (s *Server) Start(ctx context.Context) {
+	ctx, s.stop = context.WithCancel(ctx)
+	s.dbUp.Store(s.cfg.Store.Ping(ctx) == nil)
+	s.setDBGauge()
+	for _, loop := range []func(context.Context){s.pingLoop, s.redrainLoop, s.sweepLoop, s.hub.workers} {
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			loop(ctx)
+		}()
+	}
+}
+
+// Handler serves /ws and the HTTP routes.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Hub exposes the connection registry (tests call ConsistencyCheck).
+func (s *Server) Hub() *Hub { return s.hub }
+
+// Shutdown drains this replica (SIGTERM): readiness fails, new sockets are
+// refused, local sockets are closed with 1001 "shutting down" and their
+// presences enter the grace lease so clients reattach elsewhere (A.3-17);
+// then the background loops stop. It returns when done or ctx expires.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.stopOnce.Do(func() {
+		s.draining.Store(true)
+		s.met.draining.Set(1)
+		s.hub.closeAll(ctx, wire.ReasonShuttingDown)
+		if err = s.m.Close(); errors.Is(err, melody.ErrClosed) {
+			err = nil
+		}
+		if s.stop != nil {
+			s.stop()
+		}
+		done := make(chan struct{})
+		go func() { s.loops.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("broker: shutdown: %w", ctx.Err())
+		}
+	})
+	return err
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+func (s *Server) pingLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := s.cfg.Store.Ping(pctx)
+		cancel()
+		was := s.dbUp.Swap(err == nil)
+		switch {
+		case err != nil && was:
+			s.log.Warn().Err(err).Msg("db ping failed")
+		case err == nil && !was:
+			s.log.Info().Msg("db healthy")
+		}
+		s.setDBGauge()
+	}
+}
+
+func (s *Server) setDBGauge() {
+	if s.dbUp.Load() {
+		s.met.dbHealthy.Set(1)
+	} else {
+		s.met.dbHealthy.Set(0)
+	}
+}

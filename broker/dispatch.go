@@ -1,0 +1,81 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/olahol/melody"
+
+	"github.com/meshd/meshd/wire"
+)
+
+// handlerTimeout bounds the database work of one frame.
+const handlerTimeout = 15 * time.Second
+
+// onMessage runs on the socket's read loop, one frame at a time.
+func (s *Server) onMessage(sess *melody.Session, data []byte) {
+	c := s.connOf(sess)
+	if c == nil || c.closing.Load() {
+		return
+	}
+	var env wire.Envelope
+	if err := json.Unmarshal(data, &env); err != nil || env.Type == "" {
+		s.met.messagesRejected.WithLabelValues("parse_or_handler").Inc()
+		msg := "frame is not a JSON object with a string type"
+		if err != nil {
+			msg = "invalid JSON: " + err.Error()
+		}
+		c.sendError("invalid_message", msg, "")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), handlerTimeout)
+	defer cancel()
+	_, _, authed := c.snapshot()
+	switch env.Type {
+	case wire.TypeHello, wire.TypeSessionHello:
+		if authed {
+			c.sendError("already_authenticated", "this socket already completed hello", env.ReqID)
+			return
+		}
+		if env.Type == wire.TypeHello {
+			s.handleHello(ctx, c, data)
+		} else {
+			s.handleSessionHello(ctx, c, data)
+		}
+		return
+	}
+	if !authed {
+		c.sendError("no_hello", "must send hello first", env.ReqID)
+		return
+	}
+	h, ok := s.frames[env.Type]
+	if !ok {
+		c.sendError("unknown_message_type", "unknown message type: "+truncate(env.Type, 64), env.ReqID)
+		return
+	}
+	if err := h(ctx, c, data, env.ReqID); err != nil {
+		s.met.messagesRejected.WithLabelValues("parse_or_handler").Inc()
+		c.logger().Warn().Err(err).Str("type", env.Type).Msg("ws message error")
+		c.sendError("invalid_message", err.Error(), env.ReqID)
+	}
+}
+
+type frameHandler func(ctx context.Context, c *conn, data []byte, reqID string) error
+
+// handlers maps authenticated frame types to their handlers.
+func (s *Server) handlers() map[string]frameHandler {
+	return map[string]frameHandler{
+		wire.TypeSend:          s.handleSend,
+		wire.TypeClientAck:     s.handleClientAck,
+		wire.TypeMessageStatus: s.handleMessageStatus,
+		wire.TypeListPeers:     s.handleListPeers,
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

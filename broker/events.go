@@ -1,0 +1,215 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/wire"
+)
+
+// Topic scheme (logical; the fanout prefixes and maps them to subjects):
+//
+//	mesh.<meshId>               broadcasts, multicasts and system events of a mesh
+//	peer.<meshId>.<pubkey>      wake-up for a member or session pubkey's queued rows
+//	presence.<presenceId>       control for one presence's socket (close)
+func meshTopic(meshID string) string         { return "mesh." + meshID }
+func peerTopic(meshID, pubkey string) string { return "peer." + meshID + "." + pubkey }
+func presenceTopic(presenceID string) string { return "presence." + presenceID }
+
+const (
+	kindBroadcast = "broadcast"
+	kindSystem    = "system"
+)
+
+// meshEventMsg travels on mesh.<id>. Exclusions are applied by each
+// receiving replica to its own sockets.
+type meshEventMsg struct {
+	Kind                string     `json:"kind"`
+	Push                *wire.Push `json:"push"`
+	Target              string     `json:"target,omitempty"` // broadcast: "*", "@all" or "@group"
+	SenderMemberID      string     `json:"senderMemberId,omitempty"`
+	SenderMemberPubkey  string     `json:"senderMemberPubkey,omitempty"`
+	SenderSessionPubkey string     `json:"senderSessionPubkey,omitempty"`
+	ExcludeMemberPubkey string     `json:"excludeMemberPubkey,omitempty"` // system: skip this member's sockets
+	ExcludePresenceID   string     `json:"excludePresenceId,omitempty"`   // system: skip this presence
+}
+
+// presenceControl travels on presence.<id>.
+type presenceControl struct {
+	SocketID string `json:"socketId,omitempty"` // "" = whatever socket holds it
+	Reason   string `json:"reason"`             // wire reason metric label
+}
+
+type meshEvent struct {
+	meshID string
+	data   []byte
+}
+
+func (s *Server) publishMesh(ctx context.Context, meshID string, ev meshEventMsg) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Fanout.Publish(ctx, meshTopic(meshID), data)
+}
+
+// publishSystem sends a B.4.3 system push (A.3-12 payload) to the mesh.
+func (s *Server) publishSystem(ctx context.Context, meshID, event string, data wire.SystemEvent, exclMember, exclPresence string) error {
+	if data.Groups == nil {
+		data.Groups = []meshd.Group{}
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	return s.publishMesh(ctx, meshID, meshEventMsg{
+		Kind: kindSystem, ExcludeMemberPubkey: exclMember, ExcludePresenceID: exclPresence,
+		Push: &wire.Push{
+			Type: wire.TypePush, Subtype: "system", Event: event, EventData: raw,
+			MessageID: meshd.NewID(), MeshID: meshID, SenderPubkey: "system",
+			Priority: string(meshd.PriorityLow), CreatedAt: isoTime(s.cfg.Now()),
+		},
+	})
+}
+
+func (s *Server) handleMeshEvent(ctx context.Context, ev meshEvent) {
+	var msg meshEventMsg
+	if err := json.Unmarshal(ev.data, &msg); err != nil || msg.Push == nil {
+		s.log.Warn().Str("mesh_id", ev.meshID).Msg("bad mesh event")
+		return
+	}
+	conns := s.hub.meshConns(ev.meshID)
+	if len(conns) == 0 {
+		return
+	}
+	frame, err := json.Marshal(msg.Push)
+	if err != nil {
+		return
+	}
+	switch msg.Kind {
+	case kindBroadcast:
+		s.deliverBroadcast(ctx, ev.meshID, &msg, frame, conns)
+	case kindSystem:
+		for _, c := range conns {
+			pres, member, ok := c.snapshot()
+			if !ok || pres.ID == msg.ExcludePresenceID || (msg.ExcludeMemberPubkey != "" && member.Pubkey == msg.ExcludeMemberPubkey) {
+				continue
+			}
+			c.write(frame)
+		}
+	}
+}
+
+// deliverBroadcast pushes a multicast to this replica's eligible sockets
+// (B.4.3): not the sender's member, visible, in the group (hierarchical,
+// A.1), and allowed by the recipient's grants — read from Postgres so a
+// grant changed on any replica applies at once (A.3-7).
+func (s *Server) deliverBroadcast(ctx context.Context, meshID string, msg *meshEventMsg, frame []byte, conns []*conn) {
+	type rcpt struct {
+		c        *conn
+		memberID string
+	}
+	var rcpts []rcpt
+	ids := map[string]struct{}{}
+	for _, c := range conns {
+		pres, member, ok := c.snapshot()
+		if !ok || member.ID == msg.SenderMemberID || !pres.Visible || !inTarget(pres.Groups, msg.Target) {
+			continue
+		}
+		rcpts = append(rcpts, rcpt{c, member.ID})
+		ids[member.ID] = struct{}{}
+	}
+	if len(rcpts) == 0 {
+		return
+	}
+	memberIDs := make([]string, 0, len(ids))
+	for id := range ids {
+		memberIDs = append(memberIDs, id)
+	}
+	grants, err := s.cfg.Store.MemberGrants(ctx, meshID, memberIDs)
+	if err != nil {
+		s.log.Warn().Err(err).Str("mesh_id", meshID).Msg("broadcast grants lookup failed; dropping")
+		s.met.pushDropped.WithLabelValues("closed").Add(float64(len(rcpts)))
+		return
+	}
+	for _, r := range rcpts {
+		if !grants[r.memberID].Allows(msg.SenderMemberPubkey, msg.SenderSessionPubkey, "broadcast") {
+			s.met.droppedByGrant.WithLabelValues("broadcast").Inc()
+			continue
+		}
+		if r.c.write(frame) {
+			s.met.messagesRouted.WithLabelValues(msg.Push.Priority).Inc()
+		} else {
+			s.met.pushDropped.WithLabelValues(dropReason(r.c)).Inc()
+		}
+	}
+}
+
+// inTarget reports whether a socket in groups is reached by target.
+func inTarget(groups []meshd.Group, target string) bool {
+	if target == "*" || target == "@all" {
+		return true
+	}
+	name := target[1:]
+	for _, g := range groups {
+		if meshd.GroupMatches(g.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// subscribeConn takes this socket's fan-out interest: wake-ups for its
+// member and session pubkeys and control messages for its presence.
+func (s *Server) subscribeConn(c *conn, pres meshd.Presence, member meshd.Member) ([]func(), error) {
+	var rels []func()
+	sub := func(topic string, fn func([]byte)) error {
+		rel, err := s.cfg.Fanout.Subscribe(topic, fn)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", topic, err)
+		}
+		rels = append(rels, rel)
+		return nil
+	}
+	wake := func([]byte) { c.wake() }
+	err := sub(peerTopic(pres.MeshID, member.Pubkey), wake)
+	if err == nil && pres.SessionPubkey != "" {
+		err = sub(peerTopic(pres.MeshID, pres.SessionPubkey), wake)
+	}
+	if err == nil {
+		err = sub(presenceTopic(pres.ID), func(data []byte) { s.onPresenceControl(c, data) })
+	}
+	if err != nil {
+		for _, rel := range rels {
+			rel()
+		}
+		return nil, err
+	}
+	return rels, nil
+}
+
+func (s *Server) onPresenceControl(c *conn, data []byte) {
+	var pc presenceControl
+	if err := json.Unmarshal(data, &pc); err != nil {
+		return
+	}
+	if pc.SocketID != "" && pc.SocketID != c.socketID {
+		return
+	}
+	r, ok := reasonByMetric(pc.Reason)
+	if !ok {
+		return
+	}
+	c.close(r, "")
+}
+
+// closePresence asks whichever replica holds the socket to close it.
+func (s *Server) closePresence(ctx context.Context, presenceID, socketID string, r wire.Reason) error {
+	data, err := json.Marshal(presenceControl{SocketID: socketID, Reason: r.Metric()})
+	if err != nil {
+		return err
+	}
+	return s.cfg.Fanout.Publish(ctx, presenceTopic(presenceID), data)
+}

@@ -1,0 +1,258 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/olahol/melody"
+
+	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/wire"
+)
+
+// handleHello runs the member-key handshake: every check in the order of
+// PROTOCOL.md B.2, plus A.3-10 (memberId must match the member found).
+func (s *Server) handleHello(ctx context.Context, c *conn, data []byte) {
+	var h wire.Hello
+	if err := json.Unmarshal(data, &h); err != nil {
+		s.invalidHello(c, "invalid hello: "+err.Error())
+		return
+	}
+	if r := wire.CheckSessionPubkeyShape(h.SessionPubkey, false); r != wire.OK {
+		c.reject(r, "")
+		return
+	}
+	if !s.underCapacity(ctx, c, h.MeshID) {
+		return
+	}
+	if r := wire.CheckHelloSignature(&h, s.cfg.Now()); r != wire.OK {
+		c.reject(r, "")
+		return
+	}
+	mesh, member, ok := s.lookupMember(ctx, c, h.MeshID, h.Pubkey, wire.ReasonUnauthorized)
+	if !ok {
+		return
+	}
+	if h.MemberID != member.ID {
+		c.reject(wire.ReasonUnauthorized, "")
+		return
+	}
+	if h.PID == nil || h.CWD == nil {
+		s.invalidHello(c, "hello: pid and cwd required")
+		return
+	}
+	p := s.newPresence(mesh, member, h.SessionID, h.SessionPubkey, h.DisplayName, *h.PID, *h.CWD)
+	p.Role = meshd.RoleControlPlane
+	p.Hostname, p.PeerType, p.Channel, p.Model = h.Hostname, h.PeerType, h.Channel, h.Model
+	p.Groups = firstNonEmpty(h.Groups, member.DefaultGroups)
+	s.attach(ctx, c, meshd.AttachRequest{Presence: p}, mesh, member, h.Capabilities, false)
+}
+
+// handleSessionHello runs the per-session handshake in the order of B.3.
+func (s *Server) handleSessionHello(ctx context.Context, c *conn, data []byte) {
+	var h wire.SessionHello
+	if err := json.Unmarshal(data, &h); err != nil {
+		s.invalidHello(c, "invalid session_hello: "+err.Error())
+		return
+	}
+	if r := wire.CheckSessionPubkeyShape(h.SessionPubkey, true); r != wire.OK {
+		c.reject(r, "")
+		return
+	}
+	att, r := wire.ParseAttestation(&h)
+	if r != wire.OK {
+		c.reject(r, "")
+		return
+	}
+	if !s.underCapacity(ctx, c, h.MeshID) {
+		return
+	}
+	now := s.cfg.Now()
+	if r := wire.VerifyAttestation(att, now); r != wire.OK {
+		c.reject(r, "")
+		return
+	}
+	if r := wire.CheckSessionHelloSignature(&h, now); r != wire.OK {
+		c.reject(r, "")
+		return
+	}
+	mesh, member, ok := s.lookupMember(ctx, c, h.MeshID, h.ParentMemberPubkey, wire.ReasonParentUnauthorized)
+	if !ok {
+		return
+	}
+	if h.ParentMemberID != "" && h.ParentMemberID != member.ID {
+		c.reject(wire.ReasonParentMemberIDMismatch, "")
+		return
+	}
+	if h.PID == nil || h.CWD == nil {
+		s.invalidHello(c, "session_hello: pid and cwd required")
+		return
+	}
+	p := s.newPresence(mesh, member, h.SessionID, h.SessionPubkey, h.DisplayName, *h.PID, *h.CWD)
+	p.Role = meshd.RoleSession
+	p.Hostname, p.PeerType, p.Channel, p.Model = h.Hostname, h.PeerType, h.Channel, h.Model
+	// B.3: hello groups (even an empty array) ?? member default groups.
+	p.Groups = h.Groups
+	if h.Groups == nil {
+		p.Groups = member.DefaultGroups
+	}
+	s.attach(ctx, c, meshd.AttachRequest{Presence: p, TakeOverOnline: true}, mesh, member, h.Capabilities, true)
+}
+
+func (s *Server) invalidHello(c *conn, msg string) {
+	s.met.messagesRejected.WithLabelValues("parse_or_handler").Inc()
+	c.sendError("invalid_message", msg, "")
+}
+
+// underCapacity is check B.2-2/B.3-4 against the presences of every replica
+// (A.3-7). Attach re-checks under a per-mesh lock, so the cap is exact.
+func (s *Server) underCapacity(ctx context.Context, c *conn, meshID string) bool {
+	n, err := s.cfg.Store.CountLive(ctx, meshID)
+	if err != nil {
+		s.internalError(c, err, "count presences")
+		return false
+	}
+	if n >= s.cfg.MaxConnectionsPerMesh {
+		c.logger().Warn().Str("mesh_id", meshID).Int("existing", n).Int("cap", s.cfg.MaxConnectionsPerMesh).Msg("mesh at capacity")
+		c.reject(wire.ReasonCapacity, "")
+		return false
+	}
+	return true
+}
+
+// lookupMember is check B.2-4/B.3-7: revoked → 4002, missing → notFound.
+func (s *Server) lookupMember(ctx context.Context, c *conn, meshID, pubkey string, notFound wire.Reason) (meshd.Mesh, meshd.Member, bool) {
+	mesh, member, err := s.cfg.Store.LookupMember(ctx, meshID, pubkey)
+	switch {
+	case errors.Is(err, meshd.ErrNotFound):
+		c.reject(notFound, "")
+		return mesh, member, false
+	case err != nil:
+		s.internalError(c, err, "member lookup")
+		return mesh, member, false
+	case member.RevokedAt != nil:
+		c.reject(wire.ReasonRevoked, mesh.Label())
+		return mesh, member, false
+	}
+	return mesh, member, true
+}
+
+// internalError answers a handshake that failed on our side (database down):
+// an error frame and 1011 so the client retries, never a silent drop.
+func (s *Server) internalError(c *conn, err error, what string) {
+	c.logger().Error().Err(err).Msg(what + " failed")
+	c.sendError("internal_error", what+" failed; retry later", "")
+	if c.closing.CompareAndSwap(false, true) {
+		_ = c.sess.CloseWithMsg(melody.FormatCloseMessage(1011, "internal_error"))
+	}
+}
+
+func (s *Server) newPresence(mesh meshd.Mesh, member meshd.Member, sessionID, sessionPubkey, displayName string, pid int, cwd string) meshd.Presence {
+	if displayName == "" {
+		displayName = member.DisplayName
+	}
+	return meshd.Presence{
+		MeshID: mesh.ID, MemberID: member.ID, MemberPubkey: member.Pubkey,
+		SessionID: sessionID, SessionPubkey: sessionPubkey, DisplayName: displayName,
+		PID: pid, CWD: cwd, NodeID: s.cfg.NodeID, Visible: true,
+	}
+}
+
+func firstNonEmpty(a, b []meshd.Group) []meshd.Group {
+	if len(a) > 0 {
+		return a
+	}
+	if b != nil {
+		return b
+	}
+	return []meshd.Group{}
+}
+
+// attach finishes a verified handshake: presence row (reattach, dedup,
+// capacity under lock), hello_ack first (A.3-19), then fan-out interest,
+// the drain, and peer_joined unless this was a silent reattach.
+func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, mesh meshd.Mesh, member meshd.Member, caps []string, session bool) {
+	req.Presence.SocketID = c.socketID
+	req.MaxPerMesh = s.cfg.MaxConnectionsPerMesh
+	req.PendingWindow = pendingWindow
+	res, err := s.cfg.Store.Attach(ctx, req)
+	if errors.Is(err, meshd.ErrCapacity) {
+		c.reject(wire.ReasonCapacity, "")
+		return
+	}
+	if err != nil {
+		s.internalError(c, err, "attach presence")
+		return
+	}
+	pres := res.Presence
+	if pres.DisplayName == "" {
+		pres.DisplayName = req.Presence.DisplayName
+	}
+	for _, r := range res.Replaced {
+		if err := s.closePresence(ctx, r.PresenceID, r.SocketID, wire.ReasonSessionReplaced); err != nil {
+			c.logger().Warn().Err(err).Msg("publish session_replaced")
+		}
+	}
+	for _, cp := range caps {
+		if cp == "client_ack" {
+			c.acks.Store(true)
+		}
+	}
+	log := s.log.With().Str("mesh_id", pres.MeshID).Str("presence_id", pres.ID).Str("member_id", member.ID).Logger()
+	c.mu.Lock()
+	c.pres, c.member, c.mesh, c.log = pres, member, mesh, log
+	c.mu.Unlock()
+
+	ack := wire.HelloAck{Type: wire.TypeHelloAck, PresenceID: pres.ID, MemberDisplayName: pres.DisplayName}
+	if !(session && res.Reattached) {
+		ack.MemberProfile = memberProfile(member)
+	}
+	c.send(ack)
+
+	rels, err := s.subscribeConn(c, pres, member)
+	if err == nil {
+		err = s.hub.addAuthed(c, pres.MeshID)
+	}
+	c.mu.Lock()
+	c.authed = true
+	c.releases = rels
+	c.mu.Unlock()
+	if c.helloTime != nil {
+		c.helloTime.Stop()
+	}
+	if err != nil {
+		// Without fan-out interest the socket would silently miss pushes; the
+		// periodic re-drain still covers queued DMs, so log and carry on.
+		log.Warn().Err(err).Msg("fan-out subscribe failed")
+	}
+	log.Info().Bool("reattached", res.Reattached).Str("role", pres.Role).Msg("ws hello")
+	go c.drainLoop()
+	c.wake()
+	if res.Reattached {
+		return
+	}
+	ev := wire.SystemEvent{Name: pres.DisplayName, DisplayName: pres.DisplayName, Pubkey: pres.RoutingPubkey(), Groups: pres.Groups, PeerType: pres.PeerType}
+	exclMember, exclPresence := member.Pubkey, ""
+	if session {
+		exclMember, exclPresence = "", pres.ID
+	}
+	if err := s.publishSystem(ctx, pres.MeshID, "peer_joined", ev, exclMember, exclPresence); err != nil {
+		log.Warn().Err(err).Msg("publish peer_joined")
+	}
+}
+
+func memberProfile(m meshd.Member) *wire.MemberProfile {
+	mp := &wire.MemberProfile{Groups: m.DefaultGroups, MessageMode: m.MessageMode}
+	if mp.Groups == nil {
+		mp.Groups = []meshd.Group{}
+	}
+	if mp.MessageMode == "" {
+		mp.MessageMode = "push"
+	}
+	if m.RoleTag != "" {
+		rt := m.RoleTag
+		mp.RoleTag = &rt
+	}
+	return mp
+}

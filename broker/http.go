@@ -1,0 +1,108 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", s.serveWS)
+	mux.HandleFunc("GET /health", s.serveHealth)
+	mux.HandleFunc("GET /health/ready", s.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
+	mux.HandleFunc("/", s.serveNotFound)
+	return withCORS(mux)
+}
+
+// withCORS adds upstream's CORS headers to every response and answers any
+// OPTIONS with 204 (B.9).
+func withCORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, X-Mesh-Id, X-Member-Id, X-File-Name, X-Tags, X-Persistent, X-Target-Spec")
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serveWS upgrades /ws (a query string is accepted, A.1). A draining
+// replica refuses new sockets with 503 so the load balancer retries
+// elsewhere.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ok": false, "error": "draining"})
+		return
+	}
+	if err := s.m.HandleRequest(w, r); err != nil {
+		s.log.Debug().Err(err).Msg("ws upgrade failed")
+	}
+}
+
+func (s *Server) healthBody() map[string]any {
+	db, nats := "up", "up"
+	if !s.dbUp.Load() {
+		db = "down"
+	}
+	if s.cfg.NATS != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if s.cfg.NATS.Ping(ctx) != nil {
+			nats = "down"
+		}
+	}
+	return map[string]any{
+		"db": db, "nats": nats, "version": s.cfg.Version, "gitSha": s.cfg.GitSHA,
+		"uptime": int64(s.cfg.Now().Sub(s.started) / time.Second), "node": s.cfg.NodeID,
+	}
+}
+
+// serveHealth is liveness: always 200, the body says what is down (A.3-1).
+func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	body := s.healthBody()
+	body["status"] = "ok"
+	writeJSON(w, http.StatusOK, body)
+}
+
+// serveReady is the deploy gate (A.3-1): 503 with reasons when the DB or
+// NATS is down or the replica drains.
+func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+	body := s.healthBody()
+	var reasons []string
+	if body["db"] != "up" {
+		reasons = append(reasons, "db_down")
+	}
+	if body["nats"] != "up" {
+		reasons = append(reasons, "nats_down")
+	}
+	if s.draining.Load() {
+		reasons = append(reasons, "draining")
+	}
+	if len(reasons) > 0 {
+		body["status"] = "not_ready"
+		body["reasons"] = reasons
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
+	body["status"] = "ready"
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusNotFound, map[string]any{"ok": false, "error": "not_found", "path": r.URL.Path})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

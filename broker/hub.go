@@ -1,0 +1,351 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/olahol/melody"
+
+	"github.com/meshd/meshd/wire"
+)
+
+// Hub owns this replica's connection registry and the mesh-topic
+// subscriptions that feed broadcasts and system events to local sockets.
+type Hub struct {
+	srv *Server // immutable
+
+	mu       sync.Mutex                    // guards the maps below
+	conns    map[*melody.Session]*conn     // every socket, authed or not
+	byMesh   map[string]map[*conn]struct{} // authenticated sockets per mesh
+	meshSubs map[string]func()             // mesh topic interest, one per local mesh
+
+	// Mesh events are handled off the NATS callback by a fixed pool; a mesh
+	// always maps to the same worker so its events keep their order. A full
+	// queue drops the event (counted as fanout_overflow): broadcasts are
+	// at-most-once by design (B.4.3) and DMs are recovered by the re-drain.
+	queues []chan meshEvent
+}
+
+const (
+	meshWorkers     = 4
+	meshWorkerQueue = 1024
+)
+
+func newHub(s *Server) *Hub {
+	h := &Hub{
+		srv:      s,
+		conns:    map[*melody.Session]*conn{},
+		byMesh:   map[string]map[*conn]struct{}{},
+		meshSubs: map[string]func(){},
+	}
+	for i := 0; i < meshWorkers; i++ {
+		h.queues = append(h.queues, make(chan meshEvent, meshWorkerQueue))
+	}
+	return h
+}
+
+func (s *Server) newMelody() *melody.Melody {
+	m := melody.New()
+	m.Config.MaxMessageSize = int64(s.cfg.MaxMessageBytes)
+	m.Config.PingPeriod = s.cfg.PingPeriod
+	m.Config.PongWait = s.cfg.PongWait
+	m.Config.MessageBufferSize = s.cfg.WriteBuffer
+	m.HandleConnect(s.onConnect)
+	m.HandleDisconnect(s.onDisconnect)
+	m.HandleMessage(s.onMessage)
+	m.HandleMessageBinary(s.onMessage) // B.1: binary frames holding JSON work too
+	m.HandlePong(s.onPong)
+	m.HandleError(s.onError)
+	return m
+}
+
+func (s *Server) connOf(sess *melody.Session) *conn {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	return s.hub.conns[sess]
+}
+
+func (s *Server) onConnect(sess *melody.Session) {
+	c := newConn(s, sess)
+	s.hub.mu.Lock()
+	s.hub.conns[sess] = c
+	n := len(s.hub.conns)
+	s.hub.mu.Unlock()
+	s.met.connectionsTotal.Inc()
+	s.met.connectionsActive.Set(float64(n))
+	if s.draining.Load() {
+		c.close(wire.ReasonShuttingDown, "")
+		return
+	}
+	c.helloTime = time.AfterFunc(s.cfg.HelloTimeout, func() {
+		if _, _, ok := c.snapshot(); !ok {
+			c.close(wire.ReasonHelloTimeout, "")
+		}
+	})
+}
+
+func (s *Server) onDisconnect(sess *melody.Session) {
+	h := s.hub
+	h.mu.Lock()
+	c := h.conns[sess]
+	delete(h.conns, sess)
+	n := len(h.conns)
+	h.mu.Unlock()
+	s.met.connectionsActive.Set(float64(n))
+	if c == nil {
+		return
+	}
+	if c.helloTime != nil {
+		c.helloTime.Stop()
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	authed, pres, releases := c.authed, c.pres, c.releases
+	c.releases = nil
+	c.mu.Unlock()
+	close(c.done)
+	if !authed {
+		return
+	}
+	h.removeAuthed(c, pres.MeshID)
+	for _, rel := range releases {
+		rel()
+	}
+	// The presence enters its grace lease unless another socket already took
+	// it over (socket id check in the store). peer_left only comes at
+	// eviction (B.6.9).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.cfg.Store.Detach(ctx, pres.ID, c.socketID, s.cfg.Grace); err != nil {
+		c.logger().Warn().Err(err).Msg("detach presence")
+	}
+	c.logger().Info().Dur("grace", s.cfg.Grace).Msg("ws close — lease grace started")
+}
+
+func (s *Server) onPong(sess *melody.Session) {
+	c := s.connOf(sess)
+	if c == nil {
+		return
+	}
+	pres, _, ok := c.snapshot()
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Touch(ctx, pres.ID, c.socketID); err != nil {
+		c.logger().Debug().Err(err).Msg("heartbeat")
+	}
+}
+
+func (s *Server) onError(sess *melody.Session, err error) {
+	c := s.connOf(sess)
+	if c == nil {
+		return
+	}
+	if errors.Is(err, melody.ErrMessageBufferFull) {
+		// Slow consumer: stop pushing (rows stay claimed and are redelivered
+		// after the lease) and try to close; if even the close frame cannot
+		// be queued, melody's write deadline ends the socket.
+		if c.slow.CompareAndSwap(false, true) {
+			c.logger().Warn().Msg("slow consumer: output buffer full")
+			go c.closeSlow()
+		}
+		return
+	}
+	c.logger().Debug().Err(err).Msg("ws error")
+}
+
+func (c *conn) closeSlow() {
+	c.srv.met.closes.WithLabelValues(wire.ReasonSlowConsumer.Metric()).Inc()
+	c.closing.Store(true)
+	msg := melody.FormatCloseMessage(wire.ReasonSlowConsumer.CloseCode(), wire.ReasonSlowConsumer.CloseText())
+	// The close frame is dropped while the buffer is full; retry until the
+	// writer catches up or its write deadline ends the socket.
+	for i := 0; i < 50 && !c.sess.IsClosed(); i++ {
+		_ = c.sess.CloseWithMsg(msg)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// addAuthed registers an authenticated socket and takes mesh-topic interest
+// for its mesh when it is the first local one.
+func (h *Hub) addAuthed(c *conn, meshID string) error {
+	h.mu.Lock()
+	set := h.byMesh[meshID]
+	if set == nil {
+		set = map[*conn]struct{}{}
+		h.byMesh[meshID] = set
+	}
+	set[c] = struct{}{}
+	_, subscribed := h.meshSubs[meshID]
+	h.mu.Unlock()
+	if subscribed {
+		return nil
+	}
+	rel, err := h.srv.cfg.Fanout.Subscribe(meshTopic(meshID), func(data []byte) { h.enqueue(meshID, data) })
+	if err != nil {
+		return fmt.Errorf("subscribe mesh topic: %w", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, dup := h.meshSubs[meshID]; dup || len(h.byMesh[meshID]) == 0 {
+		rel()
+		return nil
+	}
+	h.meshSubs[meshID] = rel
+	return nil
+}
+
+func (h *Hub) removeAuthed(c *conn, meshID string) {
+	h.mu.Lock()
+	set := h.byMesh[meshID]
+	delete(set, c)
+	var rel func()
+	if len(set) == 0 {
+		delete(h.byMesh, meshID)
+		rel = h.meshSubs[meshID]
+		delete(h.meshSubs, meshID)
+	}
+	h.mu.Unlock()
+	if rel != nil {
+		rel()
+	}
+}
+
+// meshConns returns a snapshot of the authenticated sockets of meshID.
+func (h *Hub) meshConns(meshID string) []*conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*conn, 0, len(h.byMesh[meshID]))
+	for c := range h.byMesh[meshID] {
+		out = append(out, c)
+	}
+	return out
+}
+
+// localMeshes lists meshes with at least one local authenticated socket.
+func (h *Hub) localMeshes() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.byMesh))
+	for id := range h.byMesh {
+		out = append(out, id)
+	}
+	return out
+}
+
+func (h *Hub) enqueue(meshID string, data []byte) {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(meshID))
+	q := h.queues[int(f.Sum32())%len(h.queues)]
+	select {
+	case q <- meshEvent{meshID: meshID, data: data}:
+	default:
+		h.srv.met.pushDropped.WithLabelValues("fanout_overflow").Inc()
+	}
+}
+
+// workers runs the mesh-event pool until ctx ends.
+func (h *Hub) workers(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, q := range h.queues {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case ev := <-q:
+					h.srv.handleMeshEvent(ctx, ev)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// closeAll closes every local socket with r at a bounded rate (so a large
+// replica does not send all its clients to the others in one instant) and
+// puts their presences into the grace lease.
+func (h *Hub) closeAll(ctx context.Context, r wire.Reason) {
+	h.mu.Lock()
+	all := make([]*conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		all = append(all, c)
+	}
+	h.mu.Unlock()
+	const perTick = 200
+	for i, c := range all {
+		c.close(r, "")
+		if (i+1)%perTick == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) && h.count() > 0 && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (h *Hub) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+// ConsistencyCheck cross-checks the registry maps and the active-connection
+// gauge (STYLE #6); tests call it.
+func (h *Hub) ConsistencyCheck() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	authed := 0
+	for meshID, set := range h.byMesh {
+		if len(set) == 0 {
+			errs = append(errs, fmt.Errorf("mesh %s: empty set kept", meshID))
+		}
+		if _, ok := h.meshSubs[meshID]; !ok {
+			errs = append(errs, fmt.Errorf("mesh %s: sockets but no mesh subscription", meshID))
+		}
+		for c := range set {
+			authed++
+			if h.conns[c.sess] != c {
+				errs = append(errs, fmt.Errorf("mesh %s: socket %s not in conns", meshID, c.socketID))
+			}
+		}
+	}
+	for meshID := range h.meshSubs {
+		if len(h.byMesh[meshID]) == 0 {
+			errs = append(errs, fmt.Errorf("mesh %s: subscription without sockets", meshID))
+		}
+	}
+	if authed > len(h.conns) {
+		errs = append(errs, fmt.Errorf("%d authed sockets > %d sockets", authed, len(h.conns)))
+	}
+	return errors.Join(errs...)
+}
+
+// Counts reports (sockets, authenticated sockets) on this replica.
+func (h *Hub) Counts() (int, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, set := range h.byMesh {
+		n += len(set)
+	}
+	return len(h.conns), n
+}

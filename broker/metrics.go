@@ -1,0 +1,101 @@
+package broker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the upstream series of PROTOCOL.md B.9.1 (exact names, types
+// and labels) plus meshd's own. They are registered on the registry passed to
+// New; labels come only from closed enums.
+type metrics struct {
+	connectionsTotal    prometheus.Counter
+	connectionsRejected *prometheus.CounterVec // reason
+	connectionsActive   prometheus.Gauge
+	messagesRouted      *prometheus.CounterVec // priority
+	messagesRejected    *prometheus.CounterVec // reason
+	droppedByGrant      *prometheus.CounterVec // cap
+	legacyAuthHits      prometheus.Counter
+	queueDepth          prometheus.Gauge
+	ttlSweeps           *prometheus.CounterVec // flipped
+	hookRequests        prometheus.Counter
+	hookRateLimited     prometheus.Counter
+	dbHealthy           prometheus.Gauge
+
+	queueOldestAge prometheus.Gauge
+	pushDropped    *prometheus.CounterVec // reason
+	redeliveries   prometheus.Counter
+	draining       prometheus.Gauge
+	closes         *prometheus.CounterVec // reason
+}
+
+// Label values of meshd's own counters.
+var (
+	rejectReasons    = []string{"rate_limit", "too_large", "no_recipient", "parse_or_handler"}
+	routedPriorities = []string{"now", "next", "low", "stream"}
+	grantCaps        = []string{"dm", "broadcast"}
+	pushDropReasons  = []string{"slow_consumer", "closed", "fanout_overflow"}
+)
+
+func newMetrics(reg prometheus.Registerer, closeReasons, helloReasons []string) *metrics {
+	m := &metrics{
+		connectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_connections_total", Help: "WebSocket connections accepted (before hello)."}),
+		connectionsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "broker_connections_rejected_total", Help: "hello/session_hello rejections by reason."}, []string{"reason"}),
+		connectionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "broker_connections_active", Help: "Live WebSocket connections on this replica."}),
+		messagesRouted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "broker_messages_routed_total", Help: "Messages pushed, per recipient, by priority."}, []string{"priority"}),
+		messagesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "broker_messages_rejected_total", Help: "Rejected sends and failed frames by reason."}, []string{"reason"}),
+		droppedByGrant: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "broker_messages_dropped_by_grant_total", Help: "Messages blocked by recipient grants, by capability."}, []string{"cap"}),
+		legacyAuthHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_legacy_auth_hits_total", Help: "CLI requests accepted through the legacy body user_id shim."}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "broker_queue_depth", Help: "Undelivered queue rows (claimed rows included)."}),
+		ttlSweeps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "broker_ttl_sweeps_total", Help: "Status TTL sweeps, labelled by the number of rows flipped."}, []string{"flipped"}),
+		hookRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_hook_requests_total", Help: "POST /hook/set-status requests."}),
+		hookRateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_hook_requests_rate_limited_total", Help: "Hook requests answered 429."}),
+		dbHealthy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "broker_db_healthy", Help: "1 when the last database ping succeeded."}),
+		queueOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "broker_queue_oldest_age_seconds", Help: "Age of the oldest undelivered queue row."}),
+		pushDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "broker_push_dropped_total", Help: "Pushes not written to a socket, by reason (the row stays queued)."}, []string{"reason"}),
+		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "broker_redrain_triggers_total", Help: "Drains started by the periodic re-drain rather than a wake-up."}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "broker_draining", Help: "1 while this replica drains for shutdown."}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "broker_connections_closed_total", Help: "Sockets closed by the broker, by close reason."}, []string{"reason"}),
+	}
+	reg.MustRegister(m.connectionsTotal, m.connectionsRejected, m.connectionsActive, m.messagesRouted,
+		m.messagesRejected, m.droppedByGrant, m.legacyAuthHits, m.queueDepth, m.ttlSweeps,
+		m.hookRequests, m.hookRateLimited, m.dbHealthy, m.queueOldestAge, m.pushDropped,
+		m.redeliveries, m.draining, m.closes)
+	// Touch every label value so each series is exported from the start
+	// (dashboards and alerts see 0, not "no data").
+	for _, r := range helloReasons {
+		m.connectionsRejected.WithLabelValues(r)
+	}
+	for _, r := range closeReasons {
+		m.closes.WithLabelValues(r)
+	}
+	for _, r := range rejectReasons {
+		m.messagesRejected.WithLabelValues(r)
+	}
+	for _, p := range routedPriorities {
+		m.messagesRouted.WithLabelValues(p)
+	}
+	for _, c := range grantCaps {
+		m.droppedByGrant.WithLabelValues(c)
+	}
+	for _, r := range pushDropReasons {
+		m.pushDropped.WithLabelValues(r)
+	}
+	return m
+}

@@ -1,0 +1,120 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/wire"
+)
+
+// handleListPeers answers list_peers from Postgres, so peers on every
+// replica appear (B.6.8). Invisible peers are omitted unless they belong to
+// the requester's member.
+func (s *Server) handleListPeers(ctx context.Context, c *conn, _ []byte, reqID string) error {
+	pres, member, _ := c.snapshot()
+	rows, err := s.cfg.Store.ListPeers(ctx, pres.MeshID)
+	if err != nil {
+		return fmt.Errorf("list peers failed: %w", err)
+	}
+	out := wire.PeersList{Type: wire.TypePeersList, Peers: make([]wire.Peer, 0, len(rows)), ReqID: reqID}
+	for _, p := range rows {
+		if !p.Visible && p.MemberID != member.ID {
+			continue
+		}
+		out.Peers = append(out.Peers, peerOf(p))
+	}
+	c.send(out)
+	return nil
+}
+
+func peerOf(p meshd.Presence) wire.Peer {
+	wp := wire.Peer{
+		Pubkey: p.RoutingPubkey(), MemberPubkey: p.MemberPubkey, DisplayName: p.DisplayName,
+		Status: string(p.Status), Groups: p.Groups, SessionID: p.SessionID,
+		ConnectedAt: isoTime(p.ConnectedAt), CWD: p.CWD, PeerRole: p.Role,
+		Hostname: p.Hostname, PeerType: p.PeerType, Channel: p.Channel, Model: p.Model,
+	}
+	if p.Summary != "" {
+		sum := p.Summary
+		wp.Summary = &sum
+	}
+	if wp.Groups == nil {
+		wp.Groups = []meshd.Group{}
+	}
+	vis := p.Visible
+	wp.Visible = &vis
+	if len(p.Profile) > 0 && string(p.Profile) != "{}" && string(p.Profile) != "null" {
+		wp.Profile = p.Profile
+	}
+	return wp
+}
+
+var messageIDRe = regexp.MustCompile(`^[A-Za-z0-9]{8,32}$`)
+
+// handleMessageStatus answers message_status (B.4.4).
+func (s *Server) handleMessageStatus(ctx context.Context, c *conn, data []byte, reqID string) error {
+	var m wire.MessageStatus
+	if err := json.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("invalid message_status: %w", err)
+	}
+	if !messageIDRe.MatchString(m.MessageID) {
+		c.sendError("invalid_argument", fmt.Sprintf("messageId must be 8-32 base62 chars (got %d)", jsLen(m.MessageID)), reqID)
+		return nil
+	}
+	pres, _, _ := c.snapshot()
+	row, err := s.cfg.Store.FindMessage(ctx, pres.MeshID, m.MessageID)
+	switch {
+	case errors.Is(err, meshd.ErrNotFound):
+		c.sendError("not_found", "message not found", reqID)
+		return nil
+	case errors.Is(err, meshd.ErrAmbiguous):
+		c.sendError("ambiguous_prefix", "prefix matched 2 messages — use a longer id", reqID)
+		return nil
+	case err != nil:
+		return fmt.Errorf("message lookup failed: %w", err)
+	}
+	peers, err := s.cfg.Store.ListPeers(ctx, pres.MeshID)
+	if err != nil {
+		return fmt.Errorf("list peers failed: %w", err)
+	}
+	res := wire.MessageStatusResult{
+		Type: "message_status_result", MessageID: m.MessageID, TargetSpec: row.TargetSpec,
+		Delivered: row.DeliveredAt != nil, Recipients: statusRecipients(row, peers), ReqID: reqID,
+	}
+	if row.DeliveredAt != nil {
+		at := isoTime(*row.DeliveredAt)
+		res.DeliveredAt = &at
+	}
+	c.send(res)
+	return nil
+}
+
+func statusRecipients(row meshd.QueuedMessage, peers []meshd.Presence) []wire.StatusRecipient {
+	state := "held"
+	if row.DeliveredAt != nil {
+		state = "delivered"
+	}
+	out := []wire.StatusRecipient{}
+	if isMulticast(row.TargetSpec) {
+		for _, p := range peers {
+			if inTarget(p.Groups, row.TargetSpec) {
+				out = append(out, wire.StatusRecipient{Name: p.DisplayName, Pubkey: p.RoutingPubkey(), Status: state})
+			}
+		}
+		return out
+	}
+	for _, p := range peers {
+		if p.RoutingPubkey() == row.TargetSpec {
+			return append(out, wire.StatusRecipient{Name: p.DisplayName, Pubkey: p.RoutingPubkey(), Status: state})
+		}
+	}
+	short := row.TargetSpec
+	if len(short) > 16 {
+		short = short[:16]
+	}
+	return append(out, wire.StatusRecipient{Name: "unknown", Pubkey: short, Status: "disconnected"})
+}

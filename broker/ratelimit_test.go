@@ -1,0 +1,92 @@
+package broker
+
+import (
+	"testing"
+	"time"
+)
+
+// The six cases of upstream rate-limit.test.ts (PROTOCOL.md B.17).
+func TestTokenBucket(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+
+	t.Run("capacity 5 allows 5 then denies", func(t *testing.T) {
+		tb := NewTokenBucket(5, 60)
+		for i := 0; i < 5; i++ {
+			if !tb.Take("k", t0) {
+				t.Fatalf("take %d denied", i+1)
+			}
+		}
+		if tb.Take("k", t0) {
+			t.Fatal("6th take allowed")
+		}
+	})
+
+	t.Run("30/30 denies the 31st at t0", func(t *testing.T) {
+		tb := NewTokenBucket(30, 30)
+		for i := 0; i < 30; i++ {
+			if !tb.Take("k", t0) {
+				t.Fatalf("take %d denied", i+1)
+			}
+		}
+		if tb.Take("k", t0) {
+			t.Fatal("31st allowed")
+		}
+	})
+
+	t.Run("refill 1/s", func(t *testing.T) {
+		tb := NewTokenBucket(5, 60)
+		for i := 0; i < 5; i++ {
+			tb.Take("k", t0)
+		}
+		if !tb.Take("k", t0.Add(time.Second)) {
+			t.Fatal("+1s should give one token")
+		}
+		if tb.Take("k", t0.Add(time.Second)) {
+			t.Fatal("only one token after +1s")
+		}
+		t3 := t0.Add(3 * time.Second)
+		if !tb.Take("k", t3) || !tb.Take("k", t3) {
+			t.Fatal("+3s should give 2 more tokens")
+		}
+		if tb.Take("k", t3) {
+			t.Fatal("no third token at +3s")
+		}
+	})
+
+	t.Run("no refill beyond capacity", func(t *testing.T) {
+		tb := NewTokenBucket(5, 60)
+		tb.Take("k", t0)
+		later := t0.Add(time.Hour)
+		for i := 0; i < 5; i++ {
+			if !tb.Take("k", later) {
+				t.Fatalf("take %d denied", i+1)
+			}
+		}
+		if tb.Take("k", later) {
+			t.Fatal("bucket exceeded capacity")
+		}
+	})
+
+	t.Run("keys independent", func(t *testing.T) {
+		tb := NewTokenBucket(1, 60)
+		if !tb.Take("a", t0) || tb.Take("a", t0) {
+			t.Fatal("key a")
+		}
+		if !tb.Take("b", t0) {
+			t.Fatal("key b affected by a")
+		}
+	})
+
+	t.Run("sweep", func(t *testing.T) {
+		tb := NewTokenBucket(5, 60)
+		tb.Take("old", t0)
+		tb.Take("new", t0.Add(100*time.Second))
+		tb.Sweep(60*time.Second, t0.Add(90*time.Second))
+		if tb.Len() != 1 {
+			t.Fatalf("len %d, want 1", tb.Len())
+		}
+		if _, ok := tb.buckets["new"]; !ok {
+			t.Fatal("sweep dropped the fresh key")
+		}
+	})
+}

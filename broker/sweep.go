@@ -1,0 +1,163 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/meshd/meshd/wire"
+)
+
+const (
+	pendingWindow = 10 * time.Second // B.6.5 PENDING_TTL_MS
+	staleAfter    = 90 * time.Second // B.1: three missed pings
+	statsInterval = 30 * time.Second // B.5 broker_queue_depth cadence
+)
+
+// redrainLoop is the safety net under the at-most-once fan-out: every
+// RedrainInterval it asks Postgres which targets of the local meshes have
+// claimable rows (new, or whose claim lease expired) and wakes the local
+// sockets they address. A lost wake-up therefore delays a DM by at most one
+// interval and never loses it (A.3-5).
+func (s *Server) redrainLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.RedrainInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.redrain(ctx)
+	}
+}
+
+func (s *Server) redrain(ctx context.Context) {
+	meshes := s.hub.localMeshes()
+	if len(meshes) == 0 {
+		return
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	targets, err := s.cfg.Store.PendingTargets(qctx, meshes)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("re-drain: pending targets")
+		return
+	}
+	want := map[string]map[string]bool{}
+	for _, t := range targets {
+		if want[t.MeshID] == nil {
+			want[t.MeshID] = map[string]bool{}
+		}
+		want[t.MeshID][t.TargetSpec] = true
+	}
+	for meshID, specs := range want {
+		for _, c := range s.hub.meshConns(meshID) {
+			pres, member, ok := c.snapshot()
+			if !ok {
+				continue
+			}
+			if specs[member.Pubkey] || (pres.SessionPubkey != "" && specs[pres.SessionPubkey]) || hasGroupTarget(specs) {
+				s.met.redeliveries.Inc()
+				c.wake()
+			}
+		}
+	}
+}
+
+func hasGroupTarget(specs map[string]bool) bool {
+	for spec := range specs {
+		if isMulticast(spec) {
+			return true
+		}
+	}
+	return false
+}
+
+// sweepLoop runs the replica's share of upkeep: heartbeat, lease eviction
+// (peer_left), stale presences, queue gauges. Every statement is safe to run
+// on all replicas at once.
+func (s *Server) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	var lastStats time.Time
+	for {
+		s.sweep(ctx, &lastStats)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) sweep(ctx context.Context, lastStats *time.Time) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	st := s.cfg.Store
+	if err := st.Heartbeat(ctx, s.cfg.NodeID, ""); err != nil {
+		s.log.Warn().Err(err).Msg("node heartbeat")
+	}
+	if _, err := st.LeaseStalePresences(ctx, staleAfter, s.cfg.Grace); err != nil {
+		s.log.Warn().Err(err).Msg("stale presence sweep")
+	}
+	evicted, err := st.EvictExpiredLeases(ctx)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("lease eviction")
+	}
+	for _, p := range evicted {
+		s.log.Info().Str("mesh_id", p.MeshID).Str("presence_id", p.ID).Msg("lease grace expired — evicting")
+		ev := wire.SystemEvent{Name: p.DisplayName, DisplayName: p.DisplayName, Pubkey: p.RoutingPubkey(), Groups: p.Groups, PeerType: p.PeerType}
+		if err := s.publishSystem(ctx, p.MeshID, "peer_left", ev, p.MemberPubkey, ""); err != nil {
+			s.log.Warn().Err(err).Msg("publish peer_left")
+		}
+	}
+	if time.Since(*lastStats) >= statsInterval {
+		*lastStats = time.Now()
+		if depth, oldest, err := st.QueueStats(ctx); err == nil {
+			s.met.queueDepth.Set(float64(depth))
+			s.met.queueOldestAge.Set(oldest.Seconds())
+		}
+		s.sendRL.Sweep(10*time.Minute, s.cfg.Now())
+	}
+}
+
+// LeaseLocalPresences puts every presence of this replica into its grace
+// lease (graceful shutdown, A.3-17); called after the sockets are closed.
+func (s *Server) LeaseLocalPresences(ctx context.Context) (int64, error) {
+	return s.cfg.Store.LeaseNodePresences(ctx, s.cfg.NodeID, s.cfg.Grace)
+}
+
+func helloReasonLabels() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range wire.AllReasons() {
+		if r.Handshake() && !seen[r.Metric()] {
+			seen[r.Metric()] = true
+			out = append(out, r.Metric())
+		}
+	}
+	return out
+}
+
+func closeReasonLabels() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range wire.AllReasons() {
+		if !r.Handshake() && !seen[r.Metric()] {
+			seen[r.Metric()] = true
+			out = append(out, r.Metric())
+		}
+	}
+	return out
+}
+
+// reasonByMetric maps a close reason's metric label back to the reason
+// (presence control messages carry the label).
+func reasonByMetric(label string) (wire.Reason, bool) {
+	for _, r := range wire.AllReasons() {
+		if r.Metric() == label {
+			return r, true
+		}
+	}
+	return wire.OK, false
+}
