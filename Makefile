@@ -1,0 +1,46 @@
+# meshd — two set-up commands: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= 0.1.0
+GIT_SHA ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.gitSHA=$(GIT_SHA)
+DATA ?= $(CURDIR)/.data
+TESTPG := $(CURDIR)/.data/testpg
+TEST_TIMEOUT ?= 20m
+
+.PHONY: run build test vet unit bench smoke clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshd ./cmd/meshd
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshctl ./cmd/meshctl
+
+# A working single node: a throwaway PostgreSQL under ./.data when
+# DATABASE_URL is unset, embedded NATS when NATS_URL is unset, port 7900.
+run: build
+	@if [ -z "$$DATABASE_URL" ]; then \
+	  url=$$(scripts/pg.sh start $(DATA)/pg) || exit 1; \
+	  echo "meshd: using throwaway PostgreSQL in $(DATA)/pg ($$url)"; \
+	  export DATABASE_URL="$$url"; \
+	fi; \
+	exec ./bin/meshd serve
+
+vet:
+	$(GO) vet ./...
+
+# go vet + the whole suite with the race detector, against one real
+# throwaway PostgreSQL started here and real (embedded) NATS servers.
+test: vet
+	@set -e; rm -rf $(TESTPG); \
+	url=$$(scripts/pg.sh start $(TESTPG)); \
+	trap 'scripts/pg.sh stop $(TESTPG); rm -rf $(TESTPG)' EXIT; \
+	MESHD_TEST_DATABASE_URL="$$url" $(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 ./...
+
+bench:
+	@set -e; rm -rf $(TESTPG); \
+	url=$$(scripts/pg.sh start $(TESTPG)); \
+	trap 'scripts/pg.sh stop $(TESTPG); rm -rf $(TESTPG)' EXIT; \
+	MESHD_TEST_DATABASE_URL="$$url" $(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	-scripts/pg.sh stop $(DATA)/pg
+	rm -rf bin $(DATA)

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// config is meshd's environment (docs/env-vars.md lists every variable; a
+// test keeps the two in step).
+type config struct {
+	DatabaseURL           string
+	NATSURL               string
+	SubjectPrefix         string
+	Host                  string
+	Port                  int
+	NodeID                string
+	MaxMessageBytes       int
+	MaxConnectionsPerMesh int
+	HookFreshWindow       time.Duration
+	LogLevel              string
+	SkipMigrate           bool
+	GitSHA                string
+}
+
+var dsnRe = regexp.MustCompile(`^postgres(ql)?://`)
+
+// loadConfig reads and validates the environment; every error names the
+// variable and what was wrong with it.
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{
+		DatabaseURL:   getenv("DATABASE_URL"),
+		NATSURL:       getenv("NATS_URL"),
+		SubjectPrefix: orDefault(getenv("NATS_SUBJECT_PREFIX"), "meshd"),
+		Host:          orDefault(getenv("BROKER_HOST"), "0.0.0.0"),
+		NodeID:        getenv("MESHD_NODE_ID"),
+		LogLevel:      orDefault(getenv("LOG_LEVEL"), "info"),
+		SkipMigrate:   getenv("BROKER_SKIP_MIGRATE") == "1",
+		GitSHA:        getenv("GIT_SHA"),
+	}
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("DATABASE_URL is required (postgres://user@host:port/db)"))
+	} else if !dsnRe.MatchString(c.DatabaseURL) {
+		errs = append(errs, errors.New("DATABASE_URL must start with postgres:// or postgresql://"))
+	}
+	c.Port = intVar(getenv, "BROKER_PORT", 7900, 1, 65535, &errs)
+	c.MaxMessageBytes = intVar(getenv, "MAX_MESSAGE_BYTES", 65536, 256, 64<<20, &errs)
+	c.MaxConnectionsPerMesh = intVar(getenv, "MAX_CONNECTIONS_PER_MESH", 100, 1, 1_000_000, &errs)
+	c.HookFreshWindow = time.Duration(intVar(getenv, "HOOK_FRESH_WINDOW_SECONDS", 30, 1, 86400, &errs)) * time.Second
+	if c.NodeID == "" {
+		host, _ := os.Hostname()
+		c.NodeID = fmt.Sprintf("%s-%d", orDefault(host, "meshd"), os.Getpid())
+	}
+	return c, errors.Join(errs...)
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+func intVar(getenv func(string) string, name string, def, lo, hi int, errs *[]error) int {
+	raw := getenv(name)
+	if raw == "" {
+		return def
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < lo || n > hi {
+		*errs = append(*errs, fmt.Errorf("%s must be an integer in [%d, %d] (got %q)", name, lo, hi, raw))
+		return def
+	}
+	return n
+}

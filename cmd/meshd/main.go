@@ -1,0 +1,66 @@
+// Command meshd is the claudemesh-compatible broker: one stateless replica
+// of many behind a load balancer. It only wires packages together; see
+// README.md and docs/env-vars.md.
+//
+//	meshd [serve]                    run the broker (default)
+//	meshd migrate                    apply database migrations and exit
+//	meshd token create --user <id>   print a new CLI bearer token
+//	meshd version                    print version and git SHA
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Stamped by the Makefile (-ldflags -X).
+var (
+	version = "0.1.0-dev"
+	gitSHA  = "unknown"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+const usage = `usage:
+  meshd [serve]                    run the broker (env: see docs/env-vars.md)
+  meshd migrate                    apply database migrations and exit
+  meshd token create --user <id>   create a CLI bearer token (printed once)
+  meshd version                    print version and git SHA
+`
+
+// run is main without the process: tests drive it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, getenv, stderr)
+	case "migrate":
+		err = migrate(ctx, getenv, stderr)
+	case "token":
+		err = token(ctx, args, getenv, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "meshd %s (%s)\n", version, gitSHA)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "meshd: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "meshd: %v\n", err)
+		return 1
+	}
+	return 0
+}

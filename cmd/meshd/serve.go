@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/meshd/meshd/broker"
+	"github.com/meshd/meshd/fanout"
+	"github.com/meshd/meshd/store"
+)
+
+// Compile-time checks that the concrete types satisfy the broker's
+// interfaces (STYLE #3).
+var (
+	_ broker.Store  = (*store.Store)(nil)
+	_ broker.Fanout = (*fanout.Bus)(nil)
+	_ broker.Pinger = (*fanout.Bus)(nil)
+)
+
+// shutdownBudget bounds the whole drain after SIGTERM.
+const shutdownBudget = 10 * time.Second
+
+func newLogger(level string, w io.Writer) zerolog.Logger {
+	zerolog.TimestampFieldName = "ts"
+	zerolog.MessageFieldName = "msg"
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+func openStore(ctx context.Context, cfg config, log zerolog.Logger, migrate bool) (*store.Store, error) {
+	st, err := store.New(ctx, store.Config{URL: cfg.DatabaseURL, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	if migrate {
+		if err := st.Migrate(ctx); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return st, nil
+}
+
+func migrate(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel, stderr)
+	st, err := openStore(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	name, _, err := st.LatestApplied(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info().Str("latest", name).Msg("migrations applied")
+	return nil
+}
+
+func token(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return errors.New("usage: meshd token create --user <user-id>")
+	}
+	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	user := fs.String("user", "", "user id the token authenticates as (required)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *user == "" {
+		return errors.New("token create: --user is required")
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg, newLogger(cfg.LogLevel, stderr), !cfg.SkipMigrate)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tok, err := st.CreateCLIToken(ctx, *user)
+	if err != nil {
+		return fmt.Errorf("token create: %w", err)
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// serve runs one replica until ctx is cancelled (SIGTERM/SIGINT), then
+// drains: readiness fails, sockets close with 1001, presences enter their
+// grace lease, and the process exits 0 within shutdownBudget.
+func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel, stderr).With().Str("node", cfg.NodeID).Logger()
+	sha := orDefault(cfg.GitSHA, gitSHA)
+
+	st, err := openStore(ctx, cfg, log, !cfg.SkipMigrate)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		ns, err := fanout.StartEmbedded(fanout.EmbeddedConfig{Port: -1, Logger: log.With().Str("component", "nats").Logger().Level(zerolog.WarnLevel)})
+		if err != nil {
+			return fmt.Errorf("embedded NATS: %w", err)
+		}
+		defer ns.Shutdown()
+		natsURL = ns.ClientURL()
+		log.Info().Str("url", natsURL).Msg("NATS_URL unset: started embedded NATS (single node only)")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bus, err := fanout.New(ctx, fanout.Config{URL: natsURL, Prefix: cfg.SubjectPrefix, Name: "meshd-" + cfg.NodeID, Logger: log, Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	defer bus.Close()
+
+	srv, err := broker.New(broker.Config{
+		NodeID: cfg.NodeID, Store: st, Fanout: bus, NATS: bus, Registry: reg, Logger: log,
+		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh,
+		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
+	})
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	defer stopSrv()
+	srv.Start(srvCtx)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Str("version", version).Str("gitSha", sha).
+		Int("max_connections_per_mesh", cfg.MaxConnectionsPerMesh).Int("max_message_bytes", cfg.MaxMessageBytes).
+		Msg("broker listening")
+	fmt.Fprintf(stderr, "meshd %s listening on %s — clients connect to ws://%s/ws (health: http://%s/health)\n",
+		version, ln.Addr(), connectHost(cfg.Host, ln), connectHost(cfg.Host, ln))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info().Str("signal", context.Cause(ctx).Error()).Msg("shutdown signal")
+	return drain(srv, hs, log)
+}
+
+func drain(srv *broker.Server, hs *http.Server, log zerolog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn().Err(err).Msg("broker drain")
+	}
+	if n, err := srv.LeaseLocalPresences(ctx); err != nil {
+		log.Warn().Err(err).Msg("lease local presences")
+	} else if n > 0 {
+		log.Info().Int64("presences", n).Msg("presences put into grace lease")
+	}
+	if err := hs.Shutdown(ctx); err != nil {
+		log.Warn().Err(err).Msg("http shutdown")
+	}
+	log.Info().Msg("shutdown complete")
+	return nil
+}
+
+func connectHost(host string, ln net.Listener) string {
+	port := ln.Addr().(*net.TCPAddr).Port
+	if host == "0.0.0.0" || host == "" || host == "::" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}

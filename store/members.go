@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meshd/meshd"
+)
+
+// memberCols selects a member row aliased m in the order scanMember reads.
+const memberCols = `m.id, m.mesh_id, COALESCE(m.user_id, ''), m.peer_pubkey, m.display_name, m.role,
+	COALESCE(m.role_tag, ''), m.default_groups, COALESCE(m.message_mode, ''), m.peer_grants, m.revoked_at`
+
+func memberDest(m *meshd.Member) []any {
+	return []any{&m.ID, &m.MeshID, &m.UserID, &m.Pubkey, &m.DisplayName, &m.Role,
+		&m.RoleTag, &m.DefaultGroups, &m.MessageMode, &m.Grants, &m.RevokedAt}
+}
+
+// LookupMember returns the non-archived mesh meshID and its member with
+// peer_pubkey = pubkey (exact string, B.2 step 4). An active row is
+// preferred; when only revoked rows exist the most recently revoked one is
+// returned with RevokedAt set (step 4a). meshd.ErrNotFound when the mesh or
+// the member does not exist.
+func (s *Store) LookupMember(ctx context.Context, meshID, pubkey string) (meshd.Mesh, meshd.Member, error) {
+	var ms meshd.Mesh
+	var m meshd.Member
+	dest := append([]any{&ms.ID, &ms.Slug, &ms.Name, &ms.OwnerUserID, &ms.OwnerPubkey, &ms.ArchivedAt}, memberDest(&m)...)
+	err := s.pool.QueryRow(ctx, `
+SELECT ms.id, COALESCE(ms.slug, ''), ms.name, COALESCE(ms.owner_user_id, ''), COALESCE(ms.owner_pubkey, ''),
+	ms.archived_at, `+memberCols+`
+FROM mesh.mesh ms
+JOIN mesh.member m ON m.mesh_id = ms.id
+WHERE ms.id = $1 AND ms.archived_at IS NULL AND m.peer_pubkey = $2
+ORDER BY m.revoked_at IS NULL DESC, m.revoked_at DESC, m.joined_at DESC
+LIMIT 1`, meshID, pubkey).Scan(dest...)
+	if err != nil {
+		return meshd.Mesh{}, meshd.Member{}, fmt.Errorf("lookup member: %w", notFound(err))
+	}
+	return ms, m, nil
+}
+
+// DirectRecipient resolves a direct targetSpec (A.3-6): the active member
+// whose pubkey is target, else the active member owning a live (possibly
+// grace-leased) presence whose session pubkey is target. meshd.ErrNotFound
+// otherwise.
+func (s *Store) DirectRecipient(ctx context.Context, meshID, target string) (meshd.Member, error) {
+	var m meshd.Member
+	err := s.pool.QueryRow(ctx, `
+SELECT `+memberCols+` FROM (
+	SELECT m.*, 0 AS pref FROM mesh.member m
+	WHERE m.mesh_id = $1 AND m.peer_pubkey = $2 AND m.revoked_at IS NULL
+	UNION ALL
+	SELECT m.*, 1 FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id
+	WHERE p.mesh_id = $1 AND p.session_pubkey = $2 AND p.disconnected_at IS NULL AND m.revoked_at IS NULL
+) m
+ORDER BY m.pref
+LIMIT 1`, meshID, target).Scan(memberDest(&m)...)
+	if err != nil {
+		return meshd.Member{}, fmt.Errorf("direct recipient: %w", notFound(err))
+	}
+	return m, nil
+}
+
+// MemberGrants returns peer_grants keyed by member id for the given members
+// of meshID (B.7); members that do not exist are absent from the map.
+func (s *Store) MemberGrants(ctx context.Context, meshID string, memberIDs []string) (map[string]meshd.Grants, error) {
+	out := make(map[string]meshd.Grants, len(memberIDs))
+	if len(memberIDs) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx,
+		"SELECT id, peer_grants FROM mesh.member WHERE mesh_id = $1 AND id = ANY($2)", meshID, memberIDs)
+	if err != nil {
+		return nil, fmt.Errorf("member grants: %w", err)
+	}
+	var id string
+	var g meshd.Grants
+	_, err = pgx.ForEachRow(rows, []any{&id, &g}, func() error {
+		out[id] = g
+		g = nil
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("member grants: %w", err)
+	}
+	return out, nil
+}
+
+// CreateMesh inserts m, setting m.ID (via meshd.NewID) when empty. An empty
+// slug is stored as NULL (unique only among non-archived meshes otherwise);
+// a taken slug fails with ErrConflict. Used by enrollment, admin tools and
+// tests.
+func (s *Store) CreateMesh(ctx context.Context, m *meshd.Mesh) error {
+	if m.ID == "" {
+		m.ID = meshd.NewID()
+	}
+	_, err := s.pool.Exec(ctx, `
+INSERT INTO mesh.mesh (id, slug, name, owner_user_id, owner_pubkey, archived_at)
+VALUES ($1, $2, $3, $4, $5, $6)`,
+		m.ID, nullIfEmpty(m.Slug), m.Name, nullIfEmpty(m.OwnerUserID), nullIfEmpty(m.OwnerPubkey), m.ArchivedAt)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("create mesh: %w: %w", ErrConflict, err)
+	}
+	if err != nil {
+		return fmt.Errorf("create mesh: %w", err)
+	}
+	return nil
+}
+
+// CreateMember inserts m, setting m.ID (via meshd.NewID) when empty. Role
+// defaults to "member", DefaultGroups to [] and Grants to {}. A second
+// active member with the same (mesh, pubkey) fails with ErrConflict.
+func (s *Store) CreateMember(ctx context.Context, m *meshd.Member) error {
+	if m.ID == "" {
+		m.ID = meshd.NewID()
+	}
+	if m.Role == "" {
+		m.Role = "member"
+	}
+	groups, err := json.Marshal(nonNilGroups(m.DefaultGroups))
+	if err != nil {
+		return fmt.Errorf("create member: %w", err)
+	}
+	grants := m.Grants
+	if grants == nil {
+		grants = meshd.Grants{}
+	}
+	grantsJSON, err := json.Marshal(grants)
+	if err != nil {
+		return fmt.Errorf("create member: %w", err)
+	}
+	_, err = s.pool.Exec(ctx, `
+INSERT INTO mesh.member (id, mesh_id, user_id, peer_pubkey, display_name, role, role_tag,
+	default_groups, message_mode, peer_grants, revoked_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10::jsonb, $11)`,
+		m.ID, m.MeshID, nullIfEmpty(m.UserID), m.Pubkey, m.DisplayName, m.Role, nullIfEmpty(m.RoleTag),
+		string(groups), nullIfEmpty(m.MessageMode), string(grantsJSON), m.RevokedAt)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("create member: %w: %w", ErrConflict, err)
+	}
+	if err != nil {
+		return fmt.Errorf("create member: %w", err)
+	}
+	return nil
+}
+
+// RevokeMember sets revoked_at on a member of meshID (ban, B.6.10). Revoking
+// an already revoked member keeps its original time. meshd.ErrNotFound when
+// the member is not in the mesh.
+func (s *Store) RevokeMember(ctx context.Context, meshID, memberID string) error {
+	tag, err := s.pool.Exec(ctx,
+		"UPDATE mesh.member SET revoked_at = COALESCE(revoked_at, now()) WHERE mesh_id = $1 AND id = $2",
+		meshID, memberID)
+	if err != nil {
+		return fmt.Errorf("revoke member: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("revoke member: %w", meshd.ErrNotFound)
+	}
+	return nil
+}
+
+func nonNilGroups(g []meshd.Group) []meshd.Group {
+	if g == nil {
+		return []meshd.Group{}
+	}
+	return g
+}

@@ -1,0 +1,341 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meshd/meshd"
+)
+
+// DefaultPendingWindow bounds the age of a pending hook status applied to a
+// new presence when AttachRequest.PendingWindow is zero (B.6.5 PENDING_TTL_MS).
+const DefaultPendingWindow = 10 * time.Second
+
+// presenceCols selects a presence row aliased p joined to its member m, in
+// the order presenceDest scans. DisplayName is the effective one: the
+// presence's, else the member's.
+const presenceCols = `p.id, p.mesh_id, p.member_id, m.peer_pubkey, p.session_id, COALESCE(p.session_pubkey, ''),
+	COALESCE(NULLIF(p.display_name, ''), m.display_name), p.pid, p.cwd, p.status, p.status_source,
+	p.status_updated_at, COALESCE(p.summary, ''), p.groups, p.role, p.node_id, p.socket_id,
+	COALESCE(p.hostname, ''), COALESCE(p.peer_type, ''), COALESCE(p.channel, ''), COALESCE(p.model, ''),
+	p.visible, p.profile, p.connected_at, p.last_ping_at, p.lease_until, p.disconnected_at`
+
+type presenceRow struct {
+	p       meshd.Presence
+	profile []byte
+}
+
+func (r *presenceRow) dest() []any {
+	p := &r.p
+	return []any{&p.ID, &p.MeshID, &p.MemberID, &p.MemberPubkey, &p.SessionID, &p.SessionPubkey,
+		&p.DisplayName, &p.PID, &p.CWD, &p.Status, &p.StatusSource,
+		&p.StatusUpdatedAt, &p.Summary, &p.Groups, &p.Role, &p.NodeID, &p.SocketID,
+		&p.Hostname, &p.PeerType, &p.Channel, &p.Model,
+		&p.Visible, &r.profile, &p.ConnectedAt, &p.LastPingAt, &p.LeaseUntil, &p.DisconnectedAt}
+}
+
+func (r *presenceRow) presence() meshd.Presence {
+	p := r.p
+	p.Profile = json.RawMessage(append([]byte(nil), r.profile...))
+	if p.Groups == nil {
+		p.Groups = []meshd.Group{}
+	}
+	return p
+}
+
+func scanPresences(rows pgx.Rows) ([]meshd.Presence, error) {
+	var out []meshd.Presence
+	var r presenceRow
+	_, err := pgx.ForEachRow(rows, r.dest(), func() error {
+		out = append(out, r.presence())
+		r.p.Groups = nil
+		return nil
+	})
+	return out, err
+}
+
+// presenceLockKey is the per-mesh advisory lock key that serializes Attach
+// (capacity, reattach, dedup) across replicas: the first 8 bytes of
+// SHA-256("presence:"+meshID), big-endian, made non-negative. The prefix
+// keeps it apart from the audit key ("audit:"+meshID, B.8).
+func presenceLockKey(meshID string) int64 {
+	sum := sha256.Sum256([]byte("presence:" + meshID))
+	return int64(binary.BigEndian.Uint64(sum[:8]) & 0x7fffffffffffffff)
+}
+
+// Attach reattaches or creates the presence for a successful hello, in one
+// transaction holding the mesh's advisory lock, so the capacity count is
+// exact across replicas (B.2 steps 4-6, B.3, A.3-7).
+//
+// Reattach: a live presence of the same member (member_id) with the same
+// session pubkey when the request has one; when neither has one, the same
+// session id. Without TakeOverOnline only a grace-leased presence matches
+// (B.18-29). A reattach sets node, socket, cwd, session id and display name
+// (when non-empty), clears the lease, bumps last_ping_at and never fails on
+// capacity; an online presence taken over reports its previous socket in
+// Replaced when it differs.
+//
+// Otherwise: live presences of the same member with the same session id are
+// disconnected (no lease, so no peer_left) and reported in Replaced; then the
+// live presences of the mesh are counted (grace leases included) against
+// MaxPerMesh (≤ 0: no cap) → meshd.ErrCapacity; then the presence is inserted
+// (status idle/jsonl, visible, profile {} unless given) and the newest
+// pending_status for (pid, cwd) within PendingWindow (0: 10 s) is applied
+// with source hook; every pending row of (pid, cwd) in the window is marked
+// applied.
+//
+// Matching on the member as well as the keys is stricter than upstream: the
+// hello sessionPubkey and every sessionId are unsigned, so without it one
+// member could take over or close another member's presence.
+func (s *Store) Attach(ctx context.Context, req meshd.AttachRequest) (meshd.AttachResult, error) {
+	if err := validAttach(&req.Presence); err != nil {
+		return meshd.AttachResult{}, fmt.Errorf("attach: %w", err)
+	}
+	var res meshd.AttachResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		res = meshd.AttachResult{}
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", presenceLockKey(req.Presence.MeshID)); err != nil {
+			return err
+		}
+		done, err := reattachLocked(ctx, tx, &req, &res)
+		if err != nil || done {
+			return err
+		}
+		return createLocked(ctx, tx, &req, &res)
+	})
+	if err != nil {
+		return meshd.AttachResult{}, fmt.Errorf("attach: %w", err)
+	}
+	return res, nil
+}
+
+func validAttach(p *meshd.Presence) error {
+	switch {
+	case p.MeshID == "":
+		return errors.New("presence MeshID is required")
+	case p.MemberID == "":
+		return errors.New("presence MemberID is required")
+	case p.NodeID == "" || p.SocketID == "":
+		return errors.New("presence NodeID and SocketID are required")
+	}
+	return nil
+}
+
+// reattachLocked takes over a matching presence; done reports whether one
+// was found. The mesh lock must be held.
+func reattachLocked(ctx context.Context, tx pgx.Tx, req *meshd.AttachRequest, res *meshd.AttachResult) (done bool, err error) {
+	p := &req.Presence
+	match := "p.session_pubkey = $3"
+	key := p.SessionPubkey
+	if p.SessionPubkey == "" {
+		match, key = "p.session_pubkey IS NULL AND p.session_id = $3", p.SessionID
+	}
+	var old meshd.Replaced
+	var online bool
+	err = tx.QueryRow(ctx, `
+SELECT p.id, p.socket_id, p.node_id, p.lease_until IS NULL
+FROM mesh.presence p
+WHERE p.mesh_id = $1 AND p.member_id = $2 AND `+match+`
+	AND p.disconnected_at IS NULL AND ($4 OR p.lease_until IS NOT NULL)
+ORDER BY p.connected_at DESC, p.id DESC
+LIMIT 1
+FOR UPDATE`, p.MeshID, p.MemberID, key, req.TakeOverOnline).Scan(&old.PresenceID, &old.SocketID, &old.NodeID, &online)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var r presenceRow
+	err = tx.QueryRow(ctx, `
+UPDATE mesh.presence p SET node_id = $2, socket_id = $3, cwd = $4,
+	display_name = COALESCE(NULLIF($5, ''), p.display_name), session_id = $6,
+	lease_until = NULL, last_ping_at = now()
+FROM mesh.member m
+WHERE p.id = $1 AND m.id = p.member_id
+RETURNING `+presenceCols, old.PresenceID, p.NodeID, p.SocketID, p.CWD, p.DisplayName, p.SessionID).Scan(r.dest()...)
+	if err != nil {
+		return false, err
+	}
+	res.Presence = r.presence()
+	res.Reattached = true
+	if online && old.SocketID != p.SocketID {
+		res.Replaced = append(res.Replaced, old)
+	}
+	return true, nil
+}
+
+// createLocked runs session-id dedup, the capacity check and the insert.
+// The mesh lock must be held.
+func createLocked(ctx context.Context, tx pgx.Tx, req *meshd.AttachRequest, res *meshd.AttachResult) error {
+	p := &req.Presence
+	replaced, err := dedupSessionLocked(ctx, tx, p)
+	if err != nil {
+		return err
+	}
+	res.Replaced = replaced
+	if req.MaxPerMesh > 0 {
+		var live int
+		err := tx.QueryRow(ctx,
+			"SELECT count(*) FROM mesh.presence WHERE mesh_id = $1 AND disconnected_at IS NULL", p.MeshID).Scan(&live)
+		if err != nil {
+			return err
+		}
+		if live >= req.MaxPerMesh {
+			return meshd.ErrCapacity // rolls the dedup back too
+		}
+	}
+	id, err := insertPresence(ctx, tx, p)
+	if err != nil {
+		return err
+	}
+	if err := applyPendingStatus(ctx, tx, id, p, req.PendingWindow); err != nil {
+		return err
+	}
+	var r presenceRow
+	err = tx.QueryRow(ctx, `SELECT `+presenceCols+`
+FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id WHERE p.id = $1`, id).Scan(r.dest()...)
+	if err != nil {
+		return err
+	}
+	res.Presence = r.presence()
+	return nil
+}
+
+// dedupSessionLocked disconnects the member's other live presences with the
+// same session id (B.2 step 5): their sockets are closed with
+// session_replaced and, having no lease, they never produce peer_left.
+func dedupSessionLocked(ctx context.Context, tx pgx.Tx, p *meshd.Presence) ([]meshd.Replaced, error) {
+	if p.SessionID == "" {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `
+UPDATE mesh.presence SET disconnected_at = now()
+WHERE mesh_id = $1 AND member_id = $2 AND session_id = $3 AND disconnected_at IS NULL
+RETURNING id, socket_id, node_id`, p.MeshID, p.MemberID, p.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	var out []meshd.Replaced
+	var r meshd.Replaced
+	_, err = pgx.ForEachRow(rows, []any{&r.PresenceID, &r.SocketID, &r.NodeID}, func() error {
+		out = append(out, r)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].PresenceID < out[j].PresenceID })
+	return out, err
+}
+
+func insertPresence(ctx context.Context, tx pgx.Tx, p *meshd.Presence) (string, error) {
+	groups, err := json.Marshal(nonNilGroups(p.Groups))
+	if err != nil {
+		return "", err
+	}
+	profile := "{}"
+	if len(p.Profile) > 0 {
+		profile = string(p.Profile)
+	}
+	id := meshd.NewID()
+	_, err = tx.Exec(ctx, `
+INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, session_pubkey, display_name, pid, cwd,
+	groups, role, node_id, socket_id, hostname, peer_type, channel, model, profile)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, COALESCE($10, 'session'), $11, $12, $13, $14, $15, $16, $17::jsonb)`,
+		id, p.MeshID, p.MemberID, p.SessionID, nullIfEmpty(p.SessionPubkey), nullIfEmpty(p.DisplayName), p.PID, p.CWD,
+		string(groups), nullIfEmpty(p.Role), p.NodeID, p.SocketID, nullIfEmpty(p.Hostname), nullIfEmpty(p.PeerType),
+		nullIfEmpty(p.Channel), nullIfEmpty(p.Model), profile)
+	return id, err
+}
+
+// applyPendingStatus applies the newest pending hook status of (pid, cwd)
+// within window to the new presence (B.6.5) and marks every pending row of
+// the window applied, so an older one cannot be picked up later.
+func applyPendingStatus(ctx context.Context, tx pgx.Tx, presenceID string, p *meshd.Presence, window time.Duration) error {
+	if window <= 0 {
+		window = DefaultPendingWindow
+	}
+	var st meshd.Status
+	err := tx.QueryRow(ctx, `
+WITH cand AS (
+	SELECT id, status, created_at FROM mesh.pending_status
+	WHERE pid = $1 AND cwd = $2 AND applied_at IS NULL
+		AND created_at >= now() - make_interval(secs => $3::float8)
+	FOR UPDATE SKIP LOCKED
+), used AS (
+	UPDATE mesh.pending_status ps SET applied_at = now() FROM cand WHERE ps.id = cand.id
+)
+SELECT status FROM cand ORDER BY created_at DESC, id DESC LIMIT 1`, p.PID, p.CWD, secs(window)).Scan(&st)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = writeStatusOne(ctx, tx, presenceID, st, meshd.SourceHook, 0)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	return err
+}
+
+// CountLive counts presences of meshID that are not disconnected (grace
+// leases included), on every node.
+func (s *Store) CountLive(ctx context.Context, meshID string) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx,
+		"SELECT count(*) FROM mesh.presence WHERE mesh_id = $1 AND disconnected_at IS NULL", meshID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count live: %w", err)
+	}
+	return n, nil
+}
+
+// Detach starts the grace lease of presenceID (lease_until = now + grace) if
+// socketID still owns it and it is live; a close from a socket that was
+// already replaced is ignored. Reports whether the lease was set.
+func (s *Store) Detach(ctx context.Context, presenceID, socketID string, grace time.Duration) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+UPDATE mesh.presence SET lease_until = now() + make_interval(secs => $3::float8)
+WHERE id = $1 AND socket_id = $2 AND disconnected_at IS NULL`, presenceID, socketID, secs(grace))
+	if err != nil {
+		return false, fmt.Errorf("detach: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Touch records a pong: last_ping_at = now, if socketID still owns the live
+// presence.
+func (s *Store) Touch(ctx context.Context, presenceID, socketID string) error {
+	_, err := s.pool.Exec(ctx, `
+UPDATE mesh.presence SET last_ping_at = now()
+WHERE id = $1 AND socket_id = $2 AND disconnected_at IS NULL`, presenceID, socketID)
+	if err != nil {
+		return fmt.Errorf("touch: %w", err)
+	}
+	return nil
+}
+
+// ListPeers returns the live presences of meshID (grace leases and
+// invisible ones included; the broker filters) ordered by connected_at, with
+// MemberPubkey and the effective DisplayName (B.6.8).
+func (s *Store) ListPeers(ctx context.Context, meshID string) ([]meshd.Presence, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+presenceCols+`
+FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id
+WHERE p.mesh_id = $1 AND p.disconnected_at IS NULL
+ORDER BY p.connected_at, p.id`, meshID)
+	if err != nil {
+		return nil, fmt.Errorf("list peers: %w", err)
+	}
+	out, err := scanPresences(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list peers: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,265 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meshd/meshd"
+)
+
+// DefaultClaimLease is the claim lease when ClaimRequest.Lease is zero
+// (B.5, M1): long enough for a push and its client_ack, short enough that a
+// replica dying mid-delivery delays redelivery by at most this much.
+const DefaultClaimLease = 30 * time.Second
+
+// Enqueue inserts m (B.4.1 step 5), setting m.ID (meshd.NewID) when empty,
+// m.Priority to next when empty, and m.CreatedAt from the database clock.
+// When delivered is true the row is inserted already delivered (broadcast
+// and multicast rows, B.4.1 step 9) and m.DeliveredAt is set.
+func (s *Store) Enqueue(ctx context.Context, m *meshd.QueuedMessage, delivered bool) error {
+	if m.ID == "" {
+		m.ID = meshd.NewID()
+	}
+	if m.Priority == "" {
+		m.Priority = meshd.PriorityNext
+	}
+	if !m.Priority.Valid() {
+		return fmt.Errorf("enqueue: invalid priority %q", m.Priority)
+	}
+	err := s.pool.QueryRow(ctx, `
+INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, sender_session_pubkey, target_spec, priority,
+	nonce, ciphertext, client_message_id, request_fingerprint, delivered_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11::bool THEN now() END)
+RETURNING created_at, delivered_at`,
+		m.ID, m.MeshID, m.SenderMemberID, nullIfEmpty(m.SenderSessionPubkey), m.TargetSpec, string(m.Priority),
+		m.Nonce, m.Ciphertext, nullIfEmpty(m.ClientMessageID), nullIfEmpty(m.RequestFingerprint), delivered).
+		Scan(&m.CreatedAt, &m.DeliveredAt)
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	return nil
+}
+
+// claimSQL is the one atomic claim statement (B.5): the inner SELECT picks
+// eligible rows FIFO and locks them FOR UPDATE SKIP LOCKED, so concurrent
+// drains on any replica take disjoint sets; the UPDATE leases them to the
+// claimer; the outer SELECT joins the sender member and restores FIFO order
+// (UPDATE … RETURNING has none). A row is eligible when undelivered, unclaimed
+// or its claim expired, its priority deliverable, and its target one of $3.
+const claimSQL = `
+WITH picked AS (
+	SELECT q.id
+	FROM mesh.message_queue q
+	WHERE q.mesh_id = $1
+		AND q.delivered_at IS NULL
+		AND (q.claimed_at IS NULL OR q.claim_expires_at IS NULL OR q.claim_expires_at < now())
+		AND q.priority = ANY($2::text[])
+		AND q.target_spec = ANY($3::text[])
+	ORDER BY q.created_at, q.id
+	LIMIT $4
+	FOR UPDATE SKIP LOCKED
+), claimed AS (
+	UPDATE mesh.message_queue q
+	SET claimed_at = now(), claim_id = $5, claim_expires_at = now() + make_interval(secs => $6::float8)
+	FROM picked
+	WHERE q.id = picked.id
+	RETURNING q.id, q.mesh_id, q.sender_member_id, q.sender_session_pubkey, q.priority, q.nonce, q.ciphertext,
+		q.created_at, q.client_message_id, q.request_fingerprint
+)
+SELECT c.id, c.mesh_id, COALESCE(c.sender_session_pubkey, m.peer_pubkey), c.sender_member_id, m.peer_pubkey,
+	m.display_name, c.priority, c.nonce, c.ciphertext, c.created_at,
+	COALESCE(c.client_message_id, ''), COALESCE(c.request_fingerprint, '')
+FROM claimed c
+JOIN mesh.member m ON m.id = c.sender_member_id
+ORDER BY c.created_at, c.id`
+
+// Claim atomically claims the rows one connection may take (B.5) and returns
+// them FIFO (created_at, then id). Targets: the member pubkey, the session
+// pubkey (if any), `*`, `@all`, and `@g` for every group g and each of its
+// ancestor paths (`a/b/c` also claims `@a/b` and `@a`). Only Priorities are
+// eligible (an empty set claims nothing). Lease 0 means DefaultClaimLease;
+// Limit ≤ 0 means no limit. The claim id is ClaimerPresenceID.
+func (s *Store) Claim(ctx context.Context, req meshd.ClaimRequest) ([]meshd.Delivery, error) {
+	if len(req.Priorities) == 0 {
+		return nil, nil
+	}
+	prios := make([]string, len(req.Priorities))
+	for i, p := range req.Priorities {
+		prios[i] = string(p)
+	}
+	lease := req.Lease
+	if lease <= 0 {
+		lease = DefaultClaimLease
+	}
+	var limit *int
+	if req.Limit > 0 {
+		limit = &req.Limit
+	}
+	rows, err := s.pool.Query(ctx, claimSQL, req.MeshID, prios, claimTargets(req), limit,
+		req.ClaimerPresenceID, secs(lease))
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	var out []meshd.Delivery
+	var d meshd.Delivery
+	_, err = pgx.ForEachRow(rows, []any{&d.ID, &d.MeshID, &d.SenderPubkey, &d.SenderMemberID, &d.SenderMemberPubkey,
+		&d.SenderName, &d.Priority, &d.Nonce, &d.Ciphertext, &d.CreatedAt, &d.ClientMessageID, &d.RequestFingerprint},
+		func() error {
+			out = append(out, d)
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	return out, nil
+}
+
+// claimTargets lists every target_spec the claiming connection receives.
+func claimTargets(req meshd.ClaimRequest) []string {
+	t := []string{"*", "@all"}
+	if req.MemberPubkey != "" {
+		t = append(t, req.MemberPubkey)
+	}
+	if req.SessionPubkey != "" {
+		t = append(t, req.SessionPubkey)
+	}
+	seen := map[string]bool{}
+	for _, g := range req.Groups {
+		for _, a := range groupAncestors(g) {
+			if !seen[a] {
+				seen[a] = true
+				t = append(t, "@"+a)
+			}
+		}
+	}
+	return t
+}
+
+// groupAncestors returns g and each of its non-empty ancestor paths:
+// "a/b/c" → "a/b/c", "a/b", "a" (A.1 hierarchical groups).
+func groupAncestors(g string) []string {
+	if g == "" {
+		return nil
+	}
+	out := []string{g}
+	for i := len(g) - 1; i > 0; i-- {
+		if g[i] == '/' && g[i-1] != '/' {
+			out = append(out, g[:i])
+		}
+	}
+	return out
+}
+
+// MarkDelivered sets delivered_at = now on the given rows that are still
+// undelivered (the push of a non-acking client was written, A.3-4).
+func (s *Store) MarkDelivered(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx,
+		"UPDATE mesh.message_queue SET delivered_at = now() WHERE id = ANY($1) AND delivered_at IS NULL", ids)
+	if err != nil {
+		return fmt.Errorf("mark delivered: %w", err)
+	}
+	return nil
+}
+
+// ClientAck marks delivered the undelivered rows of meshID with id =
+// brokerID or client_message_id = clientID (empty ids match nothing) whose
+// target is one of keys, `*`, `@…` or `#…` (B.4.4). Returns the number of
+// rows marked.
+func (s *Store) ClientAck(ctx context.Context, meshID string, keys []string, clientID, brokerID string) (int64, error) {
+	if clientID == "" && brokerID == "" {
+		return 0, nil
+	}
+	if keys == nil {
+		keys = []string{}
+	}
+	tag, err := s.pool.Exec(ctx, `
+UPDATE mesh.message_queue SET delivered_at = now()
+WHERE mesh_id = $1 AND delivered_at IS NULL
+	AND (id = $2 OR client_message_id = $3)
+	AND (target_spec = ANY($4::text[]) OR target_spec = '*' OR target_spec LIKE '@%' OR target_spec LIKE '#%')`,
+		meshID, nullIfEmpty(brokerID), nullIfEmpty(clientID), keys)
+	if err != nil {
+		return 0, fmt.Errorf("client ack: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// PendingTargets lists the distinct targets of claimable rows (undelivered,
+// unclaimed or claim expired) in the given meshes, so the periodic re-drain
+// can wake their recipients and no row is stranded by a lost doorbell
+// (A.3-5).
+func (s *Store) PendingTargets(ctx context.Context, meshIDs []string) ([]meshd.TargetRef, error) {
+	if len(meshIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `
+SELECT DISTINCT mesh_id, target_spec FROM mesh.message_queue
+WHERE mesh_id = ANY($1) AND delivered_at IS NULL
+	AND (claimed_at IS NULL OR claim_expires_at IS NULL OR claim_expires_at < now())
+ORDER BY mesh_id, target_spec`, meshIDs)
+	if err != nil {
+		return nil, fmt.Errorf("pending targets: %w", err)
+	}
+	var out []meshd.TargetRef
+	var t meshd.TargetRef
+	_, err = pgx.ForEachRow(rows, []any{&t.MeshID, &t.TargetSpec}, func() error {
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pending targets: %w", err)
+	}
+	return out, nil
+}
+
+// FindMessage resolves a message_status id within meshID (B.4.4): 32 chars
+// (or more) is an exact id; shorter is a prefix (LIKE 'prefix%', at most 2
+// rows read). A row of another mesh is meshd.ErrNotFound; a prefix matching
+// two rows is meshd.ErrAmbiguous. Shape validation (8-32 base62) is the
+// caller's; LIKE metacharacters in id are escaped here regardless.
+func (s *Store) FindMessage(ctx context.Context, meshID, id string) (meshd.QueuedMessage, error) {
+	if id == "" {
+		return meshd.QueuedMessage{}, fmt.Errorf("find message: %w", meshd.ErrNotFound)
+	}
+	where := "mesh_id = $1 AND id = $2"
+	arg := id
+	if len(id) < 32 {
+		where = `mesh_id = $1 AND id LIKE $2 ESCAPE '\'`
+		arg = escapeLike(id) + "%"
+	}
+	rows, err := s.pool.Query(ctx, `
+SELECT id, mesh_id, sender_member_id, COALESCE(sender_session_pubkey, ''), target_spec, priority, nonce,
+	ciphertext, COALESCE(client_message_id, ''), COALESCE(request_fingerprint, ''), created_at, delivered_at
+FROM mesh.message_queue WHERE `+where+` ORDER BY id LIMIT 2`, meshID, arg)
+	if err != nil {
+		return meshd.QueuedMessage{}, fmt.Errorf("find message: %w", err)
+	}
+	var found []meshd.QueuedMessage
+	var m meshd.QueuedMessage
+	_, err = pgx.ForEachRow(rows, []any{&m.ID, &m.MeshID, &m.SenderMemberID, &m.SenderSessionPubkey, &m.TargetSpec,
+		&m.Priority, &m.Nonce, &m.Ciphertext, &m.ClientMessageID, &m.RequestFingerprint, &m.CreatedAt, &m.DeliveredAt},
+		func() error {
+			found = append(found, m)
+			return nil
+		})
+	switch {
+	case err != nil:
+		return meshd.QueuedMessage{}, fmt.Errorf("find message: %w", err)
+	case len(found) == 0:
+		return meshd.QueuedMessage{}, fmt.Errorf("find message: %w", meshd.ErrNotFound)
+	case len(found) > 1:
+		return meshd.QueuedMessage{}, fmt.Errorf("find message: %w", meshd.ErrAmbiguous)
+	}
+	return found[0], nil
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}

@@ -1,0 +1,495 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd"
+)
+
+func (f *fixture) claimFor(m meshd.Member, claimer string, prios []meshd.Priority) []meshd.Delivery {
+	f.t.Helper()
+	d, err := f.s.Claim(f.ctx, meshd.ClaimRequest{MeshID: m.MeshID, ClaimerPresenceID: claimer,
+		MemberPubkey: m.Pubkey, Priorities: prios, Lease: 30 * time.Second})
+	if err != nil {
+		f.t.Fatalf("claim: %v", err)
+	}
+	return d
+}
+
+var allPrios = meshd.Deliverable(meshd.StatusIdle)
+
+// Concurrent drains claim disjoint sets that together cover every row, each
+// in FIFO order (dup-delivery.test.ts, B.17).
+func TestClaimConcurrentDrainsPartition(t *testing.T) {
+	tests := []struct {
+		drains, rows, limit int
+	}{
+		{drains: 2, rows: 10},
+		{drains: 6, rows: 20},
+		{drains: 6, rows: 20, limit: 3},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%d_drains_%d_rows_limit_%d", tt.drains, tt.rows, tt.limit), func(t *testing.T) {
+			f := newFixture(t)
+			want := map[string]bool{}
+			for range tt.rows {
+				want[f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow).ID] = true
+			}
+			got := make([][]meshd.Delivery, tt.drains)
+			errs := make([]error, tt.drains)
+			var wg sync.WaitGroup
+			for i := range tt.drains {
+				wg.Go(func() {
+					got[i], errs[i] = f.s.Claim(f.ctx, meshd.ClaimRequest{MeshID: f.mesh.ID,
+						ClaimerPresenceID: fmt.Sprintf("p%d", i), MemberPubkey: f.bob.Pubkey,
+						Priorities: allPrios, Lease: 30 * time.Second, Limit: tt.limit})
+				})
+			}
+			wg.Wait()
+			seen := map[string]bool{}
+			for i := range got {
+				if errs[i] != nil {
+					t.Fatal(errs[i])
+				}
+				assertFIFO(t, got[i])
+				for _, d := range got[i] {
+					if seen[d.ID] {
+						t.Fatalf("row %s claimed twice", d.ID)
+					}
+					seen[d.ID] = true
+				}
+			}
+			// A limit may leave rows behind; later drains take the rest.
+			for tt.limit > 0 && len(seen) < tt.rows {
+				more := f.claimFor(f.bob, "late", allPrios)
+				if len(more) == 0 {
+					break
+				}
+				for _, d := range more {
+					if seen[d.ID] {
+						t.Fatalf("row %s claimed twice", d.ID)
+					}
+					seen[d.ID] = true
+				}
+			}
+			if len(seen) != len(want) {
+				t.Fatalf("claimed %d rows, want %d", len(seen), len(want))
+			}
+			for id := range want {
+				if !seen[id] {
+					t.Fatalf("row %s never claimed", id)
+				}
+			}
+		})
+	}
+}
+
+func assertFIFO(t *testing.T, ds []meshd.Delivery) {
+	t.Helper()
+	ok := sort.SliceIsSorted(ds, func(i, j int) bool {
+		if !ds[i].CreatedAt.Equal(ds[j].CreatedAt) {
+			return ds[i].CreatedAt.Before(ds[j].CreatedAt)
+		}
+		return ds[i].ID < ds[j].ID
+	})
+	if !ok {
+		t.Fatalf("drain not FIFO: %v", ds)
+	}
+}
+
+func TestClaimFIFOAndLiveLease(t *testing.T) {
+	f := newFixture(t)
+	var ids []string
+	for range 5 {
+		ids = append(ids, f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNext).ID)
+	}
+	got := f.claimFor(f.bob, "p1", allPrios)
+	if len(got) != len(ids) {
+		t.Fatalf("claimed %d, want %d", len(got), len(ids))
+	}
+	for i, d := range got {
+		if d.ID != ids[i] {
+			t.Fatalf("drain[%d] = %s, want %s (send order)", i, d.ID, ids[i])
+		}
+	}
+	// The 30 s lease is live: a second drain right after gets nothing.
+	if again := f.claimFor(f.bob, "p2", allPrios); len(again) != 0 {
+		t.Fatalf("second drain claimed %d rows under a live lease", len(again))
+	}
+	var claimID string
+	if err := f.s.pool.QueryRow(f.ctx, "SELECT claim_id FROM mesh.message_queue WHERE id = $1", ids[0]).Scan(&claimID); err != nil || claimID != "p1" {
+		t.Fatalf("claim_id = %q, %v", claimID, err)
+	}
+}
+
+func TestClaimExpiredIsReclaimed(t *testing.T) {
+	f := newFixture(t)
+	m := f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
+	if got := f.claimFor(f.bob, "p1", allPrios); len(got) != 1 {
+		t.Fatalf("first claim got %d rows", len(got))
+	}
+	f.exec("UPDATE mesh.message_queue SET claim_expires_at = now() - interval '1 second' WHERE id = $1", m.ID)
+	got := f.claimFor(f.bob, "p2", allPrios)
+	if len(got) != 1 || got[0].ID != m.ID {
+		t.Fatalf("expired claim not re-claimed: %v", got)
+	}
+	// The sweep releases expired claims and only those.
+	live := f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
+	f.claimFor(f.bob, "p3", allPrios)
+	f.exec("UPDATE mesh.message_queue SET claim_expires_at = now() - interval '1 second' WHERE id = $1", m.ID)
+	n, err := f.s.ReleaseExpiredClaims(f.ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("ReleaseExpiredClaims = %d, %v; want 1", n, err)
+	}
+	var claimed bool
+	_ = f.s.pool.QueryRow(f.ctx, "SELECT claimed_at IS NOT NULL FROM mesh.message_queue WHERE id = $1", live.ID).Scan(&claimed)
+	if !claimed {
+		t.Fatal("live claim was released")
+	}
+}
+
+// Which rows a connection may claim (B.4.2, B.5, B.17 broker.test.ts).
+func TestClaimEligibility(t *testing.T) {
+	f := newFixture(t)
+	sessKey := key('d')
+	type claimer struct {
+		member  meshd.Member
+		session string
+		groups  []string
+		status  meshd.Status
+	}
+	bobIdle := claimer{member: f.bob, status: meshd.StatusIdle}
+	tests := []struct {
+		name   string
+		sender meshd.Member
+		target string
+		prio   meshd.Priority
+		by     claimer
+		want   bool
+	}{
+		{"idle_gets_next", f.alice, f.bob.Pubkey, meshd.PriorityNext, bobIdle, true},
+		{"idle_gets_low", f.alice, f.bob.Pubkey, meshd.PriorityLow, bobIdle, true},
+		{"working_gets_now", f.alice, f.bob.Pubkey, meshd.PriorityNow, claimer{member: f.bob, status: meshd.StatusWorking}, true},
+		{"working_held_next", f.alice, f.bob.Pubkey, meshd.PriorityNext, claimer{member: f.bob, status: meshd.StatusWorking}, false},
+		{"working_held_low", f.alice, f.bob.Pubkey, meshd.PriorityLow, claimer{member: f.bob, status: meshd.StatusWorking}, false},
+		{"dnd_gets_now", f.alice, f.bob.Pubkey, meshd.PriorityNow, claimer{member: f.bob, status: meshd.StatusDND}, true},
+		{"dnd_held_next", f.alice, f.bob.Pubkey, meshd.PriorityNext, claimer{member: f.bob, status: meshd.StatusDND}, false},
+		{"broadcast_star_other_member", f.alice, "*", meshd.PriorityNext, bobIdle, true},
+		{"broadcast_all_other_member", f.alice, "@all", meshd.PriorityNext, bobIdle, true},
+		{"foreign_key_not_drained", f.alice, key('z'), meshd.PriorityNow, bobIdle, false},
+		{"other_mesh_isolated", f.carol, "*", meshd.PriorityNow, bobIdle, false},
+		{"other_mesh_direct_isolated", f.carol, f.bob.Pubkey, meshd.PriorityNow, bobIdle, false},
+		{"session_key_by_session", f.alice, sessKey, meshd.PriorityNow, claimer{member: f.bob, session: sessKey, status: meshd.StatusIdle}, true},
+		{"session_key_not_by_member_socket", f.alice, sessKey, meshd.PriorityNow, bobIdle, false},
+		{"member_key_by_session", f.alice, f.bob.Pubkey, meshd.PriorityNow, claimer{member: f.bob, session: sessKey, status: meshd.StatusIdle}, true},
+		{"group_exact", f.alice, "@dev", meshd.PriorityNow, claimer{member: f.bob, groups: []string{"dev"}, status: meshd.StatusIdle}, true},
+		{"group_ancestor_reaches_child", f.alice, "@a", meshd.PriorityNow, claimer{member: f.bob, groups: []string{"a/b"}, status: meshd.StatusIdle}, true},
+		{"group_ancestor_reaches_grandchild", f.alice, "@a/b", meshd.PriorityNow, claimer{member: f.bob, groups: []string{"a/b/c"}, status: meshd.StatusIdle}, true},
+		{"group_child_not_parent", f.alice, "@a/b", meshd.PriorityNow, claimer{member: f.bob, groups: []string{"a"}, status: meshd.StatusIdle}, false},
+		{"group_prefix_not_path", f.alice, "@a", meshd.PriorityNow, claimer{member: f.bob, groups: []string{"ab"}, status: meshd.StatusIdle}, false},
+		{"group_not_member", f.alice, "@ops", meshd.PriorityNow, claimer{member: f.bob, groups: []string{"dev"}, status: meshd.StatusIdle}, false},
+		{"topic_not_claimed", f.alice, "#topic", meshd.PriorityNow, bobIdle, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := f.enqueue(tt.sender, tt.target, tt.prio)
+			got, err := f.s.Claim(f.ctx, meshd.ClaimRequest{MeshID: tt.by.member.MeshID, ClaimerPresenceID: "p-" + tt.name,
+				MemberPubkey: tt.by.member.Pubkey, SessionPubkey: tt.by.session, Groups: tt.by.groups,
+				Priorities: meshd.Deliverable(tt.by.status), Lease: 30 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			claimed := len(got) == 1 && got[0].ID == m.ID
+			if claimed != tt.want || len(got) > 1 {
+				t.Fatalf("claimed %v (rows %d), want %v", claimed, len(got), tt.want)
+			}
+			f.exec("UPDATE mesh.message_queue SET delivered_at = now() WHERE delivered_at IS NULL")
+		})
+	}
+}
+
+func TestClaimSenderFields(t *testing.T) {
+	f := newFixture(t)
+	sess := key('e')
+	withSession := meshd.QueuedMessage{MeshID: f.mesh.ID, SenderMemberID: f.alice.ID, SenderSessionPubkey: sess,
+		TargetSpec: f.bob.Pubkey, Priority: meshd.PriorityNow, Nonce: "n", Ciphertext: "c",
+		ClientMessageID: "client-1", RequestFingerprint: "fp-1"}
+	if err := f.s.Enqueue(f.ctx, &withSession, false); err != nil {
+		t.Fatal(err)
+	}
+	plain := f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
+	got := f.claimFor(f.bob, "p1", allPrios)
+	if len(got) != 2 {
+		t.Fatalf("claimed %d rows", len(got))
+	}
+	want := []meshd.Delivery{
+		{ID: withSession.ID, MeshID: f.mesh.ID, SenderPubkey: sess, SenderMemberID: f.alice.ID,
+			SenderMemberPubkey: f.alice.Pubkey, SenderName: "alice", Priority: meshd.PriorityNow, Nonce: "n",
+			Ciphertext: "c", CreatedAt: withSession.CreatedAt, ClientMessageID: "client-1", RequestFingerprint: "fp-1"},
+		{ID: plain.ID, MeshID: f.mesh.ID, SenderPubkey: f.alice.Pubkey, SenderMemberID: f.alice.ID,
+			SenderMemberPubkey: f.alice.Pubkey, SenderName: "alice", Priority: meshd.PriorityNow, Nonce: plain.Nonce,
+			Ciphertext: plain.Ciphertext, CreatedAt: plain.CreatedAt},
+	}
+	for i := range want {
+		g := got[i]
+		if !g.CreatedAt.Equal(want[i].CreatedAt) {
+			t.Fatalf("delivery[%d].CreatedAt = %v, want %v", i, g.CreatedAt, want[i].CreatedAt)
+		}
+		g.CreatedAt = want[i].CreatedAt
+		if g != want[i] {
+			t.Fatalf("delivery[%d] = %+v\nwant %+v", i, g, want[i])
+		}
+	}
+}
+
+func TestEnqueue(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name      string
+		msg       meshd.QueuedMessage
+		delivered bool
+		wantErr   bool
+	}{
+		{"invalid_priority", meshd.QueuedMessage{Priority: "urgent"}, false, true},
+		{"default_priority_next", meshd.QueuedMessage{}, false, false},
+		{"delivered_broadcast", meshd.QueuedMessage{TargetSpec: "*", Priority: meshd.PriorityNow}, true, false},
+		{"given_id_kept", meshd.QueuedMessage{ID: strings.Repeat("7", 32), Priority: meshd.PriorityLow}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := tt.msg
+			m.MeshID, m.SenderMemberID, m.Nonce, m.Ciphertext = f.mesh.ID, f.alice.ID, "n", "c"
+			if m.TargetSpec == "" {
+				m.TargetSpec = f.bob.Pubkey
+			}
+			err := f.s.Enqueue(f.ctx, &m, tt.delivered)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if len(m.ID) != 32 || m.CreatedAt.IsZero() || (m.DeliveredAt != nil) != tt.delivered {
+				t.Fatalf("enqueued %+v", m)
+			}
+			if tt.msg.ID != "" && m.ID != tt.msg.ID {
+				t.Fatalf("id %s replaced", tt.msg.ID)
+			}
+			if tt.msg.Priority == "" && m.Priority != meshd.PriorityNext {
+				t.Fatalf("priority = %q, want next", m.Priority)
+			}
+			if tt.delivered {
+				for _, d := range f.claimFor(f.bob, "p", allPrios) {
+					if d.ID == m.ID {
+						t.Fatal("a delivered row was claimed")
+					}
+				}
+			}
+		})
+	}
+}
+
+// client_ack marks only rows addressed to the acking connection (B.4.4).
+func TestClientAck(t *testing.T) {
+	f := newFixture(t)
+	sess := key('e')
+	tests := []struct {
+		name     string
+		meshID   string
+		sender   meshd.Member
+		target   string
+		clientID string
+		byBroker bool
+		want     int64
+	}{
+		{"member_key_by_broker_id", f.mesh.ID, f.alice, f.bob.Pubkey, "", true, 1},
+		{"session_key_by_client_id", f.mesh.ID, f.alice, sess, "c-1", false, 1},
+		{"broadcast", f.mesh.ID, f.alice, "*", "c-2", false, 1},
+		{"group", f.mesh.ID, f.alice, "@dev", "c-3", false, 1},
+		{"topic", f.mesh.ID, f.alice, "#t1", "c-4", false, 1},
+		{"other_recipient_by_client_id", f.mesh.ID, f.bob, f.alice.Pubkey, "c-5", false, 0},
+		{"other_recipient_by_broker_id", f.mesh.ID, f.bob, f.alice.Pubkey, "", true, 0},
+		{"other_mesh", f.other.ID, f.carol, "*", "c-6", false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := meshd.QueuedMessage{MeshID: tt.sender.MeshID, SenderMemberID: tt.sender.ID, TargetSpec: tt.target,
+				Priority: meshd.PriorityNow, Nonce: "n", Ciphertext: "c", ClientMessageID: tt.clientID}
+			if err := f.s.Enqueue(f.ctx, &m, false); err != nil {
+				t.Fatal(err)
+			}
+			clientID, brokerID := tt.clientID, ""
+			if tt.byBroker {
+				brokerID = m.ID
+			}
+			n, err := f.s.ClientAck(f.ctx, f.mesh.ID, []string{f.bob.Pubkey, sess}, clientID, brokerID)
+			if err != nil || n != tt.want {
+				t.Fatalf("ClientAck = %d, %v; want %d", n, err, tt.want)
+			}
+			got, err := f.s.FindMessage(f.ctx, m.MeshID, m.ID)
+			if err != nil || (got.DeliveredAt != nil) != (tt.want == 1) {
+				t.Fatalf("delivered = %v, %v", got.DeliveredAt, err)
+			}
+		})
+	}
+	if n, err := f.s.ClientAck(f.ctx, f.mesh.ID, []string{f.bob.Pubkey}, "", ""); err != nil || n != 0 {
+		t.Fatalf("empty ids acked %d rows, %v", n, err)
+	}
+}
+
+func TestMarkDelivered(t *testing.T) {
+	f := newFixture(t)
+	a := f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
+	b := f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
+	if err := f.s.MarkDelivered(f.ctx, []string{a.ID}); err != nil {
+		t.Fatal(err)
+	}
+	got := f.claimFor(f.bob, "p", allPrios)
+	if len(got) != 1 || got[0].ID != b.ID {
+		t.Fatalf("claimed %v, want only %s", got, b.ID)
+	}
+	if err := f.s.MarkDelivered(f.ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPendingTargets(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow) // pending
+	f.enqueue(f.alice, "@dev", meshd.PriorityNow)       // pending
+	f.enqueue(f.bob, f.alice.Pubkey, meshd.PriorityNow) // claimed below, live lease
+	f.claimFor(f.alice, "p", allPrios)
+	expired := f.enqueue(f.alice, key('e'), meshd.PriorityNow)
+	f.exec("UPDATE mesh.message_queue SET claimed_at = now(), claim_id = 'x', claim_expires_at = now() - interval '1 second' WHERE id = $1", expired.ID)
+	done := meshd.QueuedMessage{MeshID: f.mesh.ID, SenderMemberID: f.alice.ID, TargetSpec: key('f'), Priority: meshd.PriorityNow, Nonce: "n", Ciphertext: "c"}
+	if err := f.s.Enqueue(f.ctx, &done, true); err != nil {
+		t.Fatal(err)
+	}
+	f.enqueue(f.carol, "*", meshd.PriorityNow) // other mesh, not asked for
+
+	got, err := f.s.PendingTargets(f.ctx, []string{f.mesh.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []meshd.TargetRef{
+		{MeshID: f.mesh.ID, TargetSpec: "@dev"},
+		{MeshID: f.mesh.ID, TargetSpec: f.bob.Pubkey},
+		{MeshID: f.mesh.ID, TargetSpec: key('e')},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("PendingTargets = %v\nwant %v", got, want)
+	}
+	if got, err := f.s.PendingTargets(f.ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("no meshes: %v, %v", got, err)
+	}
+}
+
+// message_status id resolution (B.4.4).
+func TestFindMessage(t *testing.T) {
+	f := newFixture(t)
+	put := func(sender meshd.Member, id string) {
+		m := meshd.QueuedMessage{ID: id, MeshID: sender.MeshID, SenderMemberID: sender.ID, TargetSpec: "*",
+			Priority: meshd.PriorityNow, Nonce: "n", Ciphertext: "c"}
+		if err := f.s.Enqueue(f.ctx, &m, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(f.alice, "aaaa1111"+strings.Repeat("0", 24))
+	put(f.alice, "aaaa2222"+strings.Repeat("0", 24))
+	put(f.alice, "bbbb1111"+strings.Repeat("0", 24))
+	put(f.carol, "cccc1111"+strings.Repeat("0", 24))
+	tests := []struct {
+		name    string
+		id      string
+		wantID  string
+		wantErr error
+	}{
+		{"exact", "aaaa1111" + strings.Repeat("0", 24), "aaaa1111" + strings.Repeat("0", 24), nil},
+		{"unique_prefix", "aaaa2222", "aaaa2222" + strings.Repeat("0", 24), nil},
+		{"ambiguous_prefix", "aaaa", "", meshd.ErrAmbiguous},
+		{"unknown_prefix", "dddd1111", "", meshd.ErrNotFound},
+		{"other_mesh_exact", "cccc1111" + strings.Repeat("0", 24), "", meshd.ErrNotFound},
+		{"other_mesh_prefix", "cccc1111", "", meshd.ErrNotFound},
+		{"like_wildcard_escaped", "%", "", meshd.ErrNotFound},
+		{"like_underscore_escaped", "bbbb____", "", meshd.ErrNotFound},
+		{"empty", "", "", meshd.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := f.s.FindMessage(f.ctx, f.mesh.ID, tt.id)
+			if tt.wantErr != nil {
+				wantErr(t, err, tt.wantErr)
+				return
+			}
+			if err != nil || got.ID != tt.wantID || got.TargetSpec != "*" || got.MeshID != f.mesh.ID {
+				t.Fatalf("FindMessage = %+v, %v; want %s", got, err, tt.wantID)
+			}
+		})
+	}
+}
+
+func TestQueueStatsAndOrphans(t *testing.T) {
+	f := newFixture(t)
+	if depth, age, err := f.s.QueueStats(f.ctx); err != nil || depth != 0 || age != 0 {
+		t.Fatalf("empty QueueStats = %d, %v, %v", depth, age, err)
+	}
+	old := f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
+	f.exec("UPDATE mesh.message_queue SET created_at = now() - interval '8 days' WHERE id = $1", old.ID)
+	f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
+	f.claimFor(f.bob, "p", allPrios) // claimed rows still count
+	depth, age, err := f.s.QueueStats(f.ctx)
+	if err != nil || depth != 2 || age < 8*24*time.Hour || age > 8*24*time.Hour+time.Minute {
+		t.Fatalf("QueueStats = %d, %v, %v", depth, age, err)
+	}
+	n, err := f.s.DeleteOrphans(f.ctx, 7*24*time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteOrphans = %d, %v; want 1", n, err)
+	}
+	if _, err := f.s.FindMessage(f.ctx, f.mesh.ID, old.ID); err == nil {
+		t.Fatal("orphan still present")
+	}
+	if n, _ := f.s.DeleteOrphans(f.ctx, 7*24*time.Hour); n != 0 {
+		t.Fatalf("second sweep deleted %d", n)
+	}
+}
+
+func TestGroupAncestors(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"a", []string{"a"}},
+		{"a/b/c", []string{"a/b/c", "a/b", "a"}},
+		{"/a", []string{"/a"}},
+		{"a//b", []string{"a//b", "a"}},
+	}
+	for _, tt := range tests {
+		if got := groupAncestors(tt.in); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("groupAncestors(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func BenchmarkEnqueueClaim(b *testing.B) {
+	f := newFixture(b)
+	req := meshd.ClaimRequest{MeshID: f.mesh.ID, ClaimerPresenceID: "bench", MemberPubkey: f.bob.Pubkey,
+		Groups: []string{"dev/backend"}, Priorities: allPrios, Lease: 30 * time.Second, Limit: 10}
+	b.ResetTimer()
+	for b.Loop() {
+		m := meshd.QueuedMessage{MeshID: f.mesh.ID, SenderMemberID: f.alice.ID, TargetSpec: f.bob.Pubkey,
+			Priority: meshd.PriorityNow, Nonce: "n", Ciphertext: "c"}
+		if err := f.s.Enqueue(f.ctx, &m, false); err != nil {
+			b.Fatal(err)
+		}
+		got, err := f.s.Claim(f.ctx, req)
+		if err != nil || len(got) != 1 {
+			b.Fatalf("claim = %d rows, %v", len(got), err)
+		}
+	}
+}

@@ -1,0 +1,133 @@
+// Package store owns meshd's PostgreSQL pool, its embedded SQL migrations
+// and every query: meshes, members, CLI tokens, presence, the message queue
+// and the sweeps that keep them tidy. PostgreSQL is the single source of
+// truth shared by all replicas, so every operation here is safe to run on
+// several replicas at once (see ../../shared/DESIGN.md).
+//
+// *Store implements the broker's Members, Presences, Queue and Pinger
+// interfaces; cmd/meshd checks that at compile time. It does not import
+// broker, fanout or ha (STYLE #1) and speaks the root package's types.
+//
+// Locks, in the order they are taken:
+//  1. the migration session lock pg_try_advisory_lock(7473773831), on its own
+//     connection, only in Migrate (B.16);
+//  2. the per-mesh presence lock pg_advisory_xact_lock(presenceLockKey(mesh)),
+//     only in Attach, so the capacity count is exact across replicas;
+//  3. row locks (FOR UPDATE [SKIP LOCKED]) on presence, pending_status and
+//     message_queue rows, each statement touching one table's rows in id or
+//     FIFO order.
+//
+// The audit lock (B.8, key from "audit:"+mesh) is distinct from both
+// advisory keys above.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/meshd/meshd"
+)
+
+// DefaultMaxConns is the pool size when Config.MaxConns is zero. Each
+// WebSocket frame needs at most one connection for a few milliseconds; 16
+// keeps a replica well inside PostgreSQL's default max_connections (100)
+// even with several replicas.
+const DefaultMaxConns = 16
+
+// Config configures New. The zero value of every field but URL is usable.
+type Config struct {
+	// URL is the PostgreSQL connection string (postgres://… or key=value).
+	// Required.
+	URL string
+	// MaxConns caps the pool; 0 means DefaultMaxConns. Negative is an error.
+	MaxConns int32
+	// Logger receives migration progress and warnings; the zero value
+	// discards nothing but writes nowhere useful, so pass a real one.
+	Logger zerolog.Logger
+}
+
+// Store is the PostgreSQL-backed implementation of the broker's Members,
+// Presences, Queue and Pinger interfaces.
+type Store struct {
+	pool *pgxpool.Pool  // immutable after New; closed by Close
+	log  zerolog.Logger // immutable after New
+}
+
+// New validates cfg and returns a Store with a connection pool. The pool
+// connects lazily: New does not fail when the database is down (the replica
+// reports it through Ping and /health); call Migrate before serving.
+// Every connection runs with timezone=UTC so that timestamptz values render
+// the same on every replica (A.3-11).
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("store: config: URL is required")
+	}
+	if cfg.MaxConns < 0 {
+		return nil, fmt.Errorf("store: config: MaxConns %d is negative", cfg.MaxConns)
+	}
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("store: config: URL: %w", err)
+	}
+	pc.MaxConns = cfg.MaxConns
+	if pc.MaxConns == 0 {
+		pc.MaxConns = DefaultMaxConns
+	}
+	// A connection idle this long is closed so that a replica that served a
+	// burst does not keep PostgreSQL slots forever.
+	pc.MaxConnIdleTime = 5 * time.Minute
+	pc.HealthCheckPeriod = 30 * time.Second
+	rp := pc.ConnConfig.RuntimeParams
+	rp["timezone"] = "UTC"
+	if rp["application_name"] == "" {
+		rp["application_name"] = "meshd"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("store: pool: %w", err)
+	}
+	return &Store{pool: pool, log: cfg.Logger.With().Str("component", "store").Logger()}, nil
+}
+
+// Close closes the pool, waiting for acquired connections to be released.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping reports whether the database answers a trivial query.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// notFound maps pgx.ErrNoRows to meshd.ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return meshd.ErrNotFound
+	}
+	return err
+}
+
+// isUniqueViolation reports whether err is a unique_violation (23505).
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// secs renders d as the seconds argument of make_interval.
+func secs(d time.Duration) float64 { return d.Seconds() }
+
+// nullIfEmpty returns nil for "" so that optional text columns store NULL.
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

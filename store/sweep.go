@@ -1,0 +1,133 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/meshd/meshd"
+)
+
+// The sweeps below are idempotent single statements: several replicas may
+// run them at once (the leader normally runs them alone), and row locks make
+// a second runner see the first one's result instead of repeating it.
+
+// ReleaseExpiredClaims clears the lease of undelivered rows whose claim
+// expired (B.5, every 15 s upstream) and returns how many. Claim already
+// treats an expired claim as free; this keeps the columns honest and the
+// count visible.
+func (s *Store) ReleaseExpiredClaims(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+UPDATE mesh.message_queue SET claimed_at = NULL, claim_id = NULL, claim_expires_at = NULL
+WHERE delivered_at IS NULL AND claim_expires_at < now()`)
+	if err != nil {
+		return 0, fmt.Errorf("release expired claims: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// DeleteOrphans deletes undelivered rows older than olderThan (A.3-6: 7 days)
+// and returns how many. Delivered rows are kept (message_status reads them).
+func (s *Store) DeleteOrphans(ctx context.Context, olderThan time.Duration) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+DELETE FROM mesh.message_queue
+WHERE delivered_at IS NULL AND created_at < now() - make_interval(secs => $1::float8)`, secs(olderThan))
+	if err != nil {
+		return 0, fmt.Errorf("delete orphans: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// QueueStats returns the number of undelivered rows (claimed ones included,
+// as broker_queue_depth upstream) and the age of the oldest one (0 when the
+// queue is empty).
+func (s *Store) QueueStats(ctx context.Context) (depth int64, oldestAge time.Duration, err error) {
+	var ageSecs float64
+	err = s.pool.QueryRow(ctx, `
+SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+FROM mesh.message_queue WHERE delivered_at IS NULL`).Scan(&depth, &ageSecs)
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue stats: %w", err)
+	}
+	if ageSecs < 0 { // a row stamped by a transaction that started after ours
+		ageSecs = 0
+	}
+	return depth, time.Duration(ageSecs * float64(time.Second)), nil
+}
+
+// EvictExpiredLeases disconnects presences whose grace lease ended
+// (lease_until < now) and returns them, with MemberPubkey and the effective
+// DisplayName, so the caller can announce peer_left and audit it (B.6.9).
+// With concurrent callers each row is returned by exactly one of them: the
+// UPDATE re-checks disconnected_at after waiting on the row lock.
+func (s *Store) EvictExpiredLeases(ctx context.Context) ([]meshd.Presence, error) {
+	rows, err := s.pool.Query(ctx, `
+UPDATE mesh.presence p SET disconnected_at = now()
+FROM mesh.member m
+WHERE m.id = p.member_id AND p.disconnected_at IS NULL AND p.lease_until < now()
+RETURNING `+presenceCols)
+	if err != nil {
+		return nil, fmt.Errorf("evict expired leases: %w", err)
+	}
+	out, err := scanPresences(rows)
+	if err != nil {
+		return nil, fmt.Errorf("evict expired leases: %w", err)
+	}
+	return out, nil
+}
+
+// LeaseStalePresences puts live, non-leased presences into their grace lease
+// (lease_until = now + grace) when their last pong is older than staleAfter
+// or their node's heartbeat is: the replica holding them is gone or wedged,
+// and its clients will reattach elsewhere. Returns how many were leased.
+func (s *Store) LeaseStalePresences(ctx context.Context, staleAfter, grace time.Duration) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+UPDATE mesh.presence p SET lease_until = now() + make_interval(secs => $2::float8)
+WHERE p.disconnected_at IS NULL AND p.lease_until IS NULL
+	AND (p.last_ping_at < now() - make_interval(secs => $1::float8)
+		OR EXISTS (SELECT 1 FROM mesh.node n
+			WHERE n.id = p.node_id AND n.heartbeat_at < now() - make_interval(secs => $1::float8)))`,
+		secs(staleAfter), secs(grace))
+	if err != nil {
+		return 0, fmt.Errorf("lease stale presences: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// LeaseNodePresences puts every live, non-leased presence of nodeID into its
+// grace lease: graceful shutdown of one replica touches only its own
+// presences, and their clients reattach on any replica (A.3-17).
+func (s *Store) LeaseNodePresences(ctx context.Context, nodeID string, grace time.Duration) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+UPDATE mesh.presence SET lease_until = now() + make_interval(secs => $2::float8)
+WHERE node_id = $1 AND disconnected_at IS NULL AND lease_until IS NULL`, nodeID, secs(grace))
+	if err != nil {
+		return 0, fmt.Errorf("lease node presences: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Heartbeat records that nodeID (reachable at addr) is alive: it upserts the
+// node row and bumps heartbeat_at. LeaseStalePresences leases the presences
+// of a node whose heartbeat goes stale.
+func (s *Store) Heartbeat(ctx context.Context, nodeID, addr string) error {
+	_, err := s.pool.Exec(ctx, `
+INSERT INTO mesh.node (id, addr) VALUES ($1, $2)
+ON CONFLICT (id) DO UPDATE SET addr = EXCLUDED.addr, heartbeat_at = now()`, nodeID, addr)
+	if err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
+}
+
+// SetDraining marks nodeID as draining (shutdown, STYLE #11) so operators can
+// see which replica is leaving; the row is created when missing.
+func (s *Store) SetDraining(ctx context.Context, nodeID string) error {
+	_, err := s.pool.Exec(ctx, `
+INSERT INTO mesh.node (id, draining) VALUES ($1, true)
+ON CONFLICT (id) DO UPDATE SET draining = true`, nodeID)
+	if err != nil {
+		return fmt.Errorf("set draining: %w", err)
+	}
+	return nil
+}
