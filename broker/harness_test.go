@@ -305,7 +305,6 @@ func counter(t *testing.T, r *replica, name string, labels ...string) float64 {
 	return 0
 }
 
-
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
