@@ -21,6 +21,8 @@ type config struct {
 	MaxMessageBytes       int
 	MaxConnectionsPerMesh int
 	HookFreshWindow       time.Duration
+	SendBurst             int
+	SendPerMinute         int
 	LogLevel              string
 	SkipMigrate           bool
 	GitSHA                string
@@ -51,6 +53,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.MaxMessageBytes = intVar(getenv, "MAX_MESSAGE_BYTES", 65536, 256, 64<<20, &errs)
 	c.MaxConnectionsPerMesh = intVar(getenv, "MAX_CONNECTIONS_PER_MESH", 100, 1, 1_000_000, &errs)
 	c.HookFreshWindow = time.Duration(intVar(getenv, "HOOK_FRESH_WINDOW_SECONDS", 30, 1, 86400, &errs)) * time.Second
+	c.SendBurst = intVar(getenv, "SEND_RATE_BURST", 10, 1, 1_000_000_000, &errs)
+	c.SendPerMinute = intVar(getenv, "SEND_RATE_PER_MIN", 60, 1, 1_000_000_000, &errs)
 	if c.NodeID == "" {
 		host, _ := os.Hostname()
 		c.NodeID = fmt.Sprintf("%s-%d", orDefault(host, "meshd"), os.Getpid())

@@ -144,6 +144,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		NodeID: cfg.NodeID, Store: st, Fanout: bus, NATS: bus, Registry: reg, Logger: log,
 		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh,
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
+		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
 	})
 	if err != nil {
 		return err
