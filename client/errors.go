@@ -15,7 +15,8 @@ var ErrInvalidKey = errors.New("client: invalid key")
 // authenticate with any of our keys.
 var ErrDecrypt = errors.New("client: cannot decrypt")
 
-// ErrClosed is returned by calls on a Client after Close.
+// ErrClosed is returned by calls on a Client that has stopped, after Close
+// or a terminal error (Err says which).
 var ErrClosed = errors.New("client: closed")
 
 // ErrHelloTimeout means no hello_ack arrived within Config.HelloTimeout.

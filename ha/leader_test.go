@@ -148,6 +148,7 @@ func TestTerminatedBackendHandsOver(t *testing.T) {
 	leader, follower := leaderOf(t, a, b)
 
 	admin := connect(t, dsn)
+	waitCampaigners(t, admin, 2)
 	pid := lockHolder(t, admin, key)
 	var ok bool
 	if err := admin.QueryRow(context.Background(), "SELECT pg_terminate_backend($1)", pid).Scan(&ok); err != nil || !ok {
@@ -213,6 +214,9 @@ func TestRepeatedFailoverNeverOverlaps(t *testing.T) {
 	admin := connect(t, dsn)
 	for i := range 5 {
 		leader, follower := leaderOf(t, a, b)
+		// Real failovers are not milliseconds apart: let the previous
+		// leader finish its back-off and campaign again first.
+		waitCampaigners(t, admin, 2)
 		before := follower.starts.Load()
 		if _, err := admin.Exec(context.Background(), "SELECT pg_terminate_backend($1)", lockHolder(t, admin, key)); err != nil {
 			t.Fatal(err)
@@ -339,4 +343,19 @@ func lockHolder(t *testing.T, admin *pgx.Conn, key int64) int32 {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+// waitCampaigners waits until n lock connections of test_job are open.
+func waitCampaigners(t *testing.T, admin *pgx.Conn, n int) {
+	t.Helper()
+	eventually(t, "every replica campaigns", func() bool {
+		var got int
+		err := admin.QueryRow(context.Background(), `
+			SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = 'meshd-leader-test_job' AND datname = current_database()`).Scan(&got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got == n
+	})
 }

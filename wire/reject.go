@@ -93,8 +93,8 @@ type reasonInfo struct {
 // "reconnect with backoff": capacity, clock skew and an expired attestation
 // (clients re-mint one per connect) can clear up, and shutdown, soft
 // disconnects, slow consumers and oversized frames say nothing about the
-// client's right to connect. Upstream's legacy client treats only 4001/4002
-// as terminal, which this table keeps.
+// client's right to connect. Upstream's legacy client stops only on 4001
+// and 4002; both are terminal here too.
 var reasons = [numReasons]reasonInfo{
 	OK: {name: "ok"},
 

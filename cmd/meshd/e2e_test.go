@@ -74,7 +74,6 @@ type proc struct {
 
 func (p *proc) ws() string { return "ws" + strings.TrimPrefix(p.base, "http") + "/ws" }
 
-
 func startMeshd(t *testing.T, env ...string) *proc {
 	t.Helper()
 	port := freePort(t)
