@@ -1,0 +1,90 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"testing"
+
+	"github.com/meshd/meshd"
+)
+
+// CLI tokens are stored as SHA-256 only (A.3-15, B.9.3).
+func TestCLITokenStoredAsHash(t *testing.T) {
+	f := newFixture(t)
+	token, err := f.s.CreateCLIToken(f.ctx, "user-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := base64.RawURLEncoding.DecodeString(token); err != nil || len(raw) != 32 {
+		t.Fatalf("token %q is not 32 bytes of base64url: %v", token, err)
+	}
+	var leaks int
+	err = f.s.pool.QueryRow(f.ctx,
+		"SELECT count(*) FROM mesh.cli_session c WHERE strpos(row_to_json(c)::text, $1) > 0", token).Scan(&leaks)
+	if err != nil || leaks != 0 {
+		t.Fatalf("raw token found in %d rows (%v)", leaks, err)
+	}
+	sum := sha256.Sum256([]byte(token))
+	var stored string
+	if err := f.s.pool.QueryRow(f.ctx, "SELECT token_hash FROM mesh.cli_session WHERE user_id = 'user-1'").Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != hex.EncodeToString(sum[:]) {
+		t.Fatalf("token_hash = %s, want lowercase hex sha256", stored)
+	}
+	user, session, err := f.s.LookupCLIToken(f.ctx, token)
+	if err != nil || user != "user-1" || len(session) != 32 {
+		t.Fatalf("LookupCLIToken = %q %q %v", user, session, err)
+	}
+	var seen bool
+	_ = f.s.pool.QueryRow(f.ctx, "SELECT last_seen_at IS NOT NULL FROM mesh.cli_session WHERE id = $1", session).Scan(&seen)
+	if !seen {
+		t.Fatal("last_seen_at not touched")
+	}
+	if _, err := f.s.CreateCLIToken(f.ctx, ""); err == nil {
+		t.Fatal("token minted for an empty user")
+	}
+}
+
+// Tokens that must not authenticate, each by the reason it is refused.
+func TestLookupCLITokenRejects(t *testing.T) {
+	f := newFixture(t)
+	mint := func() string {
+		tok, err := f.s.CreateCLIToken(f.ctx, "user-2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	revoked := mint()
+	if found, err := f.s.RevokeCLIToken(f.ctx, revoked); !found || err != nil {
+		t.Fatalf("RevokeCLIToken = %v, %v", found, err)
+	}
+	expired := mint()
+	f.exec("UPDATE mesh.cli_session SET expires_at = now() - interval '1 second' WHERE token_hash = $1", tokenHash(expired))
+	valid := mint()
+	tests := []struct {
+		name  string
+		token string
+	}{
+		{"empty", ""},
+		{"unknown", "not-a-token"},
+		{"hash_instead_of_token", tokenHash(valid)},
+		{"revoked", revoked},
+		{"expired", expired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := f.s.LookupCLIToken(f.ctx, tt.token)
+			wantErr(t, err, meshd.ErrNotFound)
+		})
+	}
+	// The valid token still works after the rejections.
+	if user, _, err := f.s.LookupCLIToken(f.ctx, valid); err != nil || user != "user-2" {
+		t.Fatalf("valid token: %q, %v", user, err)
+	}
+	if found, err := f.s.RevokeCLIToken(f.ctx, "unknown"); found || err != nil {
+		t.Fatalf("revoke unknown = %v, %v", found, err)
+	}
+}
