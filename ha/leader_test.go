@@ -222,7 +222,9 @@ func TestRepeatedFailoverNeverOverlaps(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, "the follower takes over", func() bool { return follower.starts.Load() == before+1 })
-		_ = leader
+		if leader.l.IsLeader() {
+			t.Fatal("the old leader still reports leading")
+		}
 		checkNoOverlap(t, js)
 		t.Logf("failover %d done", i)
 	}

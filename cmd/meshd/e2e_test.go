@@ -74,7 +74,7 @@ type proc struct {
 
 func (p *proc) ws() string { return "ws" + strings.TrimPrefix(p.base, "http") + "/ws" }
 
-func startMeshd(t *testing.T, env ...string) *proc {
+func startMeshd(t testing.TB, env ...string) *proc {
 	t.Helper()
 	port := freePort(t)
 	cmd := exec.Command(meshdBinary(t), "serve")
@@ -116,7 +116,7 @@ type member struct {
 	key  client.Identity
 }
 
-func enroll(t *testing.T, dsn string, n int) []member {
+func enroll(t testing.TB, dsn string, n int) []member {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.New(ctx, store.Config{URL: dsn})
@@ -140,7 +140,7 @@ func enroll(t *testing.T, dsn string, n int) []member {
 	return out
 }
 
-func dial(t *testing.T, p *proc, mb member, acks bool) *client.Client {
+func dial(t testing.TB, p *proc, mb member, acks bool) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
