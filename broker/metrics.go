@@ -94,6 +94,7 @@ func newMetrics(reg prometheus.Registerer, closeReasons, helloReasons []string) 
 	for _, c := range grantCaps {
 		m.droppedByGrant.WithLabelValues(c)
 	}
+	m.ttlSweeps.WithLabelValues("0")
 	for _, r := range pushDropReasons {
 		m.pushDropped.WithLabelValues(r)
 	}

@@ -599,10 +599,10 @@ func TestStaleTerminates(t *testing.T) {
 func TestPingsKeepAlive(t *testing.T) {
 	f := newFake(t)
 	c := dial(t, f, func(cfg *Config) {
-		cfg.PingInterval = 20 * time.Millisecond
-		cfg.StaleAfter = 100 * time.Millisecond
+		cfg.PingInterval = 50 * time.Millisecond
+		cfg.StaleAfter = 500 * time.Millisecond
 	})
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
 	select {
 	case <-c.Done():
 		t.Fatalf("stopped: %v", c.Err())

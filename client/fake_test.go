@@ -130,10 +130,12 @@ func (f *fakeBroker) serve(w http.ResponseWriter, r *http.Request) {
 	if f.beforeAck != nil {
 		f.beforeAck(fc)
 	}
-	fc.send(wire.HelloAck{Type: wire.TypeHelloAck, PresenceID: meshd.NewID(), MemberDisplayName: fc.name})
+	// Registered before hello_ack so that a client that has its ack is
+	// routable and listed.
 	f.mu.Lock()
 	f.conns[fc] = true
 	f.mu.Unlock()
+	fc.send(wire.HelloAck{Type: wire.TypeHelloAck, PresenceID: meshd.NewID(), MemberDisplayName: fc.name})
 	defer func() {
 		f.mu.Lock()
 		delete(f.conns, fc)

@@ -342,6 +342,24 @@ func TestCloseThenUse(t *testing.T) {
 	}
 }
 
+func TestCloseWhileDisconnected(t *testing.T) {
+	s := startServer(t, -1)
+	b := newBus(t, s.ClientURL(), "down")
+	subscribe(t, b, "mesh.d", func([]byte) {})
+	s.Shutdown()
+	eventually(t, "the bus sees the disconnect", func() bool { return !b.Connected() })
+	done := make(chan error, 1)
+	go func() { done <- b.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Close hung while disconnected")
+	}
+}
+
 func TestConcurrentChurnStaysConsistent(t *testing.T) {
 	s := startServer(t, -1)
 	b := newBus(t, s.ClientURL(), "churn", func(c *Config) { c.Linger = time.Millisecond })

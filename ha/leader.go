@@ -5,11 +5,12 @@
 //
 // A Leader runs one supervised loop per job:
 //
-//	connect → pg_try_advisory_lock every Interval → on success run the job
-//	under a leader context → hold: block reading the connection, and every
-//	Interval run SELECT 1 → on failure cancel the leader context (cause
-//	ErrLeadershipLost), wait for the job to return, drop the connection,
-//	start over (after 3 Intervals, so a healthy follower goes first).
+//	connect → pg_try_advisory_lock every Interval → on success hold the lock
+//	one Interval (settle) → run the job under a leader context → hold:
+//	block reading the connection, and every Interval run SELECT 1 → on
+//	failure cancel the leader context (cause ErrLeadershipLost), wait for
+//	the job to return, drop the connection, start over (after 3 Intervals,
+//	so a healthy follower goes first).
 //
 // Advisory locks have no TTL; the lock lives exactly as long as the backend
 // session. A terminated backend is noticed at once (the hold loop is always
@@ -17,8 +18,10 @@
 // immediately); a silent one within Interval plus the check timeout. The
 // server frees the lock of a vanished leader after about 4×Keepalive (see
 // lockConnConfig), which is longer, so a partitioned leader has stopped
-// before a successor starts. What the lock cannot enforce is the job itself:
-// a job must return promptly when its context is cancelled.
+// before a successor starts; after an abrupt loss the successor's settle
+// Interval gives the old job time to return. What the lock cannot enforce is
+// the job itself: a job must return promptly (well within one Interval) when
+// its context is cancelled.
 //
 // The DSN must reach PostgreSQL directly or through a session-mode pooler;
 // a transaction-mode pooler would move the session lock between clients.
@@ -229,6 +232,9 @@ func (l *Leader) session(ctx context.Context, job func(context.Context)) error {
 // lead runs one term: job runs under leaderCtx while hold watches the
 // connection. The lock is released only after job has returned.
 func (l *Leader) lead(ctx context.Context, conn *pgx.Conn, job func(context.Context)) error {
+	if err := l.settle(ctx, conn); err != nil {
+		return err
+	}
 	leaderCtx, cancelLeader := context.WithCancelCause(ctx)
 	holdCtx, stopHold := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -263,6 +269,24 @@ func (l *Leader) lead(ctx context.Context, conn *pgx.Conn, job func(context.Cont
 		return ctx.Err()
 	}
 	return errJobReturned
+}
+
+// settle holds a freshly acquired lock for one Interval before the job
+// starts. A predecessor whose backend was terminated (or whose server
+// restarted) loses the lock the instant its session ends, while its job is
+// still being cancelled; the pause gives that job an Interval to return, so
+// two jobs never overlap when jobs stop promptly.
+func (l *Leader) settle(ctx context.Context, conn *pgx.Conn) error {
+	settleCtx, cancel := context.WithTimeout(ctx, l.interval)
+	defer cancel()
+	if lost := l.hold(settleCtx, conn); lost != nil {
+		return fmt.Errorf("%w: %w", ErrLeadershipLost, lost)
+	}
+	if ctx.Err() != nil {
+		l.unlock(ctx, conn)
+		return ctx.Err()
+	}
+	return nil
 }
 
 // hold watches the lock's connection until ctx is done (nil) or the

@@ -213,20 +213,24 @@ func TestRepeatedFailoverNeverOverlaps(t *testing.T) {
 	a, b := newReplica(t, dsn, key, js), newReplica(t, dsn, key, js)
 	admin := connect(t, dsn)
 	for i := range 5 {
-		leader, follower := leaderOf(t, a, b)
+		leaderOf(t, a, b)
 		// Real failovers are not milliseconds apart: let the previous
 		// leader finish its back-off and campaign again first.
 		waitCampaigners(t, admin, 2)
-		before := follower.starts.Load()
-		if _, err := admin.Exec(context.Background(), "SELECT pg_terminate_backend($1)", lockHolder(t, admin, key)); err != nil {
+		before := a.starts.Load() + b.starts.Load()
+		pid := lockHolder(t, admin, key)
+		if _, err := admin.Exec(context.Background(), "SELECT pg_terminate_backend($1)", pid); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the follower takes over", func() bool { return follower.starts.Load() == before+1 })
-		if leader.l.IsLeader() {
-			t.Fatal("the old leader still reports leading")
+		// Usually the follower wins (the loser backs off); under heavy load
+		// the old leader may win its lock back, which is just as correct.
+		eventually(t, "a new term starts", func() bool {
+			return a.starts.Load()+b.starts.Load() == before+1 && (a.l.IsLeader() || b.l.IsLeader())
+		})
+		if got := lockHolder(t, admin, key); got == pid || got == 0 {
+			t.Fatalf("lock holder after failover %d: pid %d (terminated %d)", i, got, pid)
 		}
 		checkNoOverlap(t, js)
-		t.Logf("failover %d done", i)
 	}
 }
 

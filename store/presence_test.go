@@ -84,6 +84,7 @@ func TestAttachReattach(t *testing.T) {
 		{name: "online_session_hello_taken_over", sessionPubkey: sessKey, takeOverOnline: true, wantReattach: true, wantReplaced: true},
 		{name: "leased_session_hello_no_replaced", sessionPubkey: sessKey, detach: true, takeOverOnline: true, wantReattach: true},
 		{name: "other_member_same_session_pubkey", sessionPubkey: sessKey, detach: true, takeOverOnline: true, otherMember: true},
+		{name: "other_member_same_session_id_not_deduped", sameSessionID: true, otherMember: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,6 +130,34 @@ func TestAttachReattach(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestAttachRejectsIncompleteRequest(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name   string
+		mutate func(*meshd.Presence)
+	}{
+		{"missing_mesh", func(p *meshd.Presence) { p.MeshID = "" }},
+		{"missing_member", func(p *meshd.Presence) { p.MemberID = "" }},
+		{"missing_node", func(p *meshd.Presence) { p.NodeID = "" }},
+		{"missing_socket", func(p *meshd.Presence) { p.SocketID = "" }},
+		{"unknown_member", func(p *meshd.Presence) { p.MemberID = "nobody" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := f.attachReq(f.bob, "s-"+tt.name, "")
+			tt.mutate(&req.Presence)
+			if _, err := f.s.Attach(f.ctx, req); err == nil {
+				t.Fatal("incomplete request attached")
+			}
+		})
+	}
+	// A valid request still works afterwards.
+	f.attach(f.attachReq(f.bob, "s-ok", ""))
+	if n, _ := f.s.CountLive(f.ctx, f.mesh.ID); n != 1 {
+		t.Fatalf("CountLive = %d, want 1", n)
 	}
 }
 

@@ -87,9 +87,9 @@ func (s *Store) WriteStatus(ctx context.Context, presenceID string, status meshd
 	return changed, nil
 }
 
+// querier is a pool or a transaction.
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // writeStatusOne returns pgx.ErrNoRows when the row is missing or dnd-protected.

@@ -49,7 +49,7 @@ type Config struct {
 	// MaxConns caps the pool; 0 means DefaultMaxConns. Negative is an error.
 	MaxConns int32
 	// Logger receives migration progress and warnings; the zero value
-	// discards nothing but writes nowhere useful, so pass a real one.
+	// discards them.
 	Logger zerolog.Logger
 }
 

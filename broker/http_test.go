@@ -1,0 +1,121 @@
+package broker_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/broker"
+)
+
+// Every metric of PROTOCOL.md B.9.1 is exported with its type and labels.
+func TestMetricsExportUpstreamSeries(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	resp, err := http.Get(e.replicas[0].hs.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(body)
+	want := []struct{ name, typ, sample string }{
+		{"broker_connections_total", "counter", "broker_connections_total 0"},
+		{"broker_connections_rejected_total", "counter", `broker_connections_rejected_total{reason="attestation_ttl_too_long"} 0`},
+		{"broker_connections_active", "gauge", "broker_connections_active 0"},
+		{"broker_messages_routed_total", "counter", `broker_messages_routed_total{priority="stream"} 0`},
+		{"broker_messages_rejected_total", "counter", `broker_messages_rejected_total{reason="parse_or_handler"} 0`},
+		{"broker_messages_dropped_by_grant_total", "counter", `broker_messages_dropped_by_grant_total{cap="broadcast"} 0`},
+		{"broker_legacy_auth_hits_total", "counter", "broker_legacy_auth_hits_total 0"},
+		{"broker_queue_depth", "gauge", "broker_queue_depth"},
+		{"broker_ttl_sweeps_total", "counter", ""},
+		{"broker_hook_requests_total", "counter", "broker_hook_requests_total 0"},
+		{"broker_hook_requests_rate_limited_total", "counter", "broker_hook_requests_rate_limited_total 0"},
+		{"broker_db_healthy", "gauge", "broker_db_healthy 1"},
+		{"broker_queue_oldest_age_seconds", "gauge", "broker_queue_oldest_age_seconds"},
+	}
+	for _, w := range want {
+		if !strings.Contains(text, "# TYPE "+w.name+" "+w.typ+"\n") {
+			t.Errorf("missing TYPE line for %s %s", w.name, w.typ)
+		}
+		if w.sample != "" && !strings.Contains(text, w.sample) {
+			t.Errorf("missing sample %q", w.sample)
+		}
+	}
+	for _, reason := range []string{"bad_session_pubkey", "capacity", "timestamp_skew", "malformed", "bad_signature", "revoked",
+		"unauthorized", "bad_parent_pubkey", "attestation_mismatch", "attestation_expired", "attestation_ttl_too_long",
+		"attestation_bad_signature", "attestation_malformed", "session_timestamp_skew", "session_bad_signature",
+		"session_malformed", "parent_member_id_mismatch"} {
+		if !strings.Contains(text, `broker_connections_rejected_total{reason="`+reason+`"}`) {
+			t.Errorf("rejection reason %s not exported", reason)
+		}
+	}
+}
+
+func TestHealthAndNotFound(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	base := e.replicas[0].hs.URL
+	get := func(path string) (int, map[string]any, http.Header) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m, resp.Header
+	}
+	code, h, hdr := get("/health")
+	if code != 200 || h["status"] != "ok" || h["db"] != "up" || h["nats"] != "up" || h["node"] != "node-0" {
+		t.Fatalf("/health %d %v", code, h)
+	}
+	if hdr.Get("Access-Control-Allow-Origin") != "*" || hdr.Get("Content-Type") != "application/json" {
+		t.Fatalf("headers %v", hdr)
+	}
+	if code, r, _ := get("/health/ready"); code != 200 || r["status"] != "ready" {
+		t.Fatalf("/health/ready %d %v", code, r)
+	}
+	if code, nf, _ := get("/nope"); code != 404 || nf["error"] != "not_found" {
+		t.Fatalf("/nope %d %v", code, nf)
+	}
+	req, _ := http.NewRequest(http.MethodOptions, base+"/anything", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("OPTIONS %d", resp.StatusCode)
+	}
+}
+
+// A socket that stops answering pings is terminated after PongWait and its
+// presence enters the grace lease (B.1 keepalive).
+func TestStalePongTerminates(t *testing.T) {
+	e := newEnv(t, 1, func(c *broker.Config) {
+		c.PingPeriod = 100 * time.Millisecond
+		c.PongWait = 400 * time.Millisecond
+	})
+	mesh := e.newMesh("Stale")
+	alice := e.enroll(mesh, "alice")
+	rc := e.raw(0)
+	rc.send(helloFrame(alice, time.Now()))
+	ack := rc.expectFrame("hello_ack")
+	// Stop reading: gorilla only answers pings while reading, so no pongs.
+	time.Sleep(1200 * time.Millisecond)
+	waitFor(t, 5*time.Second, "presence lease", func() bool {
+		peers, err := e.st.ListPeers(t.Context(), mesh.ID)
+		if err != nil || len(peers) != 1 {
+			return false
+		}
+		return peers[0].ID == ack["presenceId"] && peers[0].LeaseUntil != nil
+	})
+	if err := e.replicas[0].srv.Hub().ConsistencyCheck(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := e.replicas[0].srv.Hub().Counts(); n != 0 {
+		t.Fatalf("%d sockets still registered", n)
+	}
+}
