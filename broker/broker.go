@@ -33,6 +33,8 @@ type Store interface {
 	Presences
 	Queue
 	Maintenance
+	Enrollment
+	Hooks
 	Pinger
 }
 
@@ -58,6 +60,21 @@ type Config struct {
 	SendBurst             float64       // per-member send bucket capacity; default 10
 	SendPerMinute         float64       // per-member refill; default 60
 	WriteBuffer           int           // pushes queued per socket before it is a slow consumer; default 512
+
+	// LegacyAuth enables the BROKER_LEGACY_AUTH=1 body user_id shim (B.9.3).
+	LegacyAuth bool
+	// PublicURL is the broker's public WebSocket URL put into invites
+	// (BROKER_URL); default derived from the request's Host.
+	PublicURL string
+	// AppURL prefixes invite short links (APP_URL); default: this broker.
+	AppURL string
+	// HookRateLimitPerMin is the hook bucket capacity and refill (B.6.4).
+	HookRateLimitPerMin int
+	// StatusTTL flips working to idle after this long (STATUS_TTL_SECONDS).
+	StatusTTL time.Duration
+	// JSONLDir enables JSONL status inference from Claude Code transcripts
+	// under this projects directory (B.6.3); empty means a remote broker.
+	JSONLDir string
 
 	Version string
 	GitSHA  string
@@ -100,6 +117,10 @@ func (c *Config) validate() error {
 	if c.SendPerMinute <= 0 {
 		c.SendPerMinute = 60
 	}
+	if c.HookRateLimitPerMin <= 0 {
+		c.HookRateLimitPerMin = 30
+	}
+	def(&c.StatusTTL, 60*time.Second)
 	if c.WriteBuffer <= 0 {
 		c.WriteBuffer = 512
 	}

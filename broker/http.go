@@ -15,6 +15,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.HandleFunc("GET /health/ready", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
+	s.cliRoutes(mux)
+	s.hookRoutes(mux)
 	mux.HandleFunc("/", s.serveNotFound)
 	return withCORS(mux)
 }

@@ -22,6 +22,12 @@ type config struct {
 	MaxConnectionsPerMesh int
 	HookFreshWindow       time.Duration
 	SendBurst             int
+	LegacyAuth            bool
+	PublicURL             string
+	AppURL                string
+	HookRateLimitPerMin   int
+	StatusTTL             time.Duration
+	JSONLDir              string
 	SendPerMinute         int
 	LogLevel              string
 	SkipMigrate           bool
@@ -42,6 +48,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LogLevel:      orDefault(getenv("LOG_LEVEL"), "info"),
 		SkipMigrate:   getenv("BROKER_SKIP_MIGRATE") == "1",
 		GitSHA:        getenv("GIT_SHA"),
+		LegacyAuth:    getenv("BROKER_LEGACY_AUTH") == "1",
+		PublicURL:     getenv("BROKER_URL"),
+		AppURL:        getenv("APP_URL"),
+		JSONLDir:      getenv("JSONL_STATUS_DIR"),
 	}
 	var errs []error
 	if c.DatabaseURL == "" {
@@ -53,6 +63,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.MaxMessageBytes = intVar(getenv, "MAX_MESSAGE_BYTES", 65536, 256, 64<<20, &errs)
 	c.MaxConnectionsPerMesh = intVar(getenv, "MAX_CONNECTIONS_PER_MESH", 100, 1, 1_000_000, &errs)
 	c.HookFreshWindow = time.Duration(intVar(getenv, "HOOK_FRESH_WINDOW_SECONDS", 30, 1, 86400, &errs)) * time.Second
+	c.HookRateLimitPerMin = intVar(getenv, "HOOK_RATE_LIMIT_PER_MIN", 30, 1, 1_000_000, &errs)
+	c.StatusTTL = time.Duration(intVar(getenv, "STATUS_TTL_SECONDS", 60, 1, 86400*30, &errs)) * time.Second
 	c.SendBurst = intVar(getenv, "SEND_RATE_BURST", 10, 1, 1_000_000_000, &errs)
 	c.SendPerMinute = intVar(getenv, "SEND_RATE_PER_MIN", 60, 1, 1_000_000_000, &errs)
 	if c.NodeID == "" {
