@@ -261,6 +261,26 @@ type TargetRef struct {
 	TargetSpec string
 }
 
+// PeerState is what a member's presence leaves behind for its next hello
+// (B.6.1 mesh.peer_state): groups, visibility, profile and last summary.
+type PeerState struct {
+	Groups          []Group
+	Profile         json.RawMessage
+	Visible         bool
+	LastSummary     string
+	LastDisplayName string
+	LastSeenAt      *time.Time
+	Stats           json.RawMessage // cumulative {messagesIn, messagesOut, toolCalls, errors}
+}
+
+// StateEntry is one key of a mesh's shared state (B.14.1).
+type StateEntry struct {
+	Key       string
+	Value     json.RawMessage
+	UpdatedBy string
+	UpdatedAt time.Time
+}
+
 // ErrNotFound is returned by lookups that found no row.
 var ErrNotFound = errors.New("not found")
 

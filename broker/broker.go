@@ -35,6 +35,10 @@ type Store interface {
 	Maintenance
 	Enrollment
 	Hooks
+	PresenceEdits
+	Moderation
+	SharedState
+	Sweeps
 	Pinger
 }
 

@@ -70,6 +70,21 @@ func (s *Server) handlers() map[string]frameHandler {
 		wire.TypeClientAck:     s.handleClientAck,
 		wire.TypeMessageStatus: s.handleMessageStatus,
 		wire.TypeListPeers:     s.handleListPeers,
+		"set_status":           s.handleSetStatus,
+		"set_summary":          s.handleSetSummary,
+		"set_stats":            s.handleSetStats,
+		"set_visible":          s.handleSetVisible,
+		"set_profile":          s.handleSetProfile,
+		"join_group":           s.handleJoinGroup,
+		"leave_group":          s.handleLeaveGroup,
+		"set_state":            s.handleSetState,
+		"get_state":            s.handleGetState,
+		"list_state":           s.handleListState,
+		"kick":                 s.handleKick,
+		"disconnect":           s.handleDisconnect,
+		"ban":                  s.handleBan,
+		"unban":                s.handleUnban,
+		"list_bans":            s.handleListBans,
 	}
 }
 

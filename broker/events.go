@@ -21,19 +21,21 @@ func presenceTopic(presenceID string) string { return "presence." + presenceID }
 const (
 	kindBroadcast = "broadcast"
 	kindSystem    = "system"
+	kindFrame     = "frame"
 )
 
 // meshEventMsg travels on mesh.<id>. Exclusions are applied by each
 // receiving replica to its own sockets.
 type meshEventMsg struct {
-	Kind                string     `json:"kind"`
-	Push                *wire.Push `json:"push"`
-	Target              string     `json:"target,omitempty"` // broadcast: "*", "@all" or "@group"
-	SenderMemberID      string     `json:"senderMemberId,omitempty"`
-	SenderMemberPubkey  string     `json:"senderMemberPubkey,omitempty"`
-	SenderSessionPubkey string     `json:"senderSessionPubkey,omitempty"`
-	ExcludeMemberPubkey string     `json:"excludeMemberPubkey,omitempty"` // system: skip this member's sockets
-	ExcludePresenceID   string     `json:"excludePresenceId,omitempty"`   // system: skip this presence
+	Kind                string          `json:"kind"`
+	Push                *wire.Push      `json:"push,omitempty"`
+	Frame               json.RawMessage `json:"frame,omitempty"`  // kindFrame: sent as is
+	Target              string          `json:"target,omitempty"` // broadcast: "*", "@all" or "@group"
+	SenderMemberID      string          `json:"senderMemberId,omitempty"`
+	SenderMemberPubkey  string          `json:"senderMemberPubkey,omitempty"`
+	SenderSessionPubkey string          `json:"senderSessionPubkey,omitempty"`
+	ExcludeMemberPubkey string          `json:"excludeMemberPubkey,omitempty"` // system: skip this member's sockets
+	ExcludePresenceID   string          `json:"excludePresenceId,omitempty"`   // system: skip this presence
 }
 
 // presenceControl travels on presence.<id>.
@@ -53,6 +55,16 @@ func (s *Server) publishMesh(ctx context.Context, meshID string, ev meshEventMsg
 		return err
 	}
 	return s.cfg.Fanout.Publish(ctx, meshTopic(meshID), data)
+}
+
+// publishFrame sends frame to every socket of the mesh on every replica
+// except exclPresence (state_change, B.14.1).
+func (s *Server) publishFrame(ctx context.Context, meshID string, frame any, exclPresence string) error {
+	raw, err := json.Marshal(frame)
+	if err != nil {
+		return err
+	}
+	return s.publishMesh(ctx, meshID, meshEventMsg{Kind: kindFrame, Frame: raw, ExcludePresenceID: exclPresence})
 }
 
 // publishSystem sends a B.4.3 system push (A.3-12 payload) to the mesh.
@@ -76,7 +88,7 @@ func (s *Server) publishSystem(ctx context.Context, meshID, event string, data w
 
 func (s *Server) handleMeshEvent(ctx context.Context, ev meshEvent) {
 	var msg meshEventMsg
-	if err := json.Unmarshal(ev.data, &msg); err != nil || msg.Push == nil {
+	if err := json.Unmarshal(ev.data, &msg); err != nil || (msg.Push == nil && msg.Frame == nil) {
 		s.log.Warn().Str("mesh_id", ev.meshID).Msg("bad mesh event")
 		return
 	}
@@ -84,14 +96,17 @@ func (s *Server) handleMeshEvent(ctx context.Context, ev meshEvent) {
 	if len(conns) == 0 {
 		return
 	}
-	frame, err := json.Marshal(msg.Push)
-	if err != nil {
-		return
+	frame := []byte(msg.Frame)
+	if msg.Push != nil {
+		var err error
+		if frame, err = json.Marshal(msg.Push); err != nil {
+			return
+		}
 	}
 	switch msg.Kind {
 	case kindBroadcast:
 		s.deliverBroadcast(ctx, ev.meshID, &msg, frame, conns)
-	case kindSystem:
+	case kindSystem, kindFrame:
 		for _, c := range conns {
 			pres, member, ok := c.snapshot()
 			if !ok || pres.ID == msg.ExcludePresenceID || (msg.ExcludeMemberPubkey != "" && member.Pubkey == msg.ExcludeMemberPubkey) {

@@ -45,8 +45,20 @@ func (s *Server) handleHello(ctx context.Context, c *conn, data []byte) {
 	p := s.newPresence(mesh, member, h.SessionID, h.SessionPubkey, h.DisplayName, *h.PID, *h.CWD)
 	p.Role = meshd.RoleControlPlane
 	p.Hostname, p.PeerType, p.Channel, p.Model = h.Hostname, h.PeerType, h.Channel, h.Model
-	p.Groups = firstNonEmpty(h.Groups, member.DefaultGroups)
-	s.attach(ctx, c, meshd.AttachRequest{Presence: p}, mesh, member, h.Capabilities, false)
+	opts := attachOpts{caps: h.Capabilities}
+	ps, err := s.cfg.Store.LoadPeerState(ctx, mesh.ID, member.ID)
+	switch {
+	case err == nil:
+		opts.restored = &ps
+		p.Groups = firstNonEmpty(h.Groups, firstNonEmpty(ps.Groups, member.DefaultGroups))
+	case errors.Is(err, meshd.ErrNotFound):
+		p.Groups = firstNonEmpty(h.Groups, member.DefaultGroups)
+	default:
+		s.internalError(c, err, "peer state lookup")
+		return
+	}
+	opts.helloGroups = h.Groups
+	s.attach(ctx, c, meshd.AttachRequest{Presence: p}, mesh, member, opts)
 }
 
 // handleSessionHello runs the per-session handshake in the order of B.3.
@@ -97,7 +109,7 @@ func (s *Server) handleSessionHello(ctx context.Context, c *conn, data []byte) {
 	if h.Groups == nil {
 		p.Groups = member.DefaultGroups
 	}
-	s.attach(ctx, c, meshd.AttachRequest{Presence: p, TakeOverOnline: true}, mesh, member, h.Capabilities, true)
+	s.attach(ctx, c, meshd.AttachRequest{Presence: p, TakeOverOnline: true}, mesh, member, attachOpts{caps: h.Capabilities, session: true})
 }
 
 func (s *Server) invalidHello(c *conn, msg string) {
@@ -172,7 +184,16 @@ func firstNonEmpty(a, b []meshd.Group) []meshd.Group {
 // attach finishes a verified handshake: presence row (reattach, dedup,
 // capacity under lock), hello_ack first (A.3-19), then fan-out interest,
 // the drain, and peer_joined unless this was a silent reattach.
-func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, mesh meshd.Mesh, member meshd.Member, caps []string, session bool) {
+// attachOpts carries what differs between hello and session_hello.
+type attachOpts struct {
+	caps        []string
+	session     bool
+	restored    *meshd.PeerState // hello path: the member's saved peer_state
+	helloGroups []meshd.Group
+}
+
+func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, mesh meshd.Mesh, member meshd.Member, opts attachOpts) {
+	session := opts.session
 	req.Presence.SocketID = c.socketID
 	req.MaxPerMesh = s.cfg.MaxConnectionsPerMesh
 	req.PendingWindow = pendingWindow
@@ -194,7 +215,7 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 			c.logger().Warn().Err(err).Msg("publish session_replaced")
 		}
 	}
-	for _, cp := range caps {
+	for _, cp := range opts.caps {
 		if cp == "client_ack" {
 			c.acks.Store(true)
 		}
@@ -207,6 +228,15 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 	ack := wire.HelloAck{Type: wire.TypeHelloAck, PresenceID: pres.ID, MemberDisplayName: pres.DisplayName}
 	if !(session && res.Reattached) {
 		ack.MemberProfile = memberProfile(member)
+	}
+	if opts.restored != nil && !res.Reattached {
+		restoreInto(&pres, &ack, *opts.restored, opts.helloGroups)
+		if err := s.applyRestored(ctx, pres); err != nil {
+			log.Warn().Err(err).Msg("restore peer state")
+		}
+		c.mu.Lock()
+		c.pres = pres
+		c.mu.Unlock()
 	}
 	c.send(ack)
 
@@ -233,13 +263,29 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 		return
 	}
 	ev := wire.SystemEvent{Name: pres.DisplayName, DisplayName: pres.DisplayName, Pubkey: pres.RoutingPubkey(), Groups: pres.Groups, PeerType: pres.PeerType}
-	exclMember, exclPresence := member.Pubkey, ""
+	event, exclMember, exclPresence := "peer_joined", member.Pubkey, ""
 	if session {
 		exclMember, exclPresence = "", pres.ID
 	}
-	if err := s.publishSystem(ctx, pres.MeshID, "peer_joined", ev, exclMember, exclPresence); err != nil {
-		log.Warn().Err(err).Msg("publish peer_joined")
+	if opts.restored != nil {
+		event, ev.LastSeenAt, ev.Summary = "peer_returned", ack.LastSeenAt, opts.restored.LastSummary
 	}
+	if err := s.publishSystem(ctx, pres.MeshID, event, ev, exclMember, exclPresence); err != nil {
+		log.Warn().Err(err).Msg("publish " + event)
+	}
+}
+
+// applyRestored stores the restored visibility and profile on the new row.
+func (s *Server) applyRestored(ctx context.Context, p meshd.Presence) error {
+	if !p.Visible {
+		if err := s.cfg.Store.SetPresenceVisible(ctx, p.ID, false); err != nil {
+			return err
+		}
+	}
+	if len(p.Profile) > 0 {
+		return s.cfg.Store.SetPresenceProfile(ctx, p.ID, p.Profile)
+	}
+	return nil
 }
 
 func memberProfile(m meshd.Member) *wire.MemberProfile {

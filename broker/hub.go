@@ -124,8 +124,14 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 	// eviction (B.6.9).
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.cfg.Store.Detach(ctx, pres.ID, c.socketID, s.cfg.Grace); err != nil {
+	owned, err := s.cfg.Store.Detach(ctx, pres.ID, c.socketID, s.cfg.Grace)
+	if err != nil {
 		c.logger().Warn().Err(err).Msg("detach presence")
+	}
+	if owned {
+		if err := s.cfg.Store.SavePeerState(ctx, pres.ID); err != nil {
+			c.logger().Warn().Err(err).Msg("save peer state")
+		}
 	}
 	c.logger().Info().Dur("grace", s.cfg.Grace).Msg("ws close — lease grace started")
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/meshd/meshd/wire"
@@ -160,4 +161,36 @@ func reasonByMetric(label string) (wire.Reason, bool) {
 		}
 	}
 	return wire.OK, false
+}
+
+// ttlSweepInterval is upstream's cadence for the status TTL sweep (B.6.6).
+const ttlSweepInterval = 15 * time.Second
+
+// RunStatusSweeps runs the cluster-wide status singletons until ctx ends:
+// the TTL sweep (working older than StatusTTL → idle, dnd untouched). It
+// must run under leadership (cmd/meshd wires an ha.Leader around it) so it
+// runs once per cluster; each statement is idempotent anyway.
+func (s *Server) RunStatusSweeps(ctx context.Context) {
+	t := time.NewTicker(ttlSweepInterval)
+	defer t.Stop()
+	for {
+		s.TTLSweep(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// TTLSweep runs one status TTL sweep and counts it.
+func (s *Server) TTLSweep(ctx context.Context) {
+	n, err := s.cfg.Store.SweepStatusTTL(ctx, s.cfg.StatusTTL, s.cfg.HookFreshWindow)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("ttl sweep")
+		}
+		return
+	}
+	s.met.ttlSweeps.WithLabelValues(strconv.FormatInt(n, 10)).Inc()
 }

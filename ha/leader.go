@@ -77,7 +77,7 @@ type Config struct {
 	Keepalive time.Duration
 	// Logger receives acquire/lose/release events. The zero Logger discards.
 	Logger zerolog.Logger
-	// Registerer receives broker_leader{job} (required). Several Leaders
+	// Registerer receives broker_leader{singleton} (required). Several Leaders
 	// may share one; each Name must be used by one Leader per registry.
 	Registerer prometheus.Registerer
 }
@@ -118,7 +118,7 @@ type Leader struct {
 	interval     time.Duration
 	checkTimeout time.Duration
 	log          zerolog.Logger
-	gauge        prometheus.Gauge // broker_leader{job=Name}
+	gauge        prometheus.Gauge // broker_leader{singleton=Name}
 
 	leading atomic.Bool // true while the job runs under the lock
 	running atomic.Bool // Run is active
@@ -156,7 +156,7 @@ func registerGauge(reg prometheus.Registerer) (*prometheus.GaugeVec, error) {
 	vec := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "broker_leader",
 		Help: "1 while this replica holds the job's advisory lock and runs the job, else 0.",
-	}, []string{"job"})
+	}, []string{"singleton"})
 	err := reg.Register(vec)
 	if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
 		if existing, ok := are.ExistingCollector.(*prometheus.GaugeVec); ok {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/fanout"
+	"github.com/meshd/meshd/ha"
 	"github.com/meshd/meshd/store"
 )
 
@@ -159,6 +162,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	defer stopSrv()
 	srv.Start(srvCtx)
+	if err := runSingletons(srvCtx, cfg, log, reg, srv); err != nil {
+		return err
+	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -175,6 +181,33 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log.Info().Str("signal", context.Cause(ctx).Error()).Msg("shutdown signal")
 	return drain(srv, hs, log)
+}
+
+// singletonKey derives a job's advisory lock key from its name, in a range
+// apart from the migration lock and the audit keys.
+func singletonKey(name string) int64 {
+	sum := sha256.Sum256([]byte("meshd-singleton:" + name))
+	return int64(binary.BigEndian.Uint64(sum[:8]) & 0x7fffffffffffffff)
+}
+
+// runSingletons campaigns for each cluster-wide job; whichever replica
+// holds a job's lock runs it, and another takes over when it is lost.
+func runSingletons(ctx context.Context, cfg config, log zerolog.Logger, reg prometheus.Registerer, srv *broker.Server) error {
+	jobs := map[string]func(context.Context){
+		"status-sweeps": srv.RunStatusSweeps,
+	}
+	for name, job := range jobs {
+		l, err := ha.NewLeader(ha.Config{DSN: cfg.DatabaseURL, Key: singletonKey(name), Name: name, Logger: log, Registerer: reg})
+		if err != nil {
+			return fmt.Errorf("leader %s: %w", name, err)
+		}
+		go func() {
+			if err := l.Run(ctx, job); err != nil {
+				log.Error().Err(err).Str("singleton", name).Msg("leader loop stopped")
+			}
+		}()
+	}
+	return nil
 }
 
 func drain(srv *broker.Server, hs *http.Server, log zerolog.Logger) error {

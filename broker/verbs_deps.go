@@ -1,0 +1,43 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/meshd/meshd"
+)
+
+// PresenceEdits are the presence fields the WS verbs change (B.6.7) and the
+// peer_state a member leaves behind (B.6.1).
+type PresenceEdits interface {
+	SetPresenceSummary(ctx context.Context, presenceID, summary string) error
+	SetPresenceVisible(ctx context.Context, presenceID string, visible bool) error
+	SetPresenceProfile(ctx context.Context, presenceID string, profile json.RawMessage) error
+	SetPresenceGroups(ctx context.Context, presenceID string, groups []meshd.Group) error
+	WriteStatus(ctx context.Context, presenceID string, status meshd.Status, source meshd.StatusSource, freshWindow time.Duration) (bool, error)
+	LoadPeerState(ctx context.Context, meshID, memberID string) (meshd.PeerState, error)
+	SavePeerState(ctx context.Context, presenceID string) error
+}
+
+// Moderation backs kick, disconnect, ban, unban and list_bans (B.6.10).
+type Moderation interface {
+	MeshMembers(ctx context.Context, meshID string) ([]meshd.Member, error)
+	MemberPresences(ctx context.Context, meshID, memberID string) ([]meshd.Presence, error)
+	RevokeMember(ctx context.Context, meshID, memberID string) error
+	UnrevokeMember(ctx context.Context, meshID, memberID string) error
+	Disconnect(ctx context.Context, presenceIDs []string) error
+}
+
+// SharedState backs set_state, get_state and list_state (B.14.1).
+type SharedState interface {
+	SetState(ctx context.Context, meshID, key string, value json.RawMessage, presenceID, name string) (meshd.StateEntry, error)
+	GetState(ctx context.Context, meshID, key string) (meshd.StateEntry, error)
+	ListState(ctx context.Context, meshID string) ([]meshd.StateEntry, error)
+}
+
+// Sweeps are the cluster singletons run under a leader (cmd/meshd wires
+// ha leadership around Server.RunSweeps).
+type Sweeps interface {
+	SweepStatusTTL(ctx context.Context, ttl, freshWindow time.Duration) (int64, error)
+}

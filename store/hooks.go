@@ -1,0 +1,75 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/meshd/meshd"
+)
+
+// HookPresences returns the live presences (disconnected_at IS NULL, grace
+// leases included) that a POST /hook/set-status for (pid, cwd) addresses,
+// in every mesh, newest first (B.6.4, A.3-14). pid 0 means "not given".
+//
+// When some live presence has this cwd and pid, every live presence with
+// that (pid, cwd) is returned: one Claude Code session connected to several
+// meshes has one row per mesh, and a hook speaks for all of them. Otherwise
+// upstream falls back to the newest live presence with that cwd; meshd
+// returns it together with the other live presences sharing its (pid, cwd),
+// i.e. the same session in the other meshes, for the same reason.
+// No match is an empty slice, not an error.
+func (s *Store) HookPresences(ctx context.Context, pid int, cwd string) ([]meshd.Presence, error) {
+	rows, err := s.pool.Query(ctx, `
+WITH pick AS (
+	SELECT COALESCE(
+		(SELECT pid FROM mesh.presence
+			WHERE disconnected_at IS NULL AND cwd = $1 AND pid = $2 AND $2 <> 0 LIMIT 1),
+		(SELECT pid FROM mesh.presence
+			WHERE disconnected_at IS NULL AND cwd = $1 ORDER BY connected_at DESC, id DESC LIMIT 1)
+	) AS pid
+)
+SELECT `+presenceCols+`
+FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id
+WHERE p.disconnected_at IS NULL AND p.cwd = $1 AND p.pid = (SELECT pid FROM pick)
+ORDER BY p.connected_at DESC, p.id DESC`, cwd, pid)
+	if err != nil {
+		return nil, fmt.Errorf("hook presences: %w", err)
+	}
+	out, err := scanPresences(rows)
+	if err != nil {
+		return nil, fmt.Errorf("hook presences: %w", err)
+	}
+	return out, nil
+}
+
+// AddPendingStatus records a hook status that arrived before its presence
+// (B.6.5 first-turn race): Attach applies the newest one for (pid, cwd)
+// within its pending window, with source hook. pid 0 means "not given" and
+// only matches a presence that reported pid 0.
+func (s *Store) AddPendingStatus(ctx context.Context, pid int, cwd string, status meshd.Status) error {
+	if !status.Valid() {
+		return fmt.Errorf("add pending status: invalid status %q", status)
+	}
+	_, err := s.pool.Exec(ctx, `
+INSERT INTO mesh.pending_status (id, pid, cwd, status, status_source) VALUES ($1, $2, $3, $4, 'hook')`,
+		meshd.NewID(), pid, cwd, string(status))
+	if err != nil {
+		return fmt.Errorf("add pending status: %w", err)
+	}
+	return nil
+}
+
+// SweepPendingStatus deletes pending hook statuses that were applied or are
+// older than olderThan (B.6.5: every 10 s, rows older than 10 s); an expired
+// row can never be applied, so keeping it only grows the table. Safe on
+// several replicas at once. Returns the number of rows deleted.
+func (s *Store) SweepPendingStatus(ctx context.Context, olderThan time.Duration) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+DELETE FROM mesh.pending_status
+WHERE applied_at IS NOT NULL OR created_at < now() - make_interval(secs => $1::float8)`, secs(olderThan))
+	if err != nil {
+		return 0, fmt.Errorf("sweep pending status: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
