@@ -32,6 +32,14 @@ type conn struct {
 	releases []func()       // fan-out interest; guarded by mu
 	closed   bool           // guarded by mu: disconnect handled
 
+	// Pushes to a client that never acks are marked delivered once melody
+	// has written them to the socket (A.3-4): pending maps a queued frame
+	// (by its first byte) to its row id until the sent handler sees it;
+	// written ids go to the marker goroutine, which batches MarkDelivered.
+	pending    map[*byte]string // guarded by mu
+	written    chan string      // bounded; overflow leaves the row claimed (redelivered after the lease)
+	markerDone chan struct{}
+
 	acks      atomic.Bool // client acks pushes (A.3-4)
 	slow      atomic.Bool // output buffer overflowed: stop pushing
 	closing   atomic.Bool // a close frame was queued
@@ -42,12 +50,15 @@ type conn struct {
 
 func newConn(srv *Server, sess *melody.Session) *conn {
 	return &conn{
-		srv:      srv,
-		sess:     sess,
-		socketID: meshd.NewID(),
-		drainCh:  make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		log:      srv.log,
+		srv:        srv,
+		sess:       sess,
+		socketID:   meshd.NewID(),
+		drainCh:    make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		pending:    map[*byte]string{},
+		written:    make(chan string, 4096),
+		markerDone: make(chan struct{}),
+		log:        srv.log,
 	}
 }
 
@@ -152,7 +163,7 @@ func (c *conn) drain() {
 		status = pres.Status
 	}
 	req := meshd.ClaimRequest{
-		MeshID: pres.MeshID, ClaimerPresenceID: pres.ID,
+		MeshID: pres.MeshID, ClaimerPresenceID: c.socketID, // claim id = socket: released when it closes
 		MemberPubkey: member.Pubkey, SessionPubkey: pres.SessionPubkey,
 		Groups: groupNames(pres.Groups), Priorities: meshd.Deliverable(status),
 		Lease: c.srv.cfg.ClaimLease, Limit: claimBatch,
@@ -164,11 +175,6 @@ func (c *conn) drain() {
 			return
 		}
 		written := c.pushRows(rows)
-		if !c.acks.Load() && len(written) > 0 {
-			if err := st.MarkDelivered(ctx, written); err != nil {
-				c.logger().Warn().Err(err).Msg("mark delivered")
-			}
-		}
 		if len(written) < len(rows) || len(rows) < claimBatch {
 			return
 		}
@@ -188,7 +194,7 @@ func (c *conn) pushRows(rows []meshd.Delivery) []string {
 			CreatedAt: isoTime(d.CreatedAt), ClientMessageID: d.ClientMessageID,
 			RequestFingerprint: d.RequestFingerprint,
 		}
-		if !c.send(p) {
+		if !c.sendPush(p, d.ID) {
 			c.srv.met.pushDropped.WithLabelValues(dropReason(c)).Inc()
 			break
 		}
@@ -196,6 +202,95 @@ func (c *conn) pushRows(rows []meshd.Delivery) []string {
 		written = append(written, d.ID)
 	}
 	return written
+}
+
+// sendPush queues a drained push; for a client that does not ack, its row
+// id is remembered until the frame is written (see onSent).
+func (c *conn) sendPush(p wire.Push, id string) bool {
+	data, err := json.Marshal(p)
+	if err != nil || len(data) == 0 {
+		return false
+	}
+	track := !c.acks.Load()
+	if track {
+		c.mu.Lock()
+		c.pending[&data[0]] = id
+		c.mu.Unlock()
+	}
+	if c.write(data) {
+		return true
+	}
+	if track {
+		c.mu.Lock()
+		delete(c.pending, &data[0])
+		c.mu.Unlock()
+	}
+	return false
+}
+
+// onSent runs on melody's write pump after a text frame was written.
+func (c *conn) onSent(msg []byte) {
+	if len(msg) == 0 {
+		return
+	}
+	c.mu.Lock()
+	id, ok := c.pending[&msg[0]]
+	delete(c.pending, &msg[0])
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case c.written <- id:
+	default:
+		c.srv.met.pushDropped.WithLabelValues("mark_overflow").Inc()
+	}
+}
+
+// markerLoop batches the ids of written pushes into MarkDelivered calls;
+// on close it flushes what is left, then signals markerDone.
+func (c *conn) markerLoop() {
+	defer close(c.markerDone)
+	batch := make([]string, 0, 256)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := c.srv.cfg.Store.MarkDelivered(ctx, batch); err != nil {
+			c.logger().Warn().Err(err).Msg("mark delivered")
+		}
+		cancel()
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case id := <-c.written:
+			batch = append(batch, id)
+			for len(batch) < cap(batch) {
+				select {
+				case id := <-c.written:
+					batch = append(batch, id)
+					continue
+				default:
+				}
+				break
+			}
+			flush()
+		case <-c.done:
+			for {
+				select {
+				case id := <-c.written:
+					batch = append(batch, id)
+					continue
+				default:
+				}
+				break
+			}
+			flush()
+			return
+		}
+	}
 }
 
 func dropReason(c *conn) string {

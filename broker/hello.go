@@ -258,6 +258,7 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 	}
 	log.Info().Bool("reattached", res.Reattached).Str("role", pres.Role).Msg("ws hello")
 	go c.drainLoop()
+	go c.markerLoop()
 	c.wake()
 	if res.Reattached {
 		return

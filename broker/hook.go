@@ -1,6 +1,223 @@
 package broker
 
-import "net/http"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
 
-// hookRoutes registers POST /hook/set-status (PROTOCOL.md B.6.4).
-func (s *Server) hookRoutes(mux *http.ServeMux) {}
+	"github.com/meshd/meshd"
+)
+
+// POST /hook/set-status is how Claude Code's hooks report a session's status
+// (PROTOCOL.md B.6.4): Stop → idle, UserPromptSubmit → working. It is
+// unauthenticated and fire-and-forget (the CLI waits 1 s), so the handler
+// bounds the body, rate-limits per (pid, cwd) before looking at it, and
+// finishes its database work even when the client has gone.
+const (
+	hookRoute = "/hook/set-status"
+	// hookSweepEvery is how often the hook bucket forgets idle keys (B.10);
+	// without it every (pid, cwd) ever seen would stay in memory.
+	hookSweepEvery = 5 * time.Minute
+	// hookKeyIdle is how long a key must be idle to be forgotten: far past
+	// the minute a bucket needs to refill, so forgetting changes nothing.
+	hookKeyIdle = 10 * time.Minute
+	// hookTimeout bounds one request's database work and wake-ups.
+	hookTimeout = 10 * time.Second
+)
+
+// Error strings of the route (B.6.4, plus meshd's 400s and 500).
+const (
+	errHookTooLarge    = "payload too large"
+	errHookRateLimited = "rate limited"
+	errHookRequired    = "cwd and status required"
+	errHookStatus      = "status must be idle, working or dnd"
+	errHookInternal    = "internal error"
+)
+
+// hookHandler serves the route. It lives in the mux, so its bucket is
+// created in New and dies with the Server.
+type hookHandler struct {
+	s         *Server      // immutable
+	rl        *TokenBucket // key "<pid or 0>:<cwd>"; per replica (B.10)
+	lastSweep atomic.Int64 // cfg.Now() in UnixNano of the last bucket sweep
+}
+
+func (s *Server) hookRoutes(mux *http.ServeMux) {
+	n := float64(s.cfg.HookRateLimitPerMin)
+	h := &hookHandler{s: s, rl: NewTokenBucket(n, n)}
+	h.lastSweep.Store(s.cfg.Now().UnixNano())
+	mux.Handle("POST "+hookRoute, h)
+}
+
+// hookRequest is the body {cwd, pid?, status, session_id?}; session_id is
+// unused upstream too. A pid that does not fit PostgreSQL's integer is
+// invalid JSON here rather than a database error.
+type hookRequest struct {
+	CWD    string `json:"cwd"`
+	PID    *int32 `json:"pid"`
+	Status string `json:"status"`
+}
+
+// pid returns the pid, 0 when absent (B.6.4 "pid or 0").
+func (r *hookRequest) pid() int {
+	if r.PID == nil {
+		return 0
+	}
+	return int(*r.PID)
+}
+
+// hookReply is every body the route answers.
+type hookReply struct {
+	OK          bool     `json:"ok"`
+	Error       string   `json:"error,omitempty"`
+	Pending     bool     `json:"pending,omitempty"`
+	PresenceID  string   `json:"presence_id,omitempty"`
+	PresenceIDs []string `json:"presence_ids,omitempty"`
+}
+
+func (h *hookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	s := h.s
+	s.met.hookRequests.Inc()
+	now := s.cfg.Now()
+	h.maybeSweep(now)
+	body, err := readHookBody(w, r, s.cfg.MaxMessageBytes)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, hookReply{Error: errHookTooLarge})
+			return
+		}
+		s.log.Debug().Err(err).Str("route", hookRoute).Msg("hook body unreadable")
+		writeJSON(w, http.StatusBadRequest, hookReply{Error: "unreadable body"})
+		return
+	}
+	var req hookRequest
+	perr := json.Unmarshal(body, &req)
+	if perr != nil {
+		req = hookRequest{} // rate-limited under "0:"
+	}
+	if !h.rl.Take(fmt.Sprintf("%d:%s", req.pid(), req.CWD), now) {
+		s.met.hookRateLimited.Inc()
+		s.log.Info().Str("route", hookRoute).Str("cwd", req.CWD).Int("pid", req.pid()).Msg("hook rate limited")
+		writeJSON(w, http.StatusTooManyRequests, hookReply{Error: errHookRateLimited})
+		return
+	}
+	if code, msg := validateHook(&req, perr); msg != "" {
+		s.log.Debug().Str("route", hookRoute).Int("code", code).Str("error", msg).Msg("hook rejected")
+		writeJSON(w, code, hookReply{Error: msg})
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), hookTimeout)
+	defer cancel()
+	rep, err := h.apply(ctx, req.pid(), req.CWD, meshd.Status(req.Status))
+	if err != nil {
+		s.log.Error().Err(err).Str("route", hookRoute).Str("cwd", req.CWD).Int("pid", req.pid()).Msg("hook failed")
+		writeJSON(w, http.StatusInternalServerError, hookReply{Error: errHookInternal})
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+	s.log.Info().Str("route", hookRoute).Str("cwd", req.CWD).Int("pid", req.pid()).Str("status", req.Status).
+		Str("presence_id", rep.PresenceID).Strs("presence_ids", rep.PresenceIDs).Bool("pending", rep.Pending).
+		Int64("latency_ms", time.Since(start).Milliseconds()).Msg("hook")
+}
+
+// readHookBody reads the whole body, failing with *http.MaxBytesError past
+// limit bytes (B.9.2) without reading more than limit+1 of it.
+func readHookBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	if r.ContentLength > int64(limit) {
+		return nil, &http.MaxBytesError{Limit: int64(limit)}
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+}
+
+// validateHook returns the HTTP code and error of a rejected request, or
+// "" when it is valid. Missing fields are upstream's 200 {ok:false}; bad
+// JSON and an unknown status are meshd's 400s (upstream answers 500).
+func validateHook(req *hookRequest, perr error) (int, string) {
+	switch {
+	case perr != nil:
+		return http.StatusBadRequest, "invalid JSON: " + hookJSONReason(perr)
+	case req.CWD == "" || req.Status == "":
+		return http.StatusOK, errHookRequired
+	case !meshd.Status(req.Status).Valid():
+		return http.StatusBadRequest, errHookStatus
+	}
+	return 0, ""
+}
+
+// hookJSONReason describes a decoding error without Go type names.
+func hookJSONReason(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fmt.Sprintf("%s: unexpected %s", te.Field, truncate(te.Value, 32))
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)
+	}
+	return truncate(err.Error(), 128)
+}
+
+// apply writes status to every live presence the hook addresses, in every
+// mesh (A.3-14), or stores it as pending when there is none (B.6.5). A dnd
+// presence is left alone ("DND is sacred"; WriteStatus enforces it too). A
+// presence that is now idle, or whose status changed, is woken wherever its
+// socket is so the held next/low messages drain at once (B.4.2).
+func (h *hookHandler) apply(ctx context.Context, pid int, cwd string, st meshd.Status) (hookReply, error) {
+	store := h.s.cfg.Store
+	pres, err := store.HookPresences(ctx, pid, cwd)
+	if err != nil {
+		return hookReply{}, err
+	}
+	if len(pres) == 0 {
+		if err := store.AddPendingStatus(ctx, pid, cwd, st); err != nil {
+			return hookReply{}, err
+		}
+		return hookReply{OK: true, Pending: true}, nil
+	}
+	rep := hookReply{OK: true, PresenceID: pres[0].ID}
+	woken := map[string]bool{}
+	for _, p := range pres {
+		rep.PresenceIDs = append(rep.PresenceIDs, p.ID)
+		if p.Status == meshd.StatusDND {
+			continue
+		}
+		changed, err := store.WriteStatus(ctx, p.ID, st, meshd.SourceHook, h.s.cfg.HookFreshWindow)
+		if errors.Is(err, meshd.ErrNotFound) { // its mesh was deleted meanwhile
+			continue
+		}
+		if err != nil {
+			return hookReply{}, err
+		}
+		if topic := peerTopic(p.MeshID, p.RoutingPubkey()); (st == meshd.StatusIdle || changed) && !woken[topic] {
+			woken[topic] = true
+			h.wake(ctx, topic, p.ID)
+		}
+	}
+	return rep, nil
+}
+
+// wake publishes a wake-up for one presence's routing key; the replica
+// holding its socket drains it. A lost wake-up only delays delivery until
+// that replica's periodic re-drain, so it is logged, not returned.
+func (h *hookHandler) wake(ctx context.Context, topic, presenceID string) {
+	if err := h.s.cfg.Fanout.Publish(ctx, topic, nil); err != nil {
+		h.s.log.Warn().Err(err).Str("presence_id", presenceID).Msg("hook wake-up")
+	}
+}
+
+// maybeSweep forgets idle bucket keys at most every hookSweepEvery; the
+// request that wins the compare-and-swap does it.
+func (h *hookHandler) maybeSweep(now time.Time) {
+	last := h.lastSweep.Load()
+	if now.UnixNano()-last < int64(hookSweepEvery) || !h.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	h.rl.Sweep(hookKeyIdle, now)
+}

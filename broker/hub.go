@@ -59,18 +59,26 @@ func (s *Server) newMelody() *melody.Melody {
 	m.HandleMessage(s.onMessage)
 	m.HandleMessageBinary(s.onMessage) // B.1: binary frames holding JSON work too
 	m.HandlePong(s.onPong)
+	m.HandleSentMessage(s.onSent)
 	m.HandleError(s.onError)
 	return m
 }
 
+// connOf returns the conn stored on the session at connect (per-session
+// lock only: this runs for every frame read and written).
 func (s *Server) connOf(sess *melody.Session) *conn {
-	s.hub.mu.Lock()
-	defer s.hub.mu.Unlock()
-	return s.hub.conns[sess]
+	v, ok := sess.Get(connKey)
+	if !ok {
+		return nil
+	}
+	return v.(*conn)
 }
+
+const connKey = "meshd.conn"
 
 func (s *Server) onConnect(sess *melody.Session) {
 	c := newConn(s, sess)
+	sess.Set(connKey, c)
 	s.hub.mu.Lock()
 	s.hub.conns[sess] = c
 	n := len(s.hub.conns)
@@ -124,6 +132,17 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 	// eviction (B.6.9).
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Rows this socket claimed but never wrote become claimable again at
+	// once (after the written ones are marked), so a reattach gets them.
+	select {
+	case <-c.markerDone:
+	case <-time.After(5 * time.Second):
+	}
+	if n, err := s.cfg.Store.ReleaseClaims(ctx, c.socketID); err != nil {
+		c.logger().Warn().Err(err).Msg("release claims")
+	} else if n > 0 {
+		c.logger().Info().Int64("rows", n).Msg("released unwritten claims")
+	}
 	owned, err := s.cfg.Store.Detach(ctx, pres.ID, c.socketID, s.cfg.Grace)
 	if err != nil {
 		c.logger().Warn().Err(err).Msg("detach presence")
@@ -134,6 +153,12 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 		}
 	}
 	c.logger().Info().Dur("grace", s.cfg.Grace).Msg("ws close — lease grace started")
+}
+
+func (s *Server) onSent(sess *melody.Session, msg []byte) {
+	if c := s.connOf(sess); c != nil {
+		c.onSent(msg)
+	}
 }
 
 func (s *Server) onPong(sess *melody.Session) {

@@ -33,7 +33,7 @@ var (
 	rejectReasons    = []string{"rate_limit", "too_large", "no_recipient", "parse_or_handler"}
 	routedPriorities = []string{"now", "next", "low", "stream"}
 	grantCaps        = []string{"dm", "broadcast"}
-	pushDropReasons  = []string{"slow_consumer", "closed", "fanout_overflow"}
+	pushDropReasons  = []string{"slow_consumer", "closed", "fanout_overflow", "mark_overflow"}
 )
 
 func newMetrics(reg prometheus.Registerer, closeReasons, helloReasons []string) *metrics {

@@ -168,6 +168,18 @@ func (s *Store) MarkDelivered(ctx context.Context, ids []string) error {
 	return nil
 }
 
+// ReleaseClaims clears the claim of every undelivered row claimed by
+// claimID (a socket that closed before its pushes were written), so the
+// rows are claimable again at once instead of after the lease.
+func (s *Store) ReleaseClaims(ctx context.Context, claimID string) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE mesh.message_queue SET claimed_at = NULL, claim_id = NULL, claim_expires_at = NULL
+WHERE claim_id = $1 AND delivered_at IS NULL`, claimID)
+	if err != nil {
+		return 0, fmt.Errorf("release claims: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // ClientAck marks delivered the undelivered rows of meshID with id =
 // brokerID or client_message_id = clientID (empty ids match nothing) whose
 // target is one of keys, `*`, `@…` or `#…` (B.4.4). Returns the number of

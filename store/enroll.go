@@ -1,0 +1,400 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/wire"
+)
+
+// Enrollment: how a mesh, its invites and its members come to exist
+// (PROTOCOL.md B.9.5), the CLI grants write path (B.7) and the CLI mesh
+// listing (B.9.4). Every statement that must be atomic across replicas runs
+// in one transaction or one statement.
+
+// Join outcome codes (B.9.5), returned by Join in this order of checks.
+// JoinPayloadMismatch is meshd's own: the signed payload must be the one the
+// invite row was issued with, so an old admin payload cannot ride on a fresh
+// member invite's token.
+const (
+	JoinMeshNotFound       = "mesh_not_found"
+	JoinMissingOwnerKey    = "mesh_missing_owner_key"
+	JoinOwnerMismatch      = "invite_owner_mismatch"
+	JoinInviteNotFound     = "invite_not_found"
+	JoinMeshMismatch       = "invite_mesh_mismatch"
+	JoinPayloadMismatch    = "invite_payload_mismatch"
+	JoinInviteRevoked      = "invite_revoked"
+	JoinInviteExpired      = "invite_expired"
+	JoinInviteExhausted    = "invite_exhausted"
+	JoinMemberInsertFailed = "member_insert_failed"
+)
+
+const (
+	// maxSlugSuffix is upstream's limit (B.9.5 step 2): -2 … -100, then 409.
+	maxSlugSuffix = 100
+	// createMeshAttempts bounds retries when concurrent creates keep taking
+	// the slug this one chose.
+	createMeshAttempts = 5
+	// inviteCodeAttempts is one code plus upstream's 3 collision retries.
+	inviteCodeAttempts = 4
+)
+
+// errMemberExists aborts a Join transaction whose member insert lost a race
+// with a concurrent join of the same pubkey (through another invite).
+var errMemberExists = errors.New("member exists")
+
+// CreateOwnedMesh creates mesh m with its owner keys and the owner's member
+// row in one transaction (B.9.5 step 2, A.3-16: nothing is written unless
+// all of it is). m.Slug is the base slug: when a live mesh holds it, the
+// first free of base-2 … base-100 is used and m.Slug updated. m.ID and
+// owner.ID are set when empty; owner.MeshID is set to m.ID. ok is false,
+// with nothing written, when the base and every suffix are taken.
+func (s *Store) CreateOwnedMesh(ctx context.Context, m *meshd.Mesh, ownerSecretHex, rootKey string, owner *meshd.Member) (ok bool, err error) {
+	base := m.Slug
+	if m.ID == "" {
+		m.ID = meshd.NewID()
+	}
+	if owner.ID == "" {
+		owner.ID = meshd.NewID()
+	}
+	owner.MeshID = m.ID
+	for attempt := 0; attempt < createMeshAttempts; attempt++ {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			slug, err := freeSlug(ctx, tx, base)
+			if err != nil || slug == "" {
+				return err
+			}
+			m.Slug = slug
+			if _, err := tx.Exec(ctx, `
+INSERT INTO mesh.mesh (id, slug, name, owner_user_id, owner_pubkey, owner_secret_key, root_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+				m.ID, m.Slug, m.Name, nullIfEmpty(m.OwnerUserID), m.OwnerPubkey, ownerSecretHex, rootKey); err != nil {
+				return err
+			}
+			ok = true
+			return insertMember(ctx, tx, owner)
+		})
+		if !isUniqueViolation(err) {
+			break
+		}
+		ok = false // a concurrent create took the slug: look again
+	}
+	if err != nil {
+		return false, fmt.Errorf("create owned mesh: %w", err)
+	}
+	if !ok {
+		m.Slug = base
+	}
+	return ok, nil
+}
+
+// freeSlug returns the first of base, base-2 … base-100 that no live mesh
+// holds, or "" when all are taken. Slugs are [a-z0-9-] so LIKE needs no
+// escaping.
+func freeSlug(ctx context.Context, tx pgx.Tx, base string) (string, error) {
+	rows, err := tx.Query(ctx,
+		"SELECT slug FROM mesh.mesh WHERE archived_at IS NULL AND (slug = $1 OR slug LIKE $1 || '-%')", base)
+	if err != nil {
+		return "", err
+	}
+	taken := map[string]bool{}
+	var slug string
+	if _, err := pgx.ForEachRow(rows, []any{&slug}, func() error { taken[slug] = true; return nil }); err != nil {
+		return "", err
+	}
+	if !taken[base] {
+		return base, nil
+	}
+	for i := 2; i <= maxSlugSuffix; i++ {
+		if c := base + "-" + strconv.Itoa(i); !taken[c] {
+			return c, nil
+		}
+	}
+	return "", nil
+}
+
+// insertMember inserts the few columns enrollment sets.
+func insertMember(ctx context.Context, tx pgx.Tx, m *meshd.Member) error {
+	if m.ID == "" {
+		m.ID = meshd.NewID()
+	}
+	_, err := tx.Exec(ctx, `
+INSERT INTO mesh.member (id, mesh_id, user_id, peer_pubkey, display_name, role)
+VALUES ($1, $2, $3, $4, $5, $6)`,
+		m.ID, m.MeshID, nullIfEmpty(m.UserID), m.Pubkey, m.DisplayName, m.Role)
+	return err
+}
+
+// MeshBySlug returns the live (non-archived) mesh with slug, or
+// meshd.ErrNotFound.
+func (s *Store) MeshBySlug(ctx context.Context, slug string) (meshd.Mesh, error) {
+	var ms meshd.Mesh
+	err := s.pool.QueryRow(ctx, `
+SELECT id, COALESCE(slug, ''), name, COALESCE(owner_user_id, ''), COALESCE(owner_pubkey, ''), archived_at
+FROM mesh.mesh WHERE slug = $1 AND archived_at IS NULL`, slug).
+		Scan(&ms.ID, &ms.Slug, &ms.Name, &ms.OwnerUserID, &ms.OwnerPubkey, &ms.ArchivedAt)
+	if err != nil {
+		return meshd.Mesh{}, fmt.Errorf("mesh by slug: %w", notFound(err))
+	}
+	return ms, nil
+}
+
+// ArchiveMesh sets archived_at on the live mesh meshID (DELETE
+// /cli/mesh/:slug). Its slug becomes free; hellos and joins stop finding it.
+// meshd.ErrNotFound when it is not live.
+func (s *Store) ArchiveMesh(ctx context.Context, meshID string) error {
+	tag, err := s.pool.Exec(ctx,
+		"UPDATE mesh.mesh SET archived_at = now() WHERE id = $1 AND archived_at IS NULL", meshID)
+	if err != nil {
+		return fmt.Errorf("archive mesh: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("archive mesh: %w", meshd.ErrNotFound)
+	}
+	return nil
+}
+
+// UserMeshes calls fn for every live mesh userID owns or is an active
+// member of (GET /cli/meshes), oldest membership first: role and joinedAt
+// come from the user's earliest active member row (an owner without one is
+// "admin" since the mesh's creation); members counts active member rows and
+// active counts presences with a live socket (grace leases excluded).
+func (s *Store) UserMeshes(ctx context.Context, userID string, fn func(ms meshd.Mesh, role string, joinedAt time.Time, members, active int)) error {
+	rows, err := s.pool.Query(ctx, `
+SELECT ms.id, COALESCE(ms.slug, ''), ms.name, COALESCE(ms.owner_user_id, ''), COALESCE(ms.owner_pubkey, ''),
+	COALESCE(mm.role, 'admin'), COALESCE(mm.joined_at, ms.created_at),
+	(SELECT count(*) FROM mesh.member x WHERE x.mesh_id = ms.id AND x.revoked_at IS NULL),
+	(SELECT count(*) FROM mesh.presence p WHERE p.mesh_id = ms.id AND p.disconnected_at IS NULL AND p.lease_until IS NULL)
+FROM mesh.mesh ms
+LEFT JOIN LATERAL (
+	SELECT m.role, m.joined_at FROM mesh.member m
+	WHERE m.mesh_id = ms.id AND m.user_id = $1 AND m.revoked_at IS NULL
+	ORDER BY m.joined_at, m.id LIMIT 1
+) mm ON true
+WHERE ms.archived_at IS NULL AND (ms.owner_user_id = $1 OR mm.role IS NOT NULL)
+ORDER BY 7, ms.id`, userID)
+	if err != nil {
+		return fmt.Errorf("user meshes: %w", err)
+	}
+	var ms meshd.Mesh
+	var role string
+	var joined time.Time
+	var members, active int
+	_, err = pgx.ForEachRow(rows, []any{&ms.ID, &ms.Slug, &ms.Name, &ms.OwnerUserID, &ms.OwnerPubkey,
+		&role, &joined, &members, &active}, func() error {
+		fn(ms, role, joined, members, active)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("user meshes: %w", err)
+	}
+	return nil
+}
+
+// EnsureOwnerKeys returns the owner keypair (pubkey hex, secret hex) and
+// root key of the live mesh meshID, first storing the given ones where they
+// are missing (upstream's invite "self-heal", B.9.5 step 3): a mesh without
+// an owner secret gets pubkey and secret together, one without a root key
+// gets rootKey. One statement, so concurrent callers agree on the result.
+// meshd.ErrNotFound when the mesh is not live.
+func (s *Store) EnsureOwnerKeys(ctx context.Context, meshID, pubkey, secretHex, rootKey string) (string, string, string, error) {
+	var pub, sec, root string
+	err := s.pool.QueryRow(ctx, `
+UPDATE mesh.mesh SET
+	owner_pubkey = CASE WHEN owner_secret_key IS NULL OR owner_secret_key = '' THEN $2 ELSE owner_pubkey END,
+	owner_secret_key = CASE WHEN owner_secret_key IS NULL OR owner_secret_key = '' THEN $3 ELSE owner_secret_key END,
+	root_key = CASE WHEN root_key IS NULL OR root_key = '' THEN $4 ELSE root_key END
+WHERE id = $1 AND archived_at IS NULL
+RETURNING owner_pubkey, owner_secret_key, root_key`, meshID, pubkey, secretHex, rootKey).Scan(&pub, &sec, &root)
+	if err != nil {
+		return "", "", "", fmt.Errorf("ensure owner keys: %w", notFound(err))
+	}
+	return pub, sec, root, nil
+}
+
+// CreateInvite stores a v1 invite (B.9.5 step 3): token, token_bytes (the
+// canonical signed string of p), role and expiry from p, max_uses, and a
+// fresh 8-character code, retried on a code collision up to 3 times. It
+// returns the code, or "" when an invite with this exact token exists
+// already: tokens are deterministic, so two invites for the same mesh and
+// role signed in the same second collide; the caller re-signs with another
+// expiry.
+func (s *Store) CreateInvite(ctx context.Context, p *wire.InvitePayload, token string, maxUses int, createdBy string) (string, error) {
+	for attempt := 0; attempt < inviteCodeAttempts; attempt++ {
+		code := wire.NewInviteCode()
+		tag, err := s.pool.Exec(ctx, `
+INSERT INTO mesh.invite (id, mesh_id, token, token_bytes, code, max_uses, role, version, expires_at, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 1, to_timestamp($8), $9)
+ON CONFLICT (token) DO NOTHING`,
+			meshd.NewID(), p.MeshID, token, wire.InviteCanonical(p), code, maxUses, p.Role, p.ExpiresAt, nullIfEmpty(createdBy))
+		switch {
+		case isUniqueViolation(err):
+			continue // the code is taken
+		case err != nil:
+			return "", fmt.Errorf("create invite: %w", err)
+		case tag.RowsAffected() == 0:
+			return "", nil
+		}
+		return code, nil
+	}
+	return "", fmt.Errorf("create invite: %d invite codes in a row collided", inviteCodeAttempts)
+}
+
+// InviteTokenByCode resolves a short code (GET /i/:code) to its invite
+// token, whatever the invite's state: /join reports revoked, expired and
+// exhausted invites precisely. meshd.ErrNotFound for an unknown code.
+func (s *Store) InviteTokenByCode(ctx context.Context, code string) (string, error) {
+	var tok string
+	err := s.pool.QueryRow(ctx, "SELECT token FROM mesh.invite WHERE code = $1", code).Scan(&tok)
+	if err != nil {
+		return "", fmt.Errorf("invite by code: %w", notFound(err))
+	}
+	return tok, nil
+}
+
+// Join runs the database checks of POST /join (B.9.5 step 1, after the
+// signature check) in their order, in one transaction holding the invite
+// row's lock, so concurrent joiners of a 1-use invite get exactly one
+// success. p is the verified payload and token the invite_token that names
+// the invite row; m carries Pubkey and DisplayName (MeshID and Role are
+// taken from p). On success m.ID is the member id; already is true when an
+// active member with m.Pubkey existed (no use consumed). A non-empty code
+// is the first failing check (the Join* constants); err is only for
+// database failures.
+func (s *Store) Join(ctx context.Context, p *wire.InvitePayload, token string, m *meshd.Member) (already bool, code string, err error) {
+	m.MeshID, m.Role = p.MeshID, p.Role
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var e error
+		already, code, e = joinTx(ctx, tx, p, token, m)
+		return e
+	})
+	if errors.Is(err, errMemberExists) {
+		// A concurrent join of the same pubkey (through another invite)
+		// won; this one consumed nothing.
+		err = s.pool.QueryRow(ctx,
+			"SELECT id FROM mesh.member WHERE mesh_id = $1 AND peer_pubkey = $2 AND revoked_at IS NULL",
+			m.MeshID, m.Pubkey).Scan(&m.ID)
+		already, code = true, ""
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("join: %w", err)
+	}
+	return already, code, nil
+}
+
+// joinTx is Join's transaction body; a returned code commits what was done
+// so far (nothing, since every write comes after the last check).
+func joinTx(ctx context.Context, tx pgx.Tx, p *wire.InvitePayload, token string, m *meshd.Member) (bool, string, error) {
+	if code, err := checkJoinMesh(ctx, tx, p); code != "" || err != nil {
+		return false, code, err
+	}
+	var inv struct {
+		id, meshID, canonical string
+		revoked, expired      bool
+		used, max             int
+	}
+	err := tx.QueryRow(ctx, `
+SELECT id, mesh_id, COALESCE(token_bytes, ''), revoked_at IS NOT NULL, expires_at < now(), used_count, max_uses
+FROM mesh.invite WHERE token = $1 FOR UPDATE`, token).
+		Scan(&inv.id, &inv.meshID, &inv.canonical, &inv.revoked, &inv.expired, &inv.used, &inv.max)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, JoinInviteNotFound, nil
+	case err != nil:
+		return false, "", err
+	case inv.meshID != p.MeshID:
+		return false, JoinMeshMismatch, nil
+	case inv.canonical != "" && inv.canonical != wire.InviteCanonical(p):
+		return false, JoinPayloadMismatch, nil
+	case inv.revoked:
+		return false, JoinInviteRevoked, nil
+	case inv.expired:
+		return false, JoinInviteExpired, nil
+	}
+	err = tx.QueryRow(ctx,
+		"SELECT id FROM mesh.member WHERE mesh_id = $1 AND peer_pubkey = $2 AND revoked_at IS NULL",
+		p.MeshID, m.Pubkey).Scan(&m.ID)
+	if err == nil {
+		return true, "", nil
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return false, "", err
+	}
+	if inv.used >= inv.max {
+		return false, JoinInviteExhausted, nil
+	}
+	if m.Role != "admin" && m.Role != "member" {
+		return false, JoinMemberInsertFailed, nil
+	}
+	if _, err := tx.Exec(ctx, "UPDATE mesh.invite SET used_count = used_count + 1 WHERE id = $1", inv.id); err != nil {
+		return false, "", err
+	}
+	m.ID = ""
+	if err := insertMember(ctx, tx, m); err != nil {
+		if isUniqueViolation(err) {
+			return false, "", errMemberExists
+		}
+		return false, "", err
+	}
+	return false, "", nil
+}
+
+// checkJoinMesh is the mesh half of the join checks: a live mesh, with an
+// owner key, equal to the payload's (hex compared case-insensitively, as
+// the signature check accepts either case).
+func checkJoinMesh(ctx context.Context, tx pgx.Tx, p *wire.InvitePayload) (string, error) {
+	var owner string
+	err := tx.QueryRow(ctx,
+		"SELECT COALESCE(owner_pubkey, '') FROM mesh.mesh WHERE id = $1 AND archived_at IS NULL", p.MeshID).Scan(&owner)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return JoinMeshNotFound, nil
+	case err != nil:
+		return "", err
+	case owner == "":
+		return JoinMissingOwnerKey, nil
+	case !strings.EqualFold(owner, p.OwnerPubkey):
+		return JoinOwnerMismatch, nil
+	}
+	return "", nil
+}
+
+// MergeGrants merges patch into peer_grants of userID's own active member
+// row in meshID (B.7 write path, the earliest row if several) in one
+// statement: a key with a nil slice is deleted, any other (an empty slice
+// blocks) replaces the key. Returns the merged grants, or meshd.ErrNotFound
+// when userID has no active member row in the mesh.
+func (s *Store) MergeGrants(ctx context.Context, meshID, userID string, patch meshd.Grants) (meshd.Grants, error) {
+	set := meshd.Grants{}
+	del := []string{}
+	for k, caps := range patch {
+		if caps == nil {
+			del = append(del, k)
+		} else {
+			set[k] = caps
+		}
+	}
+	setJSON, err := json.Marshal(set)
+	if err != nil {
+		return nil, fmt.Errorf("merge grants: %w", err)
+	}
+	var out meshd.Grants
+	err = s.pool.QueryRow(ctx, `
+UPDATE mesh.member SET peer_grants = (peer_grants || $3::jsonb) - $4::text[]
+WHERE id = (
+	SELECT id FROM mesh.member WHERE mesh_id = $1 AND user_id = $2 AND revoked_at IS NULL
+	ORDER BY joined_at, id LIMIT 1
+)
+RETURNING peer_grants`, meshID, userID, string(setJSON), del).Scan(&out)
+	if err != nil {
+		return nil, fmt.Errorf("merge grants: %w", notFound(err))
+	}
+	return out, nil
+}
