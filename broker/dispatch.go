@@ -85,6 +85,20 @@ func (s *Server) handlers() map[string]frameHandler {
 		"ban":                  s.handleBan,
 		"unban":                s.handleUnban,
 		"list_bans":            s.handleListBans,
+		"audit_query":          s.handleAuditQuery,
+		"audit_verify":         s.handleAuditVerify,
+		"create_stream":        s.handleStreamVerb,
+		"subscribe":            s.handleStreamVerb,
+		"unsubscribe":          s.handleStreamVerb,
+		"publish":              s.handleStreamVerb,
+		"list_streams":         s.handleStreamVerb,
+		"schedule":             s.handleScheduleVerb,
+		"list_scheduled":       s.handleScheduleVerb,
+		"cancel_scheduled":     s.handleScheduleVerb,
+		"set_clock":            s.handleClockVerb,
+		"pause_clock":          s.handleClockVerb,
+		"resume_clock":         s.handleClockVerb,
+		"get_clock":            s.handleClockVerb,
 	}
 }
 

@@ -274,6 +274,11 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 	if err := s.publishSystem(ctx, pres.MeshID, event, ev, exclMember, exclPresence); err != nil {
 		log.Warn().Err(err).Msg("publish " + event)
 	}
+	payload := map[string]any{"pubkey": member.Pubkey, "groups": pres.Groups, "restored": opts.restored != nil, "role": meshd.RoleControlPlane}
+	if session {
+		payload = map[string]any{"pubkey": member.Pubkey, "session_pubkey": pres.SessionPubkey, "groups": pres.Groups, "via": "session_hello", "role": meshd.RoleSession}
+	}
+	s.audit(ctx, pres.MeshID, "peer_joined", member.ID, pres.DisplayName, payload)
 }
 
 // applyRestored stores the restored visibility and profile on the new row.

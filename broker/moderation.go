@@ -195,6 +195,7 @@ func (s *Server) handleBan(ctx context.Context, c *conn, data []byte, reqID stri
 		}
 	}
 	c.logger().Info().Str("target_member", target.ID).Int("closed", len(ids)).Msg("member banned")
+	s.audit(ctx, pres.MeshID, "member_banned", self.ID, pres.DisplayName, map[string]any{"target": m.Target, "targetPubkey": target.Pubkey})
 	c.send(withReq(map[string]any{"type": "ban_ack", "banned": target.DisplayName}, reqID))
 	return nil
 }
@@ -223,6 +224,8 @@ func (s *Server) handleUnban(ctx context.Context, c *conn, data []byte, reqID st
 	if err := s.cfg.Store.UnrevokeMember(ctx, pres.MeshID, target.ID); err != nil {
 		return fmt.Errorf("unban failed: %w", err)
 	}
+	_, self, _ := c.snapshot()
+	s.audit(ctx, pres.MeshID, "member_unbanned", self.ID, pres.DisplayName, map[string]any{"target": m.Target})
 	c.send(withReq(map[string]any{"type": "unban_ack", "unbanned": target.DisplayName}, reqID))
 	return nil
 }

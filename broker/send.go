@@ -74,6 +74,7 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 		return fmt.Errorf("enqueue failed: %w", err)
 	}
 	c.send(wire.Ack{Type: wire.TypeAck, ID: m.ID, MessageID: q.ID, Queued: true})
+	s.audit(ctx, pres.MeshID, "message_sent", member.ID, pres.DisplayName, map[string]any{"targetSpec": m.TargetSpec, "priority": m.Priority})
 	// Wake whichever replica holds the recipient. A lost wake-up only delays
 	// delivery until the periodic re-drain (NATS is not the source of truth).
 	if err := s.cfg.Fanout.Publish(ctx, peerTopic(pres.MeshID, m.TargetSpec), nil); err != nil {
@@ -110,6 +111,7 @@ func (s *Server) sendMulticast(ctx context.Context, c *conn, m *wire.Send, q *me
 		return fmt.Errorf("enqueue failed: %w", err)
 	}
 	c.send(wire.Ack{Type: wire.TypeAck, ID: m.ID, MessageID: q.ID, Queued: true})
+	s.audit(ctx, pres.MeshID, "message_sent", member.ID, pres.DisplayName, map[string]any{"targetSpec": m.TargetSpec, "priority": m.Priority})
 	ev := meshEventMsg{
 		Kind: kindBroadcast, Target: m.TargetSpec,
 		SenderMemberID: member.ID, SenderMemberPubkey: member.Pubkey, SenderSessionPubkey: pres.SessionPubkey,

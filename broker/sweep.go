@@ -111,6 +111,7 @@ func (s *Server) sweep(ctx context.Context, lastStats *time.Time) {
 		if err := s.publishSystem(ctx, p.MeshID, "peer_left", ev, p.MemberPubkey, ""); err != nil {
 			s.log.Warn().Err(err).Msg("publish peer_left")
 		}
+		s.audit(ctx, p.MeshID, "peer_left", p.MemberID, p.DisplayName, map[string]any{})
 	}
 	if time.Since(*lastStats) >= statsInterval {
 		*lastStats = time.Now()

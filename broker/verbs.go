@@ -212,6 +212,7 @@ func (s *Server) handleSetState(ctx context.Context, c *conn, data []byte, _ str
 	if err != nil {
 		return fmt.Errorf("set_state failed: %w", err)
 	}
+	s.audit(ctx, pres.MeshID, "state_set", member.ID, pres.DisplayName, map[string]any{"key": e.Key, "value": e.Value})
 	// No reply to the setter: clients rely on it (B.14.1).
 	change := map[string]any{"type": "state_change", "key": e.Key, "value": e.Value, "updatedBy": e.UpdatedBy}
 	return s.publishFrame(ctx, pres.MeshID, change, pres.ID)
