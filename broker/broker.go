@@ -39,6 +39,7 @@ type Store interface {
 	Moderation
 	SharedState
 	Sweeps
+	Migrations
 	Pinger
 }
 
@@ -65,6 +66,10 @@ type Config struct {
 	SendPerMinute         float64       // per-member refill; default 60
 	WriteBuffer           int           // pushes queued per socket before it is a slow consumer; default 512
 
+	// ExpectedMigration, when set, makes /health/ready fail with
+	// migration_missing until the newest applied migration has this file
+	// name or SHA-256 (EXPECTED_MIGRATION, A.3-1).
+	ExpectedMigration string
 	// LegacyAuth enables the BROKER_LEGACY_AUTH=1 body user_id shim (B.9.3).
 	LegacyAuth bool
 	// PublicURL is the broker's public WebSocket URL put into invites

@@ -97,6 +97,11 @@ type Fanout interface {
 	Subscribe(topic string, deliver func(data []byte)) (release func(), err error)
 }
 
+// Migrations reports the newest applied migration (readiness gate).
+type Migrations interface {
+	LatestApplied(ctx context.Context) (name, sha string, err error)
+}
+
 // Pinger reports whether a dependency is reachable (health).
 type Pinger interface {
 	Ping(ctx context.Context) error

@@ -3,10 +3,13 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshd/meshd"
 )
 
 func (s *Server) routes() http.Handler {
@@ -88,6 +91,18 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	}
 	if s.draining.Load() {
 		reasons = append(reasons, "draining")
+	}
+	if exp := s.cfg.ExpectedMigration; exp != "" && body["db"] == "up" {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		name, sha, err := s.cfg.Store.LatestApplied(ctx)
+		cancel()
+		switch {
+		case err != nil && !errors.Is(err, meshd.ErrNotFound):
+			reasons = append(reasons, "readiness_check_error")
+		case name != exp && sha != exp:
+			reasons = append(reasons, "migration_missing")
+			body["expected"], body["latestMigration"] = exp, name
+		}
 	}
 	if len(reasons) > 0 {
 		body["status"] = "not_ready"

@@ -28,6 +28,7 @@ type config struct {
 	HookRateLimitPerMin   int
 	StatusTTL             time.Duration
 	JSONLDir              string
+	ExpectedMigration     string
 	SendPerMinute         int
 	LogLevel              string
 	SkipMigrate           bool
@@ -40,18 +41,19 @@ var dsnRe = regexp.MustCompile(`^postgres(ql)?://`)
 // variable and what was wrong with it.
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		DatabaseURL:   getenv("DATABASE_URL"),
-		NATSURL:       getenv("NATS_URL"),
-		SubjectPrefix: orDefault(getenv("NATS_SUBJECT_PREFIX"), "meshd"),
-		Host:          orDefault(getenv("BROKER_HOST"), "0.0.0.0"),
-		NodeID:        getenv("MESHD_NODE_ID"),
-		LogLevel:      orDefault(getenv("LOG_LEVEL"), "info"),
-		SkipMigrate:   getenv("BROKER_SKIP_MIGRATE") == "1",
-		GitSHA:        getenv("GIT_SHA"),
-		LegacyAuth:    getenv("BROKER_LEGACY_AUTH") == "1",
-		PublicURL:     getenv("BROKER_URL"),
-		AppURL:        getenv("APP_URL"),
-		JSONLDir:      getenv("JSONL_STATUS_DIR"),
+		DatabaseURL:       getenv("DATABASE_URL"),
+		NATSURL:           getenv("NATS_URL"),
+		SubjectPrefix:     orDefault(getenv("NATS_SUBJECT_PREFIX"), "meshd"),
+		Host:              orDefault(getenv("BROKER_HOST"), "0.0.0.0"),
+		NodeID:            getenv("MESHD_NODE_ID"),
+		LogLevel:          orDefault(getenv("LOG_LEVEL"), "info"),
+		SkipMigrate:       getenv("BROKER_SKIP_MIGRATE") == "1",
+		GitSHA:            getenv("GIT_SHA"),
+		LegacyAuth:        getenv("BROKER_LEGACY_AUTH") == "1",
+		PublicURL:         getenv("BROKER_URL"),
+		AppURL:            getenv("APP_URL"),
+		JSONLDir:          getenv("JSONL_STATUS_DIR"),
+		ExpectedMigration: getenv("EXPECTED_MIGRATION"),
 	}
 	var errs []error
 	if c.DatabaseURL == "" {

@@ -148,7 +148,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh,
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
 		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
-		LegacyAuth: cfg.LegacyAuth, PublicURL: cfg.PublicURL, AppURL: cfg.AppURL,
+		ExpectedMigration: cfg.ExpectedMigration,
+		LegacyAuth:        cfg.LegacyAuth, PublicURL: cfg.PublicURL, AppURL: cfg.AppURL,
 		HookRateLimitPerMin: cfg.HookRateLimitPerMin, StatusTTL: cfg.StatusTTL, JSONLDir: cfg.JSONLDir,
 	})
 	if err != nil {
