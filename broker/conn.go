@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/claudepath"
 	"github.com/meshd/meshd/wire"
 )
 
@@ -157,7 +158,15 @@ func (c *conn) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st := c.srv.cfg.Store
-	status, err := st.RefreshStatus(ctx, pres.ID, c.srv.cfg.HookFreshWindow)
+	inferred := meshd.StatusIdle // a remote broker has no transcripts (B.6.3)
+	if dir := c.srv.cfg.JSONLDir; dir != "" {
+		if st, err := claudepath.StatusForCWD(dir, pres.CWD); err == nil {
+			inferred = st
+		} else {
+			c.logger().Debug().Err(err).Msg("jsonl status inference")
+		}
+	}
+	status, err := st.RefreshStatus(ctx, pres.ID, c.srv.cfg.HookFreshWindow, inferred)
 	if err != nil {
 		c.logger().Warn().Err(err).Msg("refresh status before drain")
 		status = pres.Status

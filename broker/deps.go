@@ -55,7 +55,7 @@ type Presences interface {
 	// RefreshStatus applies the remote-broker JSONL fallback (B.6.3) before a
 	// drain: a status that is not dnd and not a fresh hook becomes idle with
 	// source jsonl. Returns the resulting status.
-	RefreshStatus(ctx context.Context, presenceID string, freshWindow time.Duration) (meshd.Status, error)
+	RefreshStatus(ctx context.Context, presenceID string, freshWindow time.Duration, inferred meshd.Status) (meshd.Status, error)
 }
 
 // Queue is the durable message queue (B.5).

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -102,7 +104,7 @@ func (h *hookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if perr != nil {
 		req = hookRequest{} // rate-limited under "0:"
 	}
-	if !h.rl.Take(fmt.Sprintf("%d:%s", req.pid(), req.CWD), now) {
+	if !h.rl.Take(hookKey(&req), now) {
 		s.met.hookRateLimited.Inc()
 		s.log.Info().Str("route", hookRoute).Str("cwd", req.CWD).Int("pid", req.pid()).Msg("hook rate limited")
 		writeJSON(w, http.StatusTooManyRequests, hookReply{Error: errHookRateLimited})
@@ -125,6 +127,19 @@ func (h *hookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log.Info().Str("route", hookRoute).Str("cwd", req.CWD).Int("pid", req.pid()).Str("status", req.Status).
 		Str("presence_id", rep.PresenceID).Strs("presence_ids", rep.PresenceIDs).Bool("pending", rep.Pending).
 		Int64("latency_ms", time.Since(start).Milliseconds()).Msg("hook")
+}
+
+// hookKey is the bucket key "<pid or 0>:<cwd>" (B.10). A cwd longer than
+// 256 bytes is keyed by its SHA-256 so that a flood of distinct large
+// bodies costs ~100 bytes per key until the sweep, not up to
+// MaxMessageBytes.
+func hookKey(req *hookRequest) string {
+	cwd := req.CWD
+	if len(cwd) > 256 {
+		sum := sha256.Sum256([]byte(cwd))
+		cwd = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return fmt.Sprintf("%d:%s", req.pid(), cwd)
 }
 
 // readHookBody reads the whole body, failing with *http.MaxBytesError past

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -29,5 +30,33 @@ func TestHookBucketSweptLazily(t *testing.T) {
 		if got := h.rl.Len(); got != st.wantLen {
 			t.Fatalf("%s: %d keys, want %d", st.name, got, st.wantLen)
 		}
+	}
+}
+
+// Bucket keys are "<pid or 0>:<cwd>" (B.10); long cwds are hashed so a key
+// stays small.
+func TestHookKey(t *testing.T) {
+	pid := int32(42)
+	long := strings.Repeat("d", 300)
+	tests := []struct {
+		name string
+		req  hookRequest
+		want string
+	}{
+		{"pid_and_cwd", hookRequest{CWD: "/p", PID: &pid}, "42:/p"},
+		{"no_pid_is_0", hookRequest{CWD: "/p"}, "0:/p"},
+		{"unparsed_is_0_colon", hookRequest{}, "0:"},
+		{"long_cwd_hashed", hookRequest{CWD: long, PID: &pid}, "42:sha256:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := hookKey(&tt.req)
+			if !strings.HasPrefix(got, tt.want) || (len(tt.req.CWD) <= 256 && got != tt.want) || len(got) > 300 {
+				t.Fatalf("hookKey = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if hookKey(&hookRequest{CWD: long + "x"}) == hookKey(&hookRequest{CWD: long + "y"}) {
+		t.Fatal("distinct long cwds share a key")
 	}
 }

@@ -172,14 +172,22 @@ const ttlSweepInterval = 15 * time.Second
 // must run under leadership (cmd/meshd wires an ha.Leader around it) so it
 // runs once per cluster; each statement is idempotent anyway.
 func (s *Server) RunStatusSweeps(ctx context.Context) {
-	t := time.NewTicker(ttlSweepInterval)
-	defer t.Stop()
+	ttl := time.NewTicker(ttlSweepInterval)
+	defer ttl.Stop()
+	pending := time.NewTicker(pendingWindow)
+	defer pending.Stop()
+	s.TTLSweep(ctx)
 	for {
-		s.TTLSweep(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-ttl.C:
+			s.TTLSweep(ctx)
+		case <-pending.C:
+			// B.6.5: pending hook statuses older than 10 s or applied.
+			if _, err := s.cfg.Store.SweepPendingStatus(ctx, pendingWindow); err != nil && ctx.Err() == nil {
+				s.log.Warn().Err(err).Msg("pending status sweep")
+			}
 		}
 	}
 }

@@ -40,4 +40,5 @@ type SharedState interface {
 // ha leadership around Server.RunSweeps).
 type Sweeps interface {
 	SweepStatusTTL(ctx context.Context, ttl, freshWindow time.Duration) (int64, error)
+	SweepPendingStatus(ctx context.Context, olderThan time.Duration) (int64, error)
 }

@@ -471,7 +471,7 @@ func TestRefreshStatus(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f.exec(`UPDATE mesh.presence SET status = $2, status_source = $3,
 	status_updated_at = now() - make_interval(secs => $4) WHERE id = $1`, id, string(tt.status), string(tt.source), tt.age.Seconds())
-			got, err := f.s.RefreshStatus(f.ctx, id, window)
+			got, err := f.s.RefreshStatus(f.ctx, id, window, meshd.StatusIdle)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -481,8 +481,19 @@ func TestRefreshStatus(t *testing.T) {
 			}
 		})
 	}
-	_, err := f.s.RefreshStatus(f.ctx, "nope", window)
+	_, err := f.s.RefreshStatus(f.ctx, "nope", window, meshd.StatusIdle)
 	wantErr(t, err, meshd.ErrNotFound)
+
+	// With JSONL_STATUS_DIR the transcript's verdict is written instead of
+	// idle, still never over a fresh hook or a dnd.
+	f.exec(`UPDATE mesh.presence SET status = 'idle', status_source = 'hook', status_updated_at = now() - interval '120 seconds' WHERE id = $1`, id)
+	if got, err := f.s.RefreshStatus(f.ctx, id, window, meshd.StatusWorking); err != nil || got != meshd.StatusWorking || f.presence(id).StatusSource != meshd.SourceJSONL {
+		t.Fatalf("stale hook + transcript working: %s %v", got, err)
+	}
+	f.exec(`UPDATE mesh.presence SET status = 'idle', status_source = 'hook', status_updated_at = now() WHERE id = $1`, id)
+	if got, err := f.s.RefreshStatus(f.ctx, id, window, meshd.StatusWorking); err != nil || got != meshd.StatusIdle {
+		t.Fatalf("fresh hook overridden by transcript: %s %v", got, err)
+	}
 }
 
 // TTL sweep (B.6.6, B.17): stale working → idle/jsonl, dnd untouched.

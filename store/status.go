@@ -115,15 +115,21 @@ func (s *Store) presenceExists(ctx context.Context, presenceID string) error {
 // source jsonl, through the B.6.2 rules. Returns the resulting status;
 // meshd.ErrNotFound when the presence does not exist. A row already
 // idle/jsonl is not rewritten.
-func (s *Store) RefreshStatus(ctx context.Context, presenceID string, freshWindow time.Duration) (meshd.Status, error) {
+//
+// inferred is what the transcript says (claudepath.StatusForCWD when
+// JSONL_STATUS_DIR is set); a remote broker passes idle.
+func (s *Store) RefreshStatus(ctx context.Context, presenceID string, freshWindow time.Duration, inferred meshd.Status) (meshd.Status, error) {
+	if !inferred.Valid() || inferred == meshd.StatusDND {
+		inferred = meshd.StatusIdle
+	}
 	pred := `p.id = $4 AND p.status <> 'dnd'
 		AND NOT (p.status_source = 'hook' AND ` + freshSQL("p.status_updated_at", "$3") + `)
-		AND NOT (p.status = 'idle' AND p.status_source = 'jsonl')`
+		AND NOT (p.status = $1 AND p.status_source = 'jsonl')`
 	var id string
 	var st meshd.Status
 	var changed bool
 	err := s.pool.QueryRow(ctx, writeStatusSQL(pred),
-		string(meshd.StatusIdle), string(meshd.SourceJSONL), secs(freshWindow), presenceID).Scan(&id, &st, &changed)
+		string(inferred), string(meshd.SourceJSONL), secs(freshWindow), presenceID).Scan(&id, &st, &changed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = s.pool.QueryRow(ctx, "SELECT status FROM mesh.presence WHERE id = $1", presenceID).Scan(&st)
 	}
