@@ -115,8 +115,9 @@ type Maintenance interface {
 	// returns each evicted row once.
 	EvictExpiredLeases(ctx context.Context) ([]meshd.Presence, error)
 	// LeaseStalePresences starts the grace lease of live presences whose
-	// socket stopped answering pings or whose node stopped heartbeating.
-	LeaseStalePresences(ctx context.Context, staleAfter, grace time.Duration) (int64, error)
+	// socket stopped answering pings (staleAfter) or whose node stopped
+	// heartbeating (nodeDeadAfter).
+	LeaseStalePresences(ctx context.Context, staleAfter, nodeDeadAfter, grace time.Duration) (int64, error)
 	// LeaseNodePresences starts the grace lease of every live presence of
 	// nodeID (graceful shutdown of this replica only, A.3-17).
 	LeaseNodePresences(ctx context.Context, nodeID string, grace time.Duration) (int64, error)

@@ -98,7 +98,9 @@ func (s *Server) sweep(ctx context.Context, lastStats *time.Time) {
 	if err := st.Heartbeat(ctx, s.cfg.NodeID, ""); err != nil {
 		s.log.Warn().Err(err).Msg("node heartbeat")
 	}
-	if _, err := st.LeaseStalePresences(ctx, staleAfter, s.cfg.Grace); err != nil {
+	// A node that missed three heartbeats is dead (kill -9): its presences
+	// enter the grace lease now, not after the 90 s pong staleness.
+	if _, err := st.LeaseStalePresences(ctx, staleAfter, 3*s.cfg.SweepInterval+time.Second, s.cfg.Grace); err != nil {
 		s.log.Warn().Err(err).Msg("stale presence sweep")
 	}
 	evicted, err := st.EvictExpiredLeases(ctx)

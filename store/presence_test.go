@@ -356,7 +356,7 @@ func TestLeaseStaleAndNodePresences(t *testing.T) {
 	f.exec("UPDATE mesh.presence SET last_ping_at = now() - interval '5 minutes' WHERE id = $1", silent)
 	onDead := mk("node-dead", "dead")
 	other := mk("node-2", "other")
-	n, err := f.s.LeaseStalePresences(f.ctx, time.Minute, 90*time.Second)
+	n, err := f.s.LeaseStalePresences(f.ctx, time.Minute, time.Minute, 90*time.Second)
 	if err != nil || n != 2 {
 		t.Fatalf("LeaseStalePresences = %d, %v; want 2", n, err)
 	}
@@ -364,7 +364,7 @@ func TestLeaseStaleAndNodePresences(t *testing.T) {
 	if leased(fresh) || !leased(silent) || !leased(onDead) || leased(other) {
 		t.Fatal("wrong presences leased")
 	}
-	if n, _ := f.s.LeaseStalePresences(f.ctx, time.Minute, 90*time.Second); n != 0 {
+	if n, _ := f.s.LeaseStalePresences(f.ctx, time.Minute, time.Minute, 90*time.Second); n != 0 {
 		t.Fatalf("second run leased %d", n)
 	}
 	// Graceful shutdown of node-1 leases only its own live presences.

@@ -78,16 +78,17 @@ RETURNING `+presenceCols)
 
 // LeaseStalePresences puts live, non-leased presences into their grace lease
 // (lease_until = now + grace) when their last pong is older than staleAfter
-// or their node's heartbeat is: the replica holding them is gone or wedged,
-// and its clients will reattach elsewhere. Returns how many were leased.
-func (s *Store) LeaseStalePresences(ctx context.Context, staleAfter, grace time.Duration) (int64, error) {
+// or their node's heartbeat is older than nodeDeadAfter: the replica holding
+// them is gone or wedged (kill -9), and its clients will reattach elsewhere.
+// Returns how many were leased.
+func (s *Store) LeaseStalePresences(ctx context.Context, staleAfter, nodeDeadAfter, grace time.Duration) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `
 UPDATE mesh.presence p SET lease_until = now() + make_interval(secs => $2::float8)
 WHERE p.disconnected_at IS NULL AND p.lease_until IS NULL
 	AND (p.last_ping_at < now() - make_interval(secs => $1::float8)
 		OR EXISTS (SELECT 1 FROM mesh.node n
-			WHERE n.id = p.node_id AND n.heartbeat_at < now() - make_interval(secs => $1::float8)))`,
-		secs(staleAfter), secs(grace))
+			WHERE n.id = p.node_id AND n.heartbeat_at < now() - make_interval(secs => $3::float8)))`,
+		secs(staleAfter), secs(grace), secs(nodeDeadAfter))
 	if err != nil {
 		return 0, fmt.Errorf("lease stale presences: %w", err)
 	}
