@@ -167,6 +167,12 @@ RETURNING `+presenceCols, old.PresenceID, p.NodeID, p.SocketID, p.CWD, p.Display
 	}
 	res.Presence = r.presence()
 	res.Reattached = true
+	// Rows the old socket claimed but may never have written (it died or is
+	// being replaced) are claimable again at once: the reattaching client
+	// gets them now, not after the claim lease (A.3-5).
+	if err := releaseClaimsTx(ctx, tx, []string{old.SocketID}); err != nil {
+		return false, err
+	}
 	if online && old.SocketID != p.SocketID {
 		res.Replaced = append(res.Replaced, old)
 	}
@@ -231,7 +237,24 @@ RETURNING id, socket_id, node_id`, p.MeshID, p.MemberID, p.SessionID)
 		return nil
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].PresenceID < out[j].PresenceID })
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	sockets := make([]string, 0, len(out))
+	for _, r := range out {
+		sockets = append(sockets, r.SocketID)
+	}
+	return out, releaseClaimsTx(ctx, tx, sockets)
+}
+
+// releaseClaimsTx clears the claims of undelivered rows held by sockets.
+func releaseClaimsTx(ctx context.Context, tx pgx.Tx, sockets []string) error {
+	if len(sockets) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE mesh.message_queue SET claimed_at = NULL, claim_id = NULL, claim_expires_at = NULL
+WHERE claim_id = ANY($1) AND delivered_at IS NULL`, sockets)
+	return err
 }
 
 func insertPresence(ctx context.Context, tx pgx.Tx, p *meshd.Presence) (string, error) {

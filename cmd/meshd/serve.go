@@ -195,7 +195,9 @@ func singletonKey(name string) int64 {
 // holds a job's lock runs it, and another takes over when it is lost.
 func runSingletons(ctx context.Context, cfg config, log zerolog.Logger, reg prometheus.Registerer, srv *broker.Server) error {
 	jobs := map[string]func(context.Context){
-		"status-sweeps": srv.RunStatusSweeps,
+		"status_sweeps": srv.RunStatusSweeps,
+		"scheduler":     srv.RunScheduler,
+		"clocks":        srv.RunClocks,
 	}
 	for name, job := range jobs {
 		l, err := ha.NewLeader(ha.Config{DSN: cfg.DatabaseURL, Key: singletonKey(name), Name: name, Logger: log, Registerer: reg})
