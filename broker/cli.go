@@ -147,8 +147,10 @@ func cliError(w http.ResponseWriter, status int, msg string) {
 // headers, the metric and a warn log; otherwise 401 missing_bearer_token.
 // On failure the response is written and ok is false.
 func (s *Server) cliAuth(w http.ResponseWriter, r *http.Request, legacyUser string) (userID string, ok bool) {
-	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
-		tok := strings.TrimSpace(h[len("Bearer "):])
+	// HTTP strips trailing whitespace from header values, so "Bearer "
+	// with an empty token arrives as "Bearer".
+	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") || h == "Bearer" {
+		tok := strings.TrimSpace(strings.TrimPrefix(h, "Bearer"))
 		if tok == "" {
 			cliError(w, http.StatusUnauthorized, "empty_bearer_token")
 			return "", false

@@ -19,6 +19,10 @@ import (
 // (PROTOCOL.md B.9.5), the CLI grants write path (B.7) and the CLI mesh
 // listing (B.9.4). Every statement that must be atomic across replicas runs
 // in one transaction or one statement.
+//
+// Locks: CreateOwnedMesh takes pg_advisory_xact_lock on a hash of
+// "meshd:slug:<base>" (held alone, never with another advisory lock); Join
+// locks one invite row FOR UPDATE and then inserts a member row.
 
 // Join outcome codes (B.9.5), returned by Join in this order of checks.
 // JoinPayloadMismatch is meshd's own: the signed payload must be the one the
@@ -68,6 +72,13 @@ func (s *Store) CreateOwnedMesh(ctx context.Context, m *meshd.Mesh, ownerSecretH
 	owner.MeshID = m.ID
 	for attempt := 0; attempt < createMeshAttempts; attempt++ {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			// Creates of one base slug take turns, so concurrent "Team"
+			// creates get team, team-2, … instead of failing on the unique
+			// index; only different bases can still collide (base "a-2"
+			// against "a" + "-2"), which the retry loop covers.
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('meshd:slug:' || $1, 0))", base); err != nil {
+				return err
+			}
 			slug, err := freeSlug(ctx, tx, base)
 			if err != nil || slug == "" {
 				return err

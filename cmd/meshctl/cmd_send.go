@@ -1,0 +1,133 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/wire"
+)
+
+var hex64 = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+// runSend sends one message. A display name is resolved to the peer's
+// pubkey through peers_list; direct messages are sealed for the recipient
+// with crypto_box by the client package (B.12), `*`, `@all` and `@group`
+// go out as broadcasts.
+func runSend(c *cli, args []string) error {
+	fs := flags("send")
+	mesh := fs.String("mesh", "", "mesh slug (default: $MESHCTL_MESH, else your only mesh)")
+	prio := fs.String("priority", "next", "now (even to busy peers), next or low")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	pos, err := c.parse("send", fs, args, -1)
+	if err != nil {
+		return err
+	}
+	usage := commands()["send"].usage
+	if len(pos) < 2 {
+		return usagef(usage, "send needs a target and a message")
+	}
+	if !meshd.Priority(*prio).Valid() {
+		return usagef(usage, "--priority must be now, next or low")
+	}
+	text, err := c.messageText(pos[1:])
+	if err != nil {
+		return err
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	id, err := c.pick(cfg, *mesh)
+	if err != nil {
+		return err
+	}
+	s, err := c.connect(id, "cli", false)
+	if err != nil {
+		return err
+	}
+	spec, label, ack, err := c.sendOn(s, pos[0], meshd.Priority(*prio), text)
+	got := c.closeCollect(s)
+	if err != nil {
+		c.showReceived(id.Slug, got)
+		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, map[string]any{"ok": true, "messageId": ack.MessageID, "target": spec, "to": label,
+			"encrypted": hex64.MatchString(spec), "received": receivedLines(id.Slug, got)})
+	}
+	kind := "broadcast"
+	if hex64.MatchString(spec) {
+		kind = "encrypted direct message"
+	}
+	fmt.Fprintf(c.stdout, "Sent %s to %s (message %s).\n", kind, label, ack.MessageID)
+	c.showReceived(id.Slug, got)
+	return nil
+}
+
+// messageText joins the message words; a lone "-" reads stdin.
+func (c *cli) messageText(words []string) (string, error) {
+	if len(words) == 1 && words[0] == "-" {
+		b, err := io.ReadAll(io.LimitReader(c.stdin, 1<<20))
+		if err != nil {
+			return "", fmt.Errorf("read message from stdin: %w", err)
+		}
+		words = []string{strings.TrimRight(string(b), "\n")}
+	}
+	text := strings.Join(words, " ")
+	if strings.TrimSpace(text) == "" {
+		return "", usagef(commands()["send"].usage, "the message is empty")
+	}
+	return text, nil
+}
+
+// sendOn resolves the target and sends.
+func (c *cli) sendOn(s *session, target string, prio meshd.Priority, text string) (spec, label string, ack wire.Ack, err error) {
+	if spec, label, err = c.resolveTarget(s, target); err != nil {
+		return "", "", ack, err
+	}
+	if ack, err = s.c.Send(c.ctx, spec, prio, []byte(text)); err != nil {
+		return "", "", ack, fmt.Errorf("send to %s: %w", label, err)
+	}
+	return spec, label, ack, nil
+}
+
+// resolveTarget maps a target to a targetSpec and a label for humans:
+// pubkeys and broadcast specs pass through, anything else is a display
+// name looked up among the online peers (case-insensitive, one match).
+func (c *cli) resolveTarget(s *session, target string) (spec, label string, err error) {
+	switch {
+	case target == "*" || strings.HasPrefix(target, "@"):
+		return target, target, nil
+	case hex64.MatchString(target):
+		return strings.ToLower(target), short(strings.ToLower(target)), nil
+	case strings.HasPrefix(target, "#"):
+		return "", "", errors.New("topics (#…) are not supported by meshd")
+	}
+	peers, err := s.c.ListPeers(c.ctx)
+	if err != nil {
+		return "", "", fmt.Errorf("list peers: %w", err)
+	}
+	keys := map[string]bool{}
+	var found []string
+	for _, p := range peers {
+		if p.SessionID == s.sid || !strings.EqualFold(p.DisplayName, target) || keys[p.Pubkey] {
+			continue
+		}
+		keys[p.Pubkey] = true
+		found = append(found, p.Pubkey)
+	}
+	switch len(found) {
+	case 0:
+		return "", "", fmt.Errorf("no peer named %q is online in mesh %s (see `meshctl peers`; offline peers can be reached by pubkey)", target, s.id.Slug)
+	case 1:
+		return found[0], fmt.Sprintf("%s (%s)", target, short(found[0])), nil
+	}
+	for i := range found {
+		found[i] = short(found[i])
+	}
+	return "", "", fmt.Errorf("%d peers are named %q (%s): send to a pubkey instead", len(found), target, strings.Join(found, ", "))
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/client"
+	"github.com/meshd/meshd/wire"
+)
+
+// runIn runs meshctl in-process with its config in dir.
+func runIn(t *testing.T, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	env := map[string]string{"MESHCTL_CONFIG_DIR": dir, "USER": "tester"}
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// Every command answers --help on stdout with exit 0.
+func TestHelpOnEveryCommand(t *testing.T) {
+	dir := t.TempDir()
+	for name, cmd := range commands() {
+		args := append(strings.Fields(name), "--help")
+		out, errOut, code := runIn(t, dir, args...)
+		if code != 0 || !strings.HasPrefix(out, "usage: meshctl "+cmd.usage+"\n") || errOut != "" {
+			t.Errorf("%s --help: %d %q %q", name, code, out, errOut)
+		}
+	}
+	out, _, code := runIn(t, dir, "--help")
+	for name := range commands() {
+		if code != 0 || !strings.Contains(out, "  meshctl "+name+" ") {
+			t.Fatalf("top-level --help lacks %s: %d %q", name, code, out)
+		}
+	}
+	if _, _, code := runIn(t, dir); code != 2 {
+		t.Fatalf("no arguments: exit %d", code)
+	}
+}
+
+// Command-line mistakes exit 2 with one error line and the usage line.
+func TestUsageErrors(t *testing.T) {
+	key := strings.Repeat("ab", 32)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown_command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"unknown_subcommand", []string{"mesh", "explode"}, `unknown command "mesh explode"`},
+		{"send_nothing", []string{"send"}, "send needs an argument"},
+		{"send_no_message", []string{"send", "bob"}, "send needs a target and a message"},
+		{"send_bad_priority", []string{"send", "--priority", "urgent", "bob", "hi"}, "--priority must be now, next or low"},
+		{"send_unknown_flag", []string{"send", "--bogus", "bob", "hi"}, "flag provided but not defined: -bogus"},
+		{"mesh_create_no_name", []string{"mesh", "create"}, "mesh create takes 1 argument(s), got 0"},
+		{"login_no_token", []string{"login"}, "login: --token is required"},
+		{"grants_bad_pubkey", []string{"grants", "set", "xyz", "dm"}, `"xyz" is not a 64-hex pubkey`},
+		{"grants_bad_cap", []string{"grants", "set", key, "fly"}, `unknown capability "fly"`},
+		{"grants_no_caps", []string{"grants", "set", key}, "needs a pubkey and at least one capability"},
+		{"status_bad", []string{"status", "set", "sleepy"}, "status must be idle, working or dnd"},
+		{"invite_bad_role", []string{"invite", "x", "--role", "god"}, "--role must be member or admin"},
+		{"listen_bad_status", []string{"listen", "--status", "x"}, "--status must be idle, working or dnd"},
+		{"join_two_args", []string{"join", "a", "b"}, "join takes 1 argument(s), got 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, code := runIn(t, t.TempDir(), tt.args...)
+			if code != 2 || !strings.Contains(errOut, tt.want) || !strings.HasPrefix(errOut, "meshctl: ") {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errOut, tt.want)
+			}
+		})
+	}
+}
+
+// Failures exit 1 with exactly one line on stderr.
+func TestRuntimeErrors(t *testing.T) {
+	owner := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	invite := func(exp time.Time, tamper bool) string {
+		p := &wire.InvitePayload{V: 1, MeshID: "m1", MeshSlug: "team", BrokerURL: "ws://127.0.0.1:1/ws",
+			ExpiresAt: exp.Unix(), MeshRootKey: "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA", Role: "member"}
+		wire.SignInvite(p, owner)
+		if tamper {
+			p.Role = "admin"
+		}
+		tok, _ := wire.EncodeInviteToken(p)
+		return tok
+	}
+	withMesh := t.TempDir()
+	id := client.GenerateIdentity()
+	c := &cli{getenv: func(k string) string { return map[string]string{"MESHCTL_CONFIG_DIR": withMesh}[k] }}
+	if err := c.saveConfig(&config{Meshes: []meshIdentity{{MeshID: "m1", MemberID: "x", Slug: "team", Pubkey: id.Pubkey,
+		SecretKey: id.SecretHex(), BrokerURL: "ws://127.0.0.1:1/ws"}}}); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := t.TempDir()
+	_ = os.WriteFile(filepath.Join(corrupt, "config.json"), []byte("{nope"), 0o600)
+	tests := []struct {
+		name string
+		dir  string
+		args []string
+		want string
+	}{
+		{"no_mesh", t.TempDir(), []string{"send", "bob", "hi"}, "you are in no mesh yet"},
+		{"unknown_mesh", withMesh, []string{"peers", "--mesh", "other"}, `no identity saved for mesh "other" (you have: team)`},
+		{"not_logged_in", t.TempDir(), []string{"mesh", "create", "x"}, "not logged in"},
+		{"join_garbage", t.TempDir(), []string{"join", "not a link!"}, "invite"},
+		{"join_tampered", t.TempDir(), []string{"join", invite(time.Now().Add(time.Hour), true)}, "signature is invalid"},
+		{"join_expired", t.TempDir(), []string{"join", invite(time.Now().Add(-time.Hour), false)}, "the invite expired at"},
+		{"join_code_without_broker", t.TempDir(), []string{"join", "ABCD2345"}, "a bare invite code needs a broker"},
+		{"status_without_listen", withMesh, []string{"status", "set", "dnd"}, "no `meshctl listen` is running for mesh team"},
+		{"broker_unreachable", withMesh, []string{"peers"}, "connect to ws://127.0.0.1:1/ws"},
+		{"corrupt_config", corrupt, []string{"peers"}, "is corrupt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, code := runIn(t, tt.dir, tt.args...)
+			if code != 1 || !strings.Contains(errOut, tt.want) || strings.Count(errOut, "\n") != 1 {
+				t.Fatalf("exit %d, stderr %q; want 1 and one line with %q", code, errOut, tt.want)
+			}
+		})
+	}
+	if out, _, code := runIn(t, t.TempDir(), "mesh", "list"); code != 0 || !strings.Contains(out, "No meshes yet") {
+		t.Fatalf("empty mesh list: %d %q", code, out)
+	}
+}
+
+// keygen writes the secret 0600 and prints only the public key.
+func TestKeygen(t *testing.T) {
+	dir := t.TempDir()
+	out, _, code := runIn(t, dir, "keygen")
+	if code != 0 {
+		t.Fatal(out)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "keys", "*.key"))
+	if len(files) != 1 {
+		t.Fatalf("key files %v", files)
+	}
+	id, err := readKeyFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(files[0])
+	if fi.Mode().Perm() != 0o600 || !strings.Contains(out, id.Pubkey) || strings.Contains(out, id.SecretHex()[:64]) {
+		t.Fatalf("mode %v output %q", fi.Mode().Perm(), out)
+	}
+	path := filepath.Join(dir, "mine.key")
+	if out, _, code := runIn(t, dir, "keygen", "--out", path, "--json"); code != 0 || !strings.Contains(out, `"path":"`+path+`"`) {
+		t.Fatalf("keygen --json: %q", out)
+	}
+}
+
+func TestHTTPBase(t *testing.T) {
+	for in, want := range map[string]string{
+		"ws://127.0.0.1:7900/ws":       "http://127.0.0.1:7900",
+		"wss://mesh.example.com/ws":    "https://mesh.example.com",
+		"wss://example.com/mesh/ws":    "https://example.com/mesh",
+		"ws://wshost:1/ws?x=1":         "http://wshost:1",
+		"https://mesh.example.com/ws/": "https://mesh.example.com",
+		"wss://mesh.example.com":       "https://mesh.example.com",
+		"ftp://mesh.example.com/ws":    "",
+		"mesh.example.com/ws":          "",
+	} {
+		got, err := httpBase(in)
+		if (err != nil) != (want == "") || got != want {
+			t.Errorf("httpBase(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestParseCaps(t *testing.T) {
+	if caps, err := parseCaps([]string{"none"}, ""); err != nil || caps == nil || len(caps) != 0 {
+		t.Fatalf("none: %v %v", caps, err)
+	}
+	if caps, err := parseCaps([]string{"default"}, ""); err != nil || caps != nil {
+		t.Fatalf("default: %v %v", caps, err)
+	}
+	if caps, err := parseCaps([]string{"dm,broadcast", "read"}, ""); err != nil || strings.Join(caps, " ") != "dm broadcast read" {
+		t.Fatalf("list: %v %v", caps, err)
+	}
+}
+
+// The config file and directory are private.
+func TestConfigIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cfg")
+	c := &cli{getenv: func(k string) string { return map[string]string{"MESHCTL_CONFIG_DIR": dir}[k] }}
+	if err := c.saveConfig(&config{Token: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, "config.json"): 0o600} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+			t.Fatalf("%s: %v %v", path, fi.Mode().Perm(), err)
+		}
+	}
+}
