@@ -102,6 +102,7 @@ func startMeshd(t testing.TB, env ...string) *proc {
 		}
 		select {
 		case err := <-p.done:
+			p.done <- err // for the cleanup's wait
 			t.Fatalf("meshd exited early: %v\n%s", err, stderr.String())
 		case <-time.After(50 * time.Millisecond):
 		}
