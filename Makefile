@@ -41,6 +41,15 @@ bench:
 	trap 'scripts/pg.sh stop $(TESTPG); rm -rf $(TESTPG)' EXIT; \
 	MESHD_TEST_DATABASE_URL="$$url" $(GO) test -run '^$$' -bench . -benchmem ./...
 
+# Two-replica smoke test (issue 5): PostgreSQL, one nats-server, two meshd
+# replicas behind HAProxy (installed from Debian packages when missing, as
+# root). SMOKE_FLAGS passes flags to meshsmoke, e.g. SMOKE_FLAGS=-short.
+smoke:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshd ./cmd/meshd
+	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
+	$(GO) build -o bin/meshsmoke ./cmd/meshsmoke
+	./bin/meshsmoke -bin bin -pg scripts/pg.sh $(SMOKE_FLAGS)
+
 clean:
 	-scripts/pg.sh stop $(DATA)/pg
 	rm -rf bin $(DATA)

@@ -40,6 +40,8 @@ type Store interface {
 	SharedState
 	Sweeps
 	Migrations
+	HAFeatures
+	AuditLog
 	Pinger
 }
 
@@ -162,6 +164,7 @@ type Server struct {
 	loops    sync.WaitGroup
 	mux      http.Handler
 	frames   map[string]frameHandler // immutable after New
+	aw       *auditWriter            // immutable after New; loops started by Start
 	stopOnce sync.Once
 }
 
@@ -181,6 +184,7 @@ func New(cfg Config) (*Server, error) {
 	s.hub = newHub(s)
 	s.m = s.newMelody()
 	s.frames = s.handlers()
+	s.aw = &auditWriter{srv: s}
 	s.mux = s.routes()
 	return s, nil
 }
@@ -197,6 +201,7 @@ func (s *Server) Start(ctx context.Context) {
 			loop(ctx)
 		}()
 	}
+	s.aw.once.Do(s.aw.start) // audit writer (registers broker_audit_* now)
 }
 
 // Handler serves /ws and the HTTP routes.

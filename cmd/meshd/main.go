@@ -5,6 +5,7 @@
 //	meshd [serve]                    run the broker (default)
 //	meshd migrate                    apply database migrations and exit
 //	meshd token create --user <id>   print a new CLI bearer token
+//	meshd audit verify --mesh <id>   verify a mesh's audit chain
 //	meshd version                    print version and git SHA
 package main
 
@@ -33,6 +34,7 @@ const usage = `usage:
   meshd [serve]                    run the broker (env: see docs/env-vars.md)
   meshd migrate                    apply database migrations and exit
   meshd token create --user <id>   create a CLI bearer token (printed once)
+  meshd audit verify --mesh <id>   verify a mesh's audit hash chain (exit 1 if broken)
   meshd version                    print version and git SHA
 `
 
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = migrate(ctx, getenv, stderr)
 	case "token":
 		err = token(ctx, args, getenv, stdout, stderr)
+	case "audit":
+		err = auditCmd(ctx, args, getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "meshd %s (%s)\n", version, gitSHA)
 	case "help", "-h", "--help":

@@ -1,0 +1,43 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// AuditEvent is one event appended to a mesh's audit chain (PROTOCOL.md
+// B.8). It aliases an unnamed struct type, as store.AuditEvent does, so the
+// two are the same type and store.Store satisfies AuditLog although broker
+// and store do not import each other (STYLE #1).
+type AuditEvent = struct {
+	EventType        string
+	ActorMemberID    *string // nil hashes as "null"
+	ActorDisplayName string  // "" is stored NULL
+	Payload          any     // any JSON value; hashed and stored canonical
+	CreatedAt        time.Time
+}
+
+// AuditEntry is one audit row as audit_query reports it.
+type AuditEntry = struct {
+	ID               int64
+	EventType        string
+	ActorMemberID    *string
+	ActorDisplayName *string
+	Payload          json.RawMessage
+	Hash             string
+	CreatedAt        time.Time
+}
+
+// AuditLog is the per-mesh hash chain (B.8).
+type AuditLog interface {
+	// AppendAudit appends events to meshID's chain, in order, in one
+	// transaction serialized per mesh across replicas (the chain never forks).
+	AppendAudit(ctx context.Context, meshID string, events []AuditEvent) error
+	// VerifyAudit walks the chain oldest first; brokenAt is the id of the
+	// first row whose link or hash does not match.
+	VerifyAudit(ctx context.Context, meshID string) (valid bool, entries int, brokenAt *int64, err error)
+	// QueryAudit returns a page of the chain newest first and the number of
+	// rows matching eventType ("" matches all).
+	QueryAudit(ctx context.Context, meshID string, limit, offset int, eventType string) ([]AuditEntry, int, error)
+}

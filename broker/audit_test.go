@@ -1,0 +1,377 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/broker"
+	"github.com/meshd/meshd/client"
+	"github.com/meshd/meshd/wire"
+)
+
+type auditResult struct {
+	Type    string `json:"type"`
+	ReqID   string `json:"_reqId"`
+	Total   int    `json:"total"`
+	Entries []struct {
+		ID        int64           `json:"id"`
+		EventType string          `json:"eventType"`
+		Actor     string          `json:"actor"`
+		Payload   json.RawMessage `json:"payload"`
+		Hash      string          `json:"hash"`
+		CreatedAt string          `json:"createdAt"`
+	} `json:"entries"`
+}
+
+type auditVerifyResult struct {
+	Type     string `json:"type"`
+	ReqID    string `json:"_reqId"`
+	Valid    bool   `json:"valid"`
+	Entries  int    `json:"entries"`
+	BrokenAt *int64 `json:"brokenAt"`
+}
+
+func auditQuery(t *testing.T, c *client.Client, frame map[string]any) auditResult {
+	t.Helper()
+	frame["type"] = "audit_query"
+	raw, err := c.Request(context.Background(), frame, "audit_result")
+	if err != nil {
+		t.Fatalf("audit_query: %v", err)
+	}
+	var r auditResult
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func auditVerify(t *testing.T, c *client.Client) auditVerifyResult {
+	t.Helper()
+	raw, err := c.Request(context.Background(), map[string]any{"type": "audit_verify"}, "audit_verify_result")
+	if err != nil {
+		t.Fatalf("audit_verify: %v", err)
+	}
+	var r auditVerifyResult
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ReqID == "" {
+		t.Fatalf("audit_verify_result without _reqId: %s", raw)
+	}
+	return r
+}
+
+func (e *env) sql(query string, args ...any) {
+	e.t.Helper()
+	conn, err := pgx.Connect(context.Background(), e.dsn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), query, args...); err != nil {
+		e.t.Fatalf("%s: %v", query, err)
+	}
+}
+
+var isoMillis = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
+
+// A hello, a broadcast, a DM and a set_state are audited (B.8 "Events
+// audited") and read back over WS by any member: newest first, actor names,
+// payloads without any ciphertext, a chain that verifies and that detects
+// tampering at the tampered row.
+func TestAuditOverWebSocket(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	mesh := e.newMesh("Audit")
+	alice, bob := e.enroll(mesh, "alice"), e.enroll(mesh, "bob")
+	other := e.enroll(e.newMesh("Elsewhere"), "carol")
+	a := e.dial(0, alice, nil)
+	b := e.dial(0, bob, nil)
+	c := e.dial(0, other, nil)
+	ctx := context.Background()
+	// A round trip on each socket: its hello (and so its peer_joined) is done.
+	for _, cl := range []*client.Client{a, b, c} {
+		if _, err := cl.ListPeers(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Send(ctx, "*", meshd.PriorityNext, []byte("secret broadcast")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Send(ctx, bob.key.Pubkey, meshd.PriorityNow, []byte("secret dm")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SendFrame(ctx, map[string]any{"type": "set_state", "key": "phase", "value": map[string]any{"n": 1.0, "tag": "<b>"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Frames of one socket are handled in order and audit_query first waits
+	// for this replica's queued events of the mesh: no polling needed.
+	r := auditQuery(t, a, map[string]any{})
+	want := []struct{ event, actor, payload string }{
+		{"state_set", "alice", `{"key":"phase","value":{"n":1,"tag":"<b>"}}`},
+		{"message_sent", "alice", `{"priority":"now","targetSpec":"` + bob.key.Pubkey + `"}`},
+		{"message_sent", "alice", `{"priority":"next","targetSpec":"*"}`},
+		{"peer_joined", "bob", ""},
+		{"peer_joined", "alice", ""},
+	}
+	if r.Total != len(want) || len(r.Entries) != len(want) {
+		t.Fatalf("total %d, %d entries, want %d: %+v", r.Total, len(r.Entries), len(want), r)
+	}
+	for i, w := range want {
+		got := r.Entries[i]
+		if got.EventType != w.event || got.Actor != w.actor || len(got.Hash) != 64 || !isoMillis.MatchString(got.CreatedAt) {
+			t.Errorf("entry %d: %+v, want %s by %s", i, got, w.event, w.actor)
+		}
+		if i > 0 && got.ID >= r.Entries[i-1].ID {
+			t.Errorf("entry %d (id %d) is not older than entry %d (id %d)", i, got.ID, i-1, r.Entries[i-1].ID)
+		}
+		if c, err := wire.CanonicalJSONBytes(got.Payload); w.payload != "" && (err != nil || c != w.payload) {
+			t.Errorf("entry %d payload %s, want %s", i, got.Payload, w.payload)
+		}
+		if p := string(got.Payload); strings.Contains(p, "secret") || strings.Contains(p, "iphertext") || strings.Contains(p, "nonce") {
+			t.Errorf("entry %d payload carries message content: %s", i, p)
+		}
+	}
+	var joined map[string]any
+	_ = json.Unmarshal(r.Entries[4].Payload, &joined)
+	if joined["pubkey"] != alice.key.Pubkey || joined["restored"] != false || joined["role"] != "control-plane" {
+		t.Errorf("peer_joined payload %s", r.Entries[4].Payload)
+	}
+
+	t.Run("filter and paging", func(t *testing.T) {
+		r := auditQuery(t, b, map[string]any{"eventType": "message_sent", "limit": 1, "offset": 1})
+		if r.Total != 2 || len(r.Entries) != 1 || !strings.Contains(string(r.Entries[0].Payload), `"*"`) {
+			t.Fatalf("%+v", r)
+		}
+		if r := auditQuery(t, b, map[string]any{"limit": 0}); len(r.Entries) != 1 {
+			t.Fatalf("limit 0 is clamped to 1: %d entries", len(r.Entries))
+		}
+	})
+	t.Run("another mesh sees only its own chain", func(t *testing.T) {
+		r := auditQuery(t, c, map[string]any{})
+		if r.Total != 1 || r.Entries[0].EventType != "peer_joined" || r.Entries[0].Actor != "carol" {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("verify", func(t *testing.T) {
+		if v := auditVerify(t, b); !v.Valid || v.Entries != 5 || v.BrokenAt != nil {
+			t.Fatalf("%+v", v)
+		}
+	})
+	t.Run("metrics", func(t *testing.T) {
+		r := e.replicas[0]
+		if n := counter(t, r, "broker_audit_events_total"); n != 6 {
+			t.Errorf("broker_audit_events_total %v, want 6", n)
+		}
+		for _, reason := range []string{"queue_full", "write_failed", "invalid_payload", "shutdown"} {
+			if n := counter(t, r, "broker_audit_dropped_total", "reason", reason); n != 0 {
+				t.Errorf("dropped %s = %v", reason, n)
+			}
+		}
+	})
+	t.Run("tampering is detected at the tampered row", func(t *testing.T) {
+		tampered := r.Entries[2].ID // the broadcast's message_sent
+		e.sql(`UPDATE mesh.audit_log SET payload = jsonb_set(payload, '{priority}', '"now"') WHERE id = $1`, tampered)
+		v := auditVerify(t, a)
+		if v.Valid || v.Entries != 5 || v.BrokenAt == nil || *v.BrokenAt != tampered {
+			t.Fatalf("%+v, want broken at %d", v, tampered)
+		}
+	})
+}
+
+// Failures answer with the verb's error code, and the socket stays usable.
+func TestAuditErrors(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	id := e.enroll(e.newMesh("AuditErr"), "dana")
+	c := e.dial(0, id, nil)
+	ctx := context.Background()
+
+	_, err := c.Request(ctx, map[string]any{"type": "audit_query", "limit": "ten"}, "audit_result")
+	var se *client.ServerError
+	if !errors.As(err, &se) || se.Code != "audit_query_error" {
+		t.Fatalf("bad limit: %v", err)
+	}
+	if r := auditQuery(t, c, map[string]any{"limit": 5}); r.Total != 1 {
+		t.Fatalf("socket unusable after the error: %+v", r)
+	}
+
+	e.sql(`ALTER TABLE mesh.audit_log RENAME TO audit_log_away`)
+	_, err = c.Request(ctx, map[string]any{"type": "audit_query"}, "audit_result")
+	if !errors.As(err, &se) || se.Code != "audit_query_error" {
+		t.Fatalf("store failure on query: %v", err)
+	}
+	_, err = c.Request(ctx, map[string]any{"type": "audit_verify"}, "audit_verify_result")
+	if !errors.As(err, &se) || se.Code != "audit_verify_error" {
+		t.Fatalf("store failure on verify: %v", err)
+	}
+	e.sql(`ALTER TABLE mesh.audit_log_away RENAME TO audit_log`)
+	if v := auditVerify(t, c); !v.Valid || v.Entries != 1 {
+		t.Fatalf("after recovery: %+v", v)
+	}
+
+	raw := e.raw(0)
+	raw.send(map[string]any{"type": "audit_verify", "_reqId": "r1"})
+	if f := raw.expectFrame("error"); f["code"] != "no_hello" {
+		t.Fatalf("before hello: %v", f)
+	}
+}
+
+// Two replicas audit concurrent sends of one mesh into one linear chain.
+func TestAuditTwoReplicasOneChain(t *testing.T) {
+	e := newEnv(t, 2, func(c *broker.Config) { c.SendBurst, c.SendPerMinute = 1e6, 1e9 })
+	mesh := e.newMesh("AuditHA")
+	const clients, sends = 6, 50
+	var cls []*client.Client
+	for i := 0; i < clients; i++ {
+		cls = append(cls, e.dial(i%2, e.enroll(mesh, fmt.Sprintf("p%d", i)), nil))
+	}
+	var wg sync.WaitGroup
+	for _, cl := range cls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < sends; j++ {
+				if _, err := cl.Send(context.Background(), "*", meshd.PriorityLow, []byte("x")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	want := clients + clients*sends // peer_joined + message_sent
+	var v auditVerifyResult
+	waitFor(t, 10*time.Second, "all events written", func() bool {
+		v = auditVerify(t, cls[0])
+		return v.Entries >= want
+	})
+	if !v.Valid || v.Entries != want {
+		t.Fatalf("%+v, want %d valid entries", v, want)
+	}
+	written := counter(t, e.replicas[0], "broker_audit_events_total") + counter(t, e.replicas[1], "broker_audit_events_total")
+	if written != float64(want) {
+		t.Fatalf("replicas wrote %v events, want %d", written, want)
+	}
+}
+
+// Shutdown waits for the writer's last flush: an event queued just before
+// is in the chain once Shutdown returns.
+func TestAuditFlushedOnShutdown(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	mesh := e.newMesh("AuditStop")
+	c := e.dial(0, e.enroll(mesh, "erin"), nil)
+	if _, err := c.Send(context.Background(), "*", meshd.PriorityNext, []byte("last")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.replicas[0].srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries, total, err := e.st.QueryAudit(ctx, mesh.ID, 10, 0, "")
+	if err != nil || total != 2 || entries[0].EventType != "message_sent" {
+		t.Fatalf("total %d entries %+v err %v", total, entries, err)
+	}
+}
+
+// A failed write is retried once, then counted and dropped; the sender is
+// never blocked, and the chain is written again once the database is back.
+func TestAuditWriteFailureDoesNotBlockSends(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.dial(0, e.enroll(e.newMesh("AuditFail"), "fay"), nil)
+	r := auditQuery(t, c, map[string]any{}) // peer_joined written, writer running
+	if r.Total != 1 {
+		t.Fatalf("%+v", r)
+	}
+	e.sql(`ALTER TABLE mesh.audit_log RENAME TO audit_log_away`)
+	start := time.Now()
+	if _, err := c.Send(context.Background(), "*", meshd.PriorityNext, []byte("while down")); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("send took %v while audit writes fail", d)
+	}
+	waitFor(t, 10*time.Second, "write_failed drop", func() bool {
+		return counter(t, e.replicas[0], "broker_audit_dropped_total", "reason", "write_failed") == 1
+	})
+	e.sql(`ALTER TABLE mesh.audit_log_away RENAME TO audit_log`)
+	if _, err := c.Send(context.Background(), "*", meshd.PriorityNext, []byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	if v := auditVerify(t, c); !v.Valid || v.Entries != 2 {
+		t.Fatalf("%+v: want peer_joined and the second message_sent", v)
+	}
+}
+
+// Overflow policy: while the mesh's chain lock is held elsewhere the writer
+// cannot write, its bounded queue fills and further events are dropped
+// (queue_full) without slowing the senders; every event is either written
+// or counted as dropped, and what was written forms a valid chain.
+func TestAuditQueueOverflowDropsAndCounts(t *testing.T) {
+	e := newEnv(t, 1, func(c *broker.Config) { c.SendBurst, c.SendPerMinute = 1e6, 1e9 })
+	mesh := e.newMesh("AuditFull")
+	const clients, sends = 10, 450 // 4,500 sends > the 4,096-event queue
+	var cls []*client.Client
+	for i := 0; i < clients; i++ {
+		cls = append(cls, e.dial(0, e.enroll(mesh, fmt.Sprintf("q%d", i)), nil))
+	}
+	auditQuery(t, cls[0], map[string]any{}) // the peer_joined events are written
+
+	ctx := context.Background()
+	lock, err := pgx.Connect(ctx, e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close(ctx)
+	if _, err := lock.Exec(ctx, `SELECT pg_advisory_lock($1)`, wire.AuditLockKey(mesh.ID)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, cl := range cls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < sends; j++ {
+				if _, err := cl.Send(ctx, "*", meshd.PriorityLow, nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d sends in %v with the audit chain locked", clients*sends, time.Since(start).Round(time.Millisecond))
+	if _, err := lock.Exec(ctx, `SELECT pg_advisory_unlock($1)`, wire.AuditLockKey(mesh.ID)); err != nil {
+		t.Fatal(err)
+	}
+	rep := e.replicas[0]
+	total := float64(clients + clients*sends)
+	accounted := func() (written, full, failed float64) {
+		return counter(t, rep, "broker_audit_events_total"),
+			counter(t, rep, "broker_audit_dropped_total", "reason", "queue_full"),
+			counter(t, rep, "broker_audit_dropped_total", "reason", "write_failed")
+	}
+	waitFor(t, 20*time.Second, "every event written or dropped", func() bool {
+		w, f, x := accounted()
+		return w+f+x == total
+	})
+	written, full, failed := accounted()
+	t.Logf("written %v, dropped queue_full %v, write_failed %v", written, full, failed)
+	if full == 0 {
+		t.Fatal("no queue_full drop: the queue bound was not reached")
+	}
+	if v := auditVerify(t, cls[0]); !v.Valid || float64(v.Entries) != written {
+		t.Fatalf("%+v, want %v valid entries", v, written)
+	}
+}

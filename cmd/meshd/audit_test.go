@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/client"
+	"github.com/meshd/meshd/fanout"
+	"github.com/meshd/meshd/internal/testpg"
+)
+
+// The issue's audit test: two real meshd processes on one PostgreSQL and
+// one NATS write 2,000+ audit events to one mesh concurrently; the chain
+// verifies with `meshd audit verify` (exit 0) and has no fork; tampering
+// with one row makes the command exit 1 naming that row.
+func TestAuditChainTwoProcesses(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	ns, err := fanout.StartEmbedded(fanout.EmbeddedConfig{Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	common := []string{"DATABASE_URL=" + dsn, "NATS_URL=" + ns.ClientURL(), "SEND_RATE_BURST=1000000", "SEND_RATE_PER_MIN=1000000000"}
+	procs := []*proc{
+		startMeshd(t, append(common, "MESHD_NODE_ID=audit-a")...),
+		startMeshd(t, append(common, "MESHD_NODE_ID=audit-b")...),
+	}
+	const senders, each = 20, 100
+	ms := enroll(t, dsn, senders+1)
+	offline := ms[senders] // never connects: every DM to it is queued, no push traffic
+	meshID := offline.mesh.ID
+
+	elapsed := sendConcurrently(t, procs, ms[:senders], offline.key.Pubkey, each)
+	want := senders + senders*each // peer_joined + message_sent
+	t.Logf("%d sends through 2 processes in %v: %.0f sends/s (each audited)", senders*each, elapsed.Round(time.Millisecond),
+		float64(senders*each)/elapsed.Seconds())
+
+	conn := pgConn(t, dsn)
+	start := time.Now()
+	waitRows(t, conn, meshID, want)
+	t.Logf("all %d audit rows present %v after the last ack", want, time.Since(start).Round(time.Millisecond))
+	checkAuditMetrics(t, procs, want)
+
+	var mislinked, shared int
+	if err := conn.QueryRow(context.Background(), `
+SELECT
+	(SELECT count(*) FROM (SELECT prev_hash, lag(hash, 1, 'genesis') OVER (ORDER BY id) AS w
+		FROM mesh.audit_log WHERE mesh_id = $1) x WHERE prev_hash <> w),
+	(SELECT count(*) - count(DISTINCT prev_hash) FROM mesh.audit_log WHERE mesh_id = $1)`, meshID).Scan(&mislinked, &shared); err != nil {
+		t.Fatal(err)
+	}
+	if mislinked != 0 || shared != 0 {
+		t.Fatalf("forks: %d rows not linked to their predecessor, %d shared prev_hash", mislinked, shared)
+	}
+
+	out, code := runAuditVerify(t, dsn, meshID)
+	if code != 0 || out != fmt.Sprintf("mesh %s: %d entries, chain valid\n", meshID, want) {
+		t.Fatalf("exit %d: %q", code, out)
+	}
+
+	var id int64
+	const k = 1000
+	if err := conn.QueryRow(context.Background(), `SELECT id FROM mesh.audit_log WHERE mesh_id = $1 ORDER BY id OFFSET $2 LIMIT 1`,
+		meshID, k-1).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(context.Background(), `UPDATE mesh.audit_log SET payload = '{"targetSpec":"*","priority":"now"}' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runAuditVerify(t, dsn, meshID)
+	wantOut := fmt.Sprintf("mesh %s: %d entries, chain BROKEN at row %d (entry %d of %d)", meshID, want, id, k, want)
+	if code != 1 || !strings.HasPrefix(out, wantOut) {
+		t.Fatalf("after tampering row %d: exit %d: %q, want prefix %q", id, code, out, wantOut)
+	}
+}
+
+// sendConcurrently dials every sender (alternating between procs) and has
+// each send `each` DMs to target; it returns how long the sends took.
+func sendConcurrently(t *testing.T, procs []*proc, senders []member, target string, each int) time.Duration {
+	t.Helper()
+	cls := make([]*client.Client, len(senders))
+	for i, mb := range senders {
+		cls[i] = dial(t, procs[i%len(procs)], mb, false)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cls))
+	for i, c := range cls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < each; j++ {
+				if _, err := c.Send(context.Background(), target, meshd.PriorityNext, []byte(fmt.Sprint(i, j))); err != nil {
+					errs <- fmt.Errorf("sender %d send %d: %w", i, j, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+func pgConn(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+func waitRows(t *testing.T, conn *pgx.Conn, meshID string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var n int
+	for time.Now().Before(deadline) {
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM mesh.audit_log WHERE mesh_id = $1`, meshID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n >= want {
+			if n != want {
+				t.Fatalf("%d audit rows, want %d", n, want)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%d of %d audit rows after 30 s", n, want)
+}
+
+// checkAuditMetrics checks that both processes wrote events, in batches,
+// and dropped none.
+func checkAuditMetrics(t *testing.T, procs []*proc, want int) {
+	t.Helper()
+	var events, writes float64
+	for _, p := range procs {
+		e, w, dropped := auditMetrics(t, p.base+"/metrics")
+		if e == 0 || dropped != 0 {
+			t.Errorf("%s: %v events written, %v dropped", p.base, e, dropped)
+		}
+		events += e
+		writes += w
+	}
+	if events != float64(want) {
+		t.Errorf("processes report %v events written, want %d", events, want)
+	}
+	t.Logf("%v events in %v AppendAudit transactions (%.1f events per transaction)", events, writes, events/writes)
+}
+
+// auditMetrics scrapes the writer's series: events written, batch writes
+// (the histogram's count) and drops over all reasons.
+func auditMetrics(t *testing.T, url string) (events, writes, dropped float64) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	tp := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := tp.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mfs["broker_audit_events_total"].GetMetric() {
+		events += m.GetCounter().GetValue()
+	}
+	for _, m := range mfs["broker_audit_write_seconds"].GetMetric() {
+		writes += float64(m.GetHistogram().GetSampleCount())
+	}
+	for _, m := range mfs["broker_audit_dropped_total"].GetMetric() {
+		dropped += m.GetCounter().GetValue()
+	}
+	return events, writes, dropped
+}
+
+// runAuditVerify runs the real binary's `audit verify` and returns its
+// stdout and exit code.
+func runAuditVerify(t *testing.T, dsn, meshID string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, meshdBinary(t), "audit", "verify", "--mesh", meshID)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "LOG_LEVEL=warn")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := cmd.ProcessState.ExitCode()
+	if err != nil && code <= 0 {
+		t.Fatalf("audit verify: %v\n%s", err, stderr.String())
+	}
+	return stdout.String(), code
+}
+
+// The command line, through run() as main calls it.
+func TestAuditCommandLine(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	getenv := func(k string) string {
+		if k == "DATABASE_URL" {
+			return dsn
+		}
+		return ""
+	}
+	ctx := context.Background()
+	if code := run(ctx, []string{"migrate"}, getenv, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("migrate exit %d", code)
+	}
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // substring
+		stderr string // substring
+	}{
+		{"help", []string{"audit", "--help"}, 0, "usage: meshd audit verify --mesh <id>", ""},
+		{"verify help", []string{"audit", "verify", "--help"}, 0, "usage: meshd audit verify", ""},
+		{"no subcommand", []string{"audit"}, 1, "usage:", "missing subcommand"},
+		{"unknown subcommand", []string{"audit", "repair"}, 1, "", `unknown subcommand "repair"`},
+		{"missing --mesh", []string{"audit", "verify"}, 1, "", "--mesh <id> is required"},
+		{"unknown flag", []string{"audit", "verify", "--mesh", "m", "--fix"}, 1, "", "flag provided but not defined"},
+		{"empty chain is valid", []string{"audit", "verify", "--mesh", "nosuchmesh"}, 0, "mesh nosuchmesh: 0 entries, chain valid\n", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(ctx, tc.args, getenv, &stdout, &stderr)
+			if code != tc.code || !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Fatalf("exit %d (want %d)\nstdout %q\nstderr %q", code, tc.code, stdout.String(), stderr.String())
+			}
+		})
+	}
+	t.Run("no DATABASE_URL", func(t *testing.T) {
+		var stderr bytes.Buffer
+		if code := run(ctx, []string{"audit", "verify", "--mesh", "m"}, func(string) string { return "" }, &bytes.Buffer{}, &stderr); code != 1 ||
+			!strings.Contains(stderr.String(), "DATABASE_URL") {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+	})
+}

@@ -1,0 +1,205 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meshd/meshd"
+)
+
+// Scheduled messages (PROTOCOL.md B.14.3, A.3-18). A row is pending while
+// it is not cancelled and either a one-shot not yet fired or a cron row.
+// The leader's scheduler polls DueSchedules and fires each occurrence with
+// FireSchedule, whose compare-and-set on deliver_at lets exactly one caller
+// in the cluster win an occurrence, even with two schedulers running.
+
+const pendingScheduleSQL = `NOT cancelled AND (fired_at IS NULL OR cron IS NOT NULL)`
+
+// ScheduleRoute decides what one fired occurrence delivers: the queue row to
+// insert (nil: nothing, the occurrence still counts as fired) and whether it
+// is inserted already delivered (multicast). sender is the creating member,
+// the zero Member when it no longer exists. An error rolls the firing back.
+type ScheduleRoute = func(meshID string, sender meshd.Member, to, message, subtype string) (q *meshd.QueuedMessage, delivered bool, err error)
+
+// CreateSchedule stores a scheduled message of memberID (created on
+// presenceID's socket) and returns its id. cron and subtype may be "".
+func (s *Store) CreateSchedule(ctx context.Context, meshID, presenceID, memberID, to, message string, deliverAt time.Time, cron, subtype string) (string, error) {
+	id := meshd.NewID()
+	_, err := s.pool.Exec(ctx, `
+INSERT INTO mesh.scheduled_message (id, mesh_id, presence_id, member_id, "to", message, deliver_at, cron, subtype)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		id, meshID, nullIfEmpty(presenceID), memberID, to, message, deliverAt, nullIfEmpty(cron), nullIfEmpty(subtype))
+	if err != nil {
+		return "", fmt.Errorf("create schedule: %w", err)
+	}
+	return id, nil
+}
+
+// ListSchedules calls fn for each pending schedule of meshID created by
+// presenceID or by memberID, soonest first. cron is "" for one-shots.
+func (s *Store) ListSchedules(ctx context.Context, meshID, presenceID, memberID string,
+	fn func(id, to, message, cron string, deliverAt, createdAt time.Time, firedCount int)) error {
+	rows, err := s.pool.Query(ctx, `
+SELECT id, "to", message, COALESCE(cron, ''), deliver_at, created_at, fired_count
+FROM mesh.scheduled_message
+WHERE mesh_id = $1 AND (presence_id = $2 OR member_id = $3) AND `+pendingScheduleSQL+`
+ORDER BY deliver_at, id`, meshID, presenceID, memberID)
+	if err != nil {
+		return fmt.Errorf("list schedules: %w", err)
+	}
+	var (
+		id, to, msg, cron string
+		at, created       time.Time
+		fired             int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &to, &msg, &cron, &at, &created, &fired}, func() error {
+		fn(id, to, msg, cron, at, created, fired)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list schedules: %w", err)
+	}
+	return nil
+}
+
+// CancelSchedule cancels a pending schedule of memberID in meshID. It
+// reports false when there is no such pending schedule.
+func (s *Store) CancelSchedule(ctx context.Context, meshID, memberID, id string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE mesh.scheduled_message SET cancelled = true
+WHERE id = $1 AND mesh_id = $2 AND member_id = $3 AND `+pendingScheduleSQL, id, meshID, memberID)
+	if err != nil {
+		return false, fmt.Errorf("cancel schedule: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// DueSchedules calls fn for up to limit pending schedules whose deliver_at
+// has passed, oldest first, and returns the database's now: the scheduler
+// computes the next cron occurrence from it, so every replica uses one
+// clock.
+func (s *Store) DueSchedules(ctx context.Context, limit int, fn func(id, cron string, deliverAt time.Time)) (time.Time, error) {
+	var now time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+		return now, fmt.Errorf("due schedules: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, `
+SELECT id, COALESCE(cron, ''), deliver_at FROM mesh.scheduled_message
+WHERE deliver_at <= $1 AND `+pendingScheduleSQL+`
+ORDER BY deliver_at, id LIMIT $2`, now, limit)
+	if err != nil {
+		return now, fmt.Errorf("due schedules: %w", err)
+	}
+	var (
+		id, cron string
+		at       time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &cron, &at}, func() error {
+		fn(id, cron, at)
+		return nil
+	})
+	if err != nil {
+		return now, fmt.Errorf("due schedules: %w", err)
+	}
+	return now, nil
+}
+
+// NextScheduleIn reports how long until the earliest pending schedule is
+// due by the database's clock (≤ 0: due now); ok is false when none is
+// pending.
+func (s *Store) NextScheduleIn(ctx context.Context) (d time.Duration, ok bool, err error) {
+	var secs *float64
+	err = s.pool.QueryRow(ctx, `SELECT EXTRACT(EPOCH FROM min(deliver_at) - now())::float8
+FROM mesh.scheduled_message WHERE `+pendingScheduleSQL).Scan(&secs)
+	if err != nil {
+		return 0, false, fmt.Errorf("next schedule: %w", err)
+	}
+	if secs == nil {
+		return 0, false, nil
+	}
+	return time.Duration(*secs * float64(time.Second)), true, nil
+}
+
+// FireSchedule fires the occurrence of schedule id that was due at due,
+// exactly once across the cluster. One UPDATE claims it: it matches only
+// while the row is still pending and deliver_at still equals due (and has
+// passed), and moves the row on — to next for a cron row, or fired (fired_at
+// set) for a one-shot. A cron row with no next occurrence (next zero) is
+// fired one last time and cancelled. A concurrent caller blocks on the row
+// lock, then finds deliver_at changed and matches nothing.
+//
+// In the same transaction route decides the delivery and its queue row is
+// inserted, so a crash can neither lose a claimed occurrence nor deliver it
+// twice. fired is false when another caller won or the row is no longer due.
+func (s *Store) FireSchedule(ctx context.Context, id string, due, next time.Time, route ScheduleRoute) (fired bool, err error) {
+	var nextArg any
+	if !next.IsZero() {
+		nextArg = next
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		fired = false
+		var meshID, to, message, subtype string
+		var memberID *string
+		err := tx.QueryRow(ctx, `
+UPDATE mesh.scheduled_message SET
+	deliver_at = COALESCE($3::timestamptz, deliver_at),
+	fired_at = now(), fired_count = fired_count + 1,
+	cancelled = (cron IS NOT NULL AND $3::timestamptz IS NULL)
+WHERE id = $1 AND deliver_at = $2 AND deliver_at <= now() AND `+pendingScheduleSQL+`
+RETURNING mesh_id, member_id, "to", message, COALESCE(subtype, '')`, id, due, nextArg).
+			Scan(&meshID, &memberID, &to, &message, &subtype)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var sender meshd.Member
+		if memberID != nil {
+			err := tx.QueryRow(ctx, `SELECT `+memberCols+` FROM mesh.member m WHERE m.id = $1`, *memberID).Scan(memberDest(&sender)...)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
+		q, delivered, err := route(meshID, sender, to, message, subtype)
+		if err != nil {
+			return err
+		}
+		if q != nil {
+			if err := insertQueueRow(ctx, tx, q, delivered); err != nil {
+				return err
+			}
+		}
+		fired = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("fire schedule: %w", err)
+	}
+	return fired, nil
+}
+
+// insertQueueRow is Enqueue's INSERT on a transaction: same defaults (id,
+// priority next) and it sets q.CreatedAt and q.DeliveredAt.
+func insertQueueRow(ctx context.Context, q querier, m *meshd.QueuedMessage, delivered bool) error {
+	if m.ID == "" {
+		m.ID = meshd.NewID()
+	}
+	if m.Priority == "" {
+		m.Priority = meshd.PriorityNext
+	}
+	if !m.Priority.Valid() {
+		return fmt.Errorf("enqueue: invalid priority %q", m.Priority)
+	}
+	return q.QueryRow(ctx, `
+INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, sender_session_pubkey, target_spec, priority,
+	nonce, ciphertext, client_message_id, request_fingerprint, delivered_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11::bool THEN now() END)
+RETURNING created_at, delivered_at`,
+		m.ID, m.MeshID, m.SenderMemberID, nullIfEmpty(m.SenderSessionPubkey), m.TargetSpec, string(m.Priority),
+		m.Nonce, m.Ciphertext, nullIfEmpty(m.ClientMessageID), nullIfEmpty(m.RequestFingerprint), delivered).
+		Scan(&m.CreatedAt, &m.DeliveredAt)
+}
