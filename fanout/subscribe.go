@@ -59,13 +59,15 @@ func (b *Bus) Subscribe(topic string, deliver func(data []byte)) (release func()
 		return nil, fmt.Errorf("fanout: subscribe: %w", err)
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
 		return nil, ErrClosed
 	}
 	in := b.topics[topic]
-	if in == nil {
+	created := in == nil
+	if created {
 		if in, err = b.subscribeLocked(topic); err != nil {
+			b.mu.Unlock()
 			return nil, err
 		}
 	}
@@ -74,9 +76,21 @@ func (b *Bus) Subscribe(topic string, deliver func(data []byte)) (release func()
 	cbs := append(slices.Clone(in.list()), callback{id: id, deliver: deliver})
 	in.callbacks.Store(&cbs)
 	in.stopLingerLocked()
+	b.mu.Unlock()
+	if created {
+		// Make the server register the interest before the caller relies
+		// on it (a publish right after, from another replica, must reach
+		// us). Best effort: while disconnected the SUB is replayed on
+		// reconnect.
+		_ = b.nc.FlushTimeout(subscribeFlushTimeout)
+	}
 	var once sync.Once
 	return func() { once.Do(func() { b.release(in, id) }) }, nil
 }
+
+// subscribeFlushTimeout bounds the round trip that confirms a new
+// subscription with the server.
+const subscribeFlushTimeout = time.Second
 
 // subscribeLocked creates the NATS subscription for topic and records it.
 // It is the only place a subscription is added: on any failure nothing is
