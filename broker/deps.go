@@ -123,6 +123,8 @@ type Maintenance interface {
 	LeaseNodePresences(ctx context.Context, nodeID string, grace time.Duration) (int64, error)
 	// Heartbeat records that nodeID is alive.
 	Heartbeat(ctx context.Context, nodeID, addr string) error
+	// DeleteOrphans deletes undelivered rows older than olderThan.
+	DeleteOrphans(ctx context.Context, olderThan time.Duration) (int64, error)
 	// QueueStats reports undelivered rows and the age of the oldest.
 	QueueStats(ctx context.Context) (depth int64, oldest time.Duration, err error)
 }

@@ -74,15 +74,22 @@ func hasGroupTarget(specs map[string]bool) bool {
 	return false
 }
 
-// sweepLoop runs the replica's share of upkeep: heartbeat, lease eviction
-// (peer_left), stale presences, queue gauges. Every statement is safe to run
-// on all replicas at once.
+// sweepLoop is this replica's own upkeep: its node heartbeat (liveness for
+// the dead-node detection in RunUpkeep) and its in-memory rate-limit map.
 func (s *Server) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
-	var lastStats time.Time
+	lastRL := s.cfg.Now()
 	for {
-		s.sweep(ctx, &lastStats)
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := s.cfg.Store.Heartbeat(hctx, s.cfg.NodeID, ""); err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("node heartbeat")
+		}
+		cancel()
+		if now := s.cfg.Now(); now.Sub(lastRL) >= 5*time.Minute {
+			lastRL = now
+			s.sendRL.Sweep(10*time.Minute, now)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -91,19 +98,63 @@ func (s *Server) sweepLoop(ctx context.Context) {
 	}
 }
 
-func (s *Server) sweep(ctx context.Context, lastStats *time.Time) {
+// orphanAge and orphanInterval: undelivered rows older than 7 days are
+// deleted hourly (B.5, A.3-6).
+const (
+	orphanAge      = 7 * 24 * time.Hour
+	orphanInterval = time.Hour
+)
+
+// RunUpkeep runs the cluster-wide presence and queue upkeep until ctx ends:
+// dead-node and stale-presence leasing, lease eviction with peer_left and
+// its audit row, the queue gauges and the 7-day orphan sweep. It runs under
+// leadership (cmd/meshd wires an ha.Leader around it); every statement is
+// also safe if two ran at once (an evicted row is returned to one caller).
+func (s *Server) RunUpkeep(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	var lastStats, lastOrphans time.Time
+	for {
+		s.upkeep(ctx, &lastStats, &lastOrphans)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) upkeep(ctx context.Context, lastStats, lastOrphans *time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	st := s.cfg.Store
-	if err := st.Heartbeat(ctx, s.cfg.NodeID, ""); err != nil {
-		s.log.Warn().Err(err).Msg("node heartbeat")
-	}
 	// A node that missed three heartbeats is dead (kill -9): its presences
 	// enter the grace lease now, not after the 90 s pong staleness.
 	if _, err := st.LeaseStalePresences(ctx, staleAfter, 3*s.cfg.SweepInterval+time.Second, s.cfg.Grace); err != nil {
 		s.log.Warn().Err(err).Msg("stale presence sweep")
 	}
-	evicted, err := st.EvictExpiredLeases(ctx)
+	s.evictLeases(ctx)
+	if time.Since(*lastStats) >= statsInterval {
+		*lastStats = time.Now()
+		if depth, oldest, err := st.QueueStats(ctx); err == nil {
+			s.met.queueDepth.Set(float64(depth))
+			s.met.queueOldestAge.Set(oldest.Seconds())
+		}
+	}
+	if time.Since(*lastOrphans) >= orphanInterval {
+		*lastOrphans = time.Now()
+		if n, err := st.DeleteOrphans(ctx, orphanAge); err != nil {
+			s.log.Warn().Err(err).Msg("orphan sweep")
+		} else if n > 0 {
+			s.log.Info().Int64("rows", n).Msg("orphans swept")
+		}
+	}
+}
+
+// evictLeases ends presences whose grace lease expired: peer_left to the
+// mesh (A.3-12) and an audit row, once per presence cluster-wide.
+func (s *Server) evictLeases(ctx context.Context) {
+	evicted, err := s.cfg.Store.EvictExpiredLeases(ctx)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("lease eviction")
 	}
@@ -114,14 +165,6 @@ func (s *Server) sweep(ctx context.Context, lastStats *time.Time) {
 			s.log.Warn().Err(err).Msg("publish peer_left")
 		}
 		s.audit(ctx, p.MeshID, "peer_left", p.MemberID, p.DisplayName, map[string]any{})
-	}
-	if time.Since(*lastStats) >= statsInterval {
-		*lastStats = time.Now()
-		if depth, oldest, err := st.QueueStats(ctx); err == nil {
-			s.met.queueDepth.Set(float64(depth))
-			s.met.queueOldestAge.Set(oldest.Seconds())
-		}
-		s.sendRL.Sweep(10*time.Minute, s.cfg.Now())
 	}
 }
 

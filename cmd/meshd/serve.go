@@ -196,6 +196,7 @@ func singletonKey(name string) int64 {
 func runSingletons(ctx context.Context, cfg config, log zerolog.Logger, reg prometheus.Registerer, srv *broker.Server) error {
 	jobs := map[string]func(context.Context){
 		"status_sweeps": srv.RunStatusSweeps,
+		"upkeep":        srv.RunUpkeep,
 		"scheduler":     srv.RunScheduler,
 		"clocks":        srv.RunClocks,
 	}
