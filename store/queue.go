@@ -21,24 +21,7 @@ const DefaultClaimLease = 30 * time.Second
 // When delivered is true the row is inserted already delivered (broadcast
 // and multicast rows, B.4.1 step 9) and m.DeliveredAt is set.
 func (s *Store) Enqueue(ctx context.Context, m *meshd.QueuedMessage, delivered bool) error {
-	if m.ID == "" {
-		m.ID = meshd.NewID()
-	}
-	if m.Priority == "" {
-		m.Priority = meshd.PriorityNext
-	}
-	if !m.Priority.Valid() {
-		return fmt.Errorf("enqueue: invalid priority %q", m.Priority)
-	}
-	err := s.pool.QueryRow(ctx, `
-INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, sender_session_pubkey, target_spec, priority,
-	nonce, ciphertext, client_message_id, request_fingerprint, delivered_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11::bool THEN now() END)
-RETURNING created_at, delivered_at`,
-		m.ID, m.MeshID, m.SenderMemberID, nullIfEmpty(m.SenderSessionPubkey), m.TargetSpec, string(m.Priority),
-		m.Nonce, m.Ciphertext, nullIfEmpty(m.ClientMessageID), nullIfEmpty(m.RequestFingerprint), delivered).
-		Scan(&m.CreatedAt, &m.DeliveredAt)
-	if err != nil {
+	if err := insertQueueRow(ctx, s.pool, m, delivered); err != nil {
 		return fmt.Errorf("enqueue: %w", err)
 	}
 	return nil

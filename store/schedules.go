@@ -182,8 +182,9 @@ RETURNING mesh_id, member_id, "to", message, COALESCE(subtype, '')`, id, due, ne
 	return fired, nil
 }
 
-// insertQueueRow is Enqueue's INSERT on a transaction: same defaults (id,
-// priority next) and it sets q.CreatedAt and q.DeliveredAt.
+// insertQueueRow inserts a queue row on q (the pool for Enqueue, a
+// transaction when a schedule fires): id and priority defaults, and it sets
+// m.CreatedAt and m.DeliveredAt.
 func insertQueueRow(ctx context.Context, q querier, m *meshd.QueuedMessage, delivered bool) error {
 	if m.ID == "" {
 		m.ID = meshd.NewID()
@@ -192,7 +193,7 @@ func insertQueueRow(ctx context.Context, q querier, m *meshd.QueuedMessage, deli
 		m.Priority = meshd.PriorityNext
 	}
 	if !m.Priority.Valid() {
-		return fmt.Errorf("enqueue: invalid priority %q", m.Priority)
+		return fmt.Errorf("invalid priority %q", m.Priority)
 	}
 	return q.QueryRow(ctx, `
 INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, sender_session_pubkey, target_spec, priority,
