@@ -34,6 +34,10 @@ type Presences interface {
 	// CountLive counts presences of meshID that are not disconnected (grace
 	// leases included), on every node.
 	CountLive(ctx context.Context, meshID string) (int, error)
+	// HasLease reports whether a grace-leased presence of meshID matches
+	// these identity claims (member pubkey, then session pubkey or id), so
+	// a full mesh still lets its owner reattach.
+	HasLease(ctx context.Context, meshID, memberPubkey, sessionPubkey, sessionID string) (bool, error)
 	// Attach reattaches or creates the presence for a successful hello, in
 	// one transaction serialized per mesh (B.2 steps 4-6, B.3). Matching for
 	// reattach: same session pubkey when the request has one; when neither

@@ -269,3 +269,27 @@ func TestHelloAckIsFirstFrame(t *testing.T) {
 		rc.expectFrame("push")
 	}
 }
+
+// A full mesh still lets a member reattach its own grace lease (it counts
+// toward the cap), on any replica; a newcomer is refused.
+func TestReattachAtCapacity(t *testing.T) {
+	e := newEnv(t, 2, func(c *broker.Config) { c.MaxConnectionsPerMesh = 1; c.Grace = time.Minute })
+	mesh := e.newMesh("Full")
+	bob, carol := e.enroll(mesh, "bob"), e.enroll(mesh, "carol")
+	b := e.dial(0, bob, func(c *client.Config) { c.SessionID = "bob-1" })
+	presence := b.HelloAck().PresenceID
+	_ = b.Close()
+	waitFor(t, 5*time.Second, "lease", func() bool {
+		ps, _ := e.st.ListPeers(context.Background(), mesh.ID)
+		return len(ps) == 1 && ps[0].LeaseUntil != nil
+	})
+	rc := e.raw(1)
+	rc.send(helloFrame(carol, time.Now()))
+	if f := rc.expectFrame("error"); f["code"] != "capacity" {
+		t.Fatalf("newcomer at capacity: %v", f)
+	}
+	b2 := e.dial(1, bob, func(c *client.Config) { c.SessionID = "bob-1" })
+	if b2.HelloAck().PresenceID != presence {
+		t.Fatalf("reattach at capacity made presence %s, want %s", b2.HelloAck().PresenceID, presence)
+	}
+}

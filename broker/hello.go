@@ -23,7 +23,7 @@ func (s *Server) handleHello(ctx context.Context, c *conn, data []byte) {
 		c.reject(r, "")
 		return
 	}
-	if !s.underCapacity(ctx, c, h.MeshID) {
+	if !s.underCapacity(ctx, c, h.MeshID, h.Pubkey, h.SessionPubkey, h.SessionID) {
 		return
 	}
 	if r := wire.CheckHelloSignature(&h, s.cfg.Now()); r != wire.OK {
@@ -77,7 +77,7 @@ func (s *Server) handleSessionHello(ctx context.Context, c *conn, data []byte) {
 		c.reject(r, "")
 		return
 	}
-	if !s.underCapacity(ctx, c, h.MeshID) {
+	if !s.underCapacity(ctx, c, h.MeshID, h.ParentMemberPubkey, h.SessionPubkey, h.SessionID) {
 		return
 	}
 	now := s.cfg.Now()
@@ -119,13 +119,19 @@ func (s *Server) invalidHello(c *conn, msg string) {
 
 // underCapacity is check B.2-2/B.3-4 against the presences of every replica
 // (A.3-7). Attach re-checks under a per-mesh lock, so the cap is exact.
-func (s *Server) underCapacity(ctx context.Context, c *conn, meshID string) bool {
+// Grace leases count toward the cap, so a full mesh would lock a member out
+// of its own lease for 90 s; a hello claiming an identity that has a lease
+// goes on to the signature checks instead (a forger then fails those).
+func (s *Server) underCapacity(ctx context.Context, c *conn, meshID, memberPubkey, sessionPubkey, sessionID string) bool {
 	n, err := s.cfg.Store.CountLive(ctx, meshID)
 	if err != nil {
 		s.internalError(c, err, "count presences")
 		return false
 	}
 	if n >= s.cfg.MaxConnectionsPerMesh {
+		if ok, err := s.cfg.Store.HasLease(ctx, meshID, memberPubkey, sessionPubkey, sessionID); err == nil && ok {
+			return true
+		}
 		c.logger().Warn().Str("mesh_id", meshID).Int("existing", n).Int("cap", s.cfg.MaxConnectionsPerMesh).Msg("mesh at capacity")
 		c.reject(wire.ReasonCapacity, "")
 		return false

@@ -320,6 +320,24 @@ func (s *Store) CountLive(ctx context.Context, meshID string) (int, error) {
 	return n, nil
 }
 
+// HasLease reports whether meshID has a presence in its grace lease that a
+// hello with these (still unverified) claims would reattach: same member
+// pubkey and, when sessionPubkey is set, the same session pubkey, else the
+// same session id. A full mesh lets such a hello through to the signature
+// checks, so a member can reattach its own lease at capacity.
+func (s *Store) HasLease(ctx context.Context, meshID, memberPubkey, sessionPubkey, sessionID string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `
+SELECT EXISTS (SELECT 1 FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id
+WHERE p.mesh_id = $1 AND m.peer_pubkey = $2 AND p.disconnected_at IS NULL AND p.lease_until IS NOT NULL
+	AND (($3 <> '' AND p.session_pubkey = $3) OR ($3 = '' AND p.session_pubkey IS NULL AND p.session_id = $4)))`,
+		meshID, memberPubkey, sessionPubkey, sessionID).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("has lease: %w", err)
+	}
+	return ok, nil
+}
+
 // Detach starts the grace lease of presenceID (lease_until = now + grace) if
 // socketID still owns it and it is live; a close from a socket that was
 // already replaced is ignored. Reports whether the lease was set.
