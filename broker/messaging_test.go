@@ -164,17 +164,20 @@ func TestSendRejections(t *testing.T) {
 }
 
 func TestSendRateLimit(t *testing.T) {
-	e := newEnv(t, 1, func(c *broker.Config) { c.SendBurst = 3; c.SendPerMinute = 1 })
+	// Upstream's defaults (burst 10, 60/min) on a frozen clock, so no token
+	// refills however slowly the sends run.
+	frozen := time.Now()
+	e := newEnv(t, 1, func(c *broker.Config) { c.Now = func() time.Time { return frozen } })
 	mesh := e.newMesh("Rate")
 	alice := e.enroll(mesh, "alice")
 	e.enroll(mesh, "bob")
 	a := e.dial(0, alice, nil)
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 10; i++ {
 		sendOK(t, a, "*", meshd.PriorityNext, "ok")
 	}
 	ack, _ := a.Send(context.Background(), "*", meshd.PriorityNext, []byte("too many"))
-	if ack.Queued || ack.Error != "rate_limit: max 1 msg/min (burst 3) — slow down" {
-		t.Fatalf("4th send: %+v", ack)
+	if ack.Queued || ack.MessageID != "" || ack.Error != "rate_limit: max 60 msg/min (burst 10) — slow down" {
+		t.Fatalf("11th send: %+v", ack)
 	}
 	if got := counter(t, e.replicas[0], "broker_messages_rejected_total", "reason", "rate_limit"); got != 1 {
 		t.Fatalf("rate_limit metric %v", got)

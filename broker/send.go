@@ -13,7 +13,6 @@ import (
 
 // Ack error texts of B.4.1 (clients match on their prefixes).
 const (
-	errRateLimit   = "rate_limit: max 60 msg/min (burst 10) — slow down"
 	errNoRecipient = "no connected peer for target (not online, or targetSpec is your own key without another session)"
 	errDMBlocked   = "blocked by recipient grants (sender lacks dm capability)"
 	errTopics      = "unsupported_target: topics are not supported"
@@ -37,9 +36,7 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 		return nil
 	}
 	if !s.sendRL.Take(member.ID, s.cfg.Now()) {
-		if s.cfg.SendBurst == 10 && s.cfg.SendPerMinute == 60 {
-			return reject("rate_limit", errRateLimit)
-		}
+		// Upstream's text with the configured numbers (B.4.1 step 1).
 		return reject("rate_limit", fmt.Sprintf("rate_limit: max %g msg/min (burst %g) — slow down", s.cfg.SendPerMinute, s.cfg.SendBurst))
 	}
 	// B.4.1 step 2: JS string lengths (UTF-16 code units).
