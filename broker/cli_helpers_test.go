@@ -32,7 +32,7 @@ func (r cliResp) errStr() string { s, _ := r.body["error"].(string); return s }
 // cliDo sends method url with an optional bearer token. body may be nil
 // (no body), a string or []byte (sent as is), an io.Reader (sent chunked,
 // no Content-Length) or anything else (JSON-encoded).
-func cliDo(t *testing.T, method, url, token string, body any, hdr ...string) cliResp {
+func cliDo(t testing.TB, method, url, token string, body any, hdr ...string) cliResp {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -72,7 +72,7 @@ func cliDo(t *testing.T, method, url, token string, body any, hdr ...string) cli
 }
 
 // expect fails unless r has status and, when errMsg is non-empty, that error.
-func (r cliResp) expect(t *testing.T, status int, errMsg string) cliResp {
+func (r cliResp) expect(t testing.TB, status int, errMsg string) cliResp {
 	t.Helper()
 	if r.status != status || (errMsg != "" && r.errStr() != errMsg) {
 		t.Fatalf("got %d %s, want %d %q", r.status, r.raw, status, errMsg)

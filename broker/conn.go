@@ -57,7 +57,7 @@ func newConn(srv *Server, sess *melody.Session) *conn {
 		drainCh:    make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		pending:    map[*byte]string{},
-		written:    make(chan string, 4096),
+		written:    make(chan string, 256),
 		markerDone: make(chan struct{}),
 		log:        srv.log,
 	}

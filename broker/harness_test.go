@@ -56,14 +56,14 @@ func (r *replica) wsURL() string { return "ws" + strings.TrimPrefix(r.hs.URL, "h
 // env is a database plus one or more replicas sharing it and one NATS
 // prefix: a cluster in one process.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	st       *store.Store
 	dsn      string
 	prefix   string
 	replicas []*replica
 }
 
-func newEnv(t *testing.T, n int, tweak func(*broker.Config)) *env {
+func newEnv(t testing.TB, n int, tweak func(*broker.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	dsn := testpg.NewDatabase(t)
@@ -167,7 +167,7 @@ func (e *env) dial(i int, id identity, mut func(*client.Config)) *client.Client 
 
 // rawConn is a bare WebSocket for hostile frames.
 type rawConn struct {
-	t  *testing.T
+	t  testing.TB
 	ws *websocket.Conn
 }
 

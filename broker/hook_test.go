@@ -94,7 +94,7 @@ func wantStatus(t *testing.T, e *env, meshID, id string, st meshd.Status, src me
 	}
 }
 
-func queryInt(t *testing.T, dsn, sql string, args ...any) int {
+func queryInt(t testing.TB, dsn, sql string, args ...any) int {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)

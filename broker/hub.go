@@ -23,6 +23,11 @@ type Hub struct {
 	byMesh   map[string]map[*conn]struct{} // authenticated sockets per mesh
 	meshSubs map[string]func()             // mesh topic interest, one per local mesh
 
+	// live counts sockets whose disconnect handling (lease, peer_state,
+	// claim release) has not finished; Shutdown waits for it so that work
+	// is done before the pool closes.
+	live sync.WaitGroup
+
 	// Mesh events are handled off the NATS callback by a fixed pool; a mesh
 	// always maps to the same worker so its events keep their order. A full
 	// queue drops the event (counted as fanout_overflow): broadcasts are
@@ -78,6 +83,7 @@ const connKey = "meshd.conn"
 
 func (s *Server) onConnect(sess *melody.Session) {
 	c := newConn(s, sess)
+	s.hub.live.Add(1)
 	sess.Set(connKey, c)
 	s.hub.mu.Lock()
 	s.hub.conns[sess] = c
@@ -98,6 +104,9 @@ func (s *Server) onConnect(sess *melody.Session) {
 
 func (s *Server) onDisconnect(sess *melody.Session) {
 	h := s.hub
+	if _, ok := sess.Get(connKey); ok {
+		defer h.live.Done()
+	}
 	h.mu.Lock()
 	c := h.conns[sess]
 	delete(h.conns, sess)
@@ -326,16 +335,13 @@ func (h *Hub) closeAll(ctx context.Context, r wire.Reason) {
 			}
 		}
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) && h.count() > 0 && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { h.live.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
 	}
-}
-
-func (h *Hub) count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.conns)
 }
 
 // ConsistencyCheck cross-checks the registry maps and the active-connection

@@ -33,7 +33,7 @@ func sendRejected(t *testing.T, c *client.Client, target string, prio meshd.Prio
 	}
 }
 
-func execSQL(t *testing.T, dsn, sql string, args ...any) {
+func execSQL(t testing.TB, dsn, sql string, args ...any) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
