@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/wire"
 )
 
@@ -57,7 +58,7 @@ func (s *Server) redrain(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			if specs[member.Pubkey] || (pres.SessionPubkey != "" && specs[pres.SessionPubkey]) || hasGroupTarget(specs) {
+			if specs[member.Pubkey] || (pres.SessionPubkey != "" && specs[pres.SessionPubkey]) || multicastFor(specs, pres.Groups) {
 				s.met.redeliveries.Inc()
 				c.wake()
 			}
@@ -65,9 +66,11 @@ func (s *Server) redrain(ctx context.Context) {
 	}
 }
 
-func hasGroupTarget(specs map[string]bool) bool {
+// multicastFor reports whether a pending multicast target reaches a socket
+// in groups (only rows stored undelivered, which broadcasts never are).
+func multicastFor(specs map[string]bool, groups []meshd.Group) bool {
 	for spec := range specs {
-		if isMulticast(spec) {
+		if isMulticast(spec) && inTarget(groups, spec) {
 			return true
 		}
 	}
