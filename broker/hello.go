@@ -38,13 +38,11 @@ func (s *Server) handleHello(ctx context.Context, c *conn, data []byte) {
 		c.reject(wire.ReasonUnauthorized, "")
 		return
 	}
-	if h.PID == nil || h.CWD == nil {
-		s.invalidHello(c, "hello: pid and cwd required")
+	p, ok := s.newPresence(c, "hello", mesh, member, h.SessionPubkey, &h.PeerInfo)
+	if !ok {
 		return
 	}
-	p := s.newPresence(mesh, member, h.SessionID, h.SessionPubkey, h.DisplayName, *h.PID, *h.CWD)
 	p.Role = meshd.RoleControlPlane
-	p.Hostname, p.PeerType, p.Channel, p.Model = h.Hostname, h.PeerType, h.Channel, h.Model
 	opts := attachOpts{caps: h.Capabilities}
 	ps, err := s.cfg.Store.LoadPeerState(ctx, mesh.ID, member.ID)
 	switch {
@@ -97,13 +95,11 @@ func (s *Server) handleSessionHello(ctx context.Context, c *conn, data []byte) {
 		c.reject(wire.ReasonParentMemberIDMismatch, "")
 		return
 	}
-	if h.PID == nil || h.CWD == nil {
-		s.invalidHello(c, "session_hello: pid and cwd required")
+	p, ok := s.newPresence(c, "session_hello", mesh, member, h.SessionPubkey, &h.PeerInfo)
+	if !ok {
 		return
 	}
-	p := s.newPresence(mesh, member, h.SessionID, h.SessionPubkey, h.DisplayName, *h.PID, *h.CWD)
 	p.Role = meshd.RoleSession
-	p.Hostname, p.PeerType, p.Channel, p.Model = h.Hostname, h.PeerType, h.Channel, h.Model
 	// B.3: hello groups (even an empty array) ?? member default groups.
 	p.Groups = h.Groups
 	if h.Groups == nil {
@@ -166,15 +162,24 @@ func (s *Server) internalError(c *conn, err error, what string) {
 	}
 }
 
-func (s *Server) newPresence(mesh meshd.Mesh, member meshd.Member, sessionID, sessionPubkey, displayName string, pid int, cwd string) meshd.Presence {
+// newPresence builds the presence row a verified hello asks for; pid and
+// cwd are required (the row's NOT NULL columns), else an invalid_message
+// error and ok=false.
+func (s *Server) newPresence(c *conn, frame string, mesh meshd.Mesh, member meshd.Member, sessionPubkey string, in *wire.PeerInfo) (meshd.Presence, bool) {
+	if in.PID == nil || in.CWD == nil {
+		s.invalidHello(c, frame+": pid and cwd required")
+		return meshd.Presence{}, false
+	}
+	displayName := in.DisplayName
 	if displayName == "" {
 		displayName = member.DisplayName
 	}
 	return meshd.Presence{
 		MeshID: mesh.ID, MemberID: member.ID, MemberPubkey: member.Pubkey,
-		SessionID: sessionID, SessionPubkey: sessionPubkey, DisplayName: displayName,
-		PID: pid, CWD: cwd, NodeID: s.cfg.NodeID, Visible: true,
-	}
+		SessionID: in.SessionID, SessionPubkey: sessionPubkey, DisplayName: displayName,
+		PID: *in.PID, CWD: *in.CWD, NodeID: s.cfg.NodeID, Visible: true,
+		Hostname: in.Hostname, PeerType: in.PeerType, Channel: in.Channel, Model: in.Model,
+	}, true
 }
 
 func firstNonEmpty(a, b []meshd.Group) []meshd.Group {

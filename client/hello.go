@@ -28,14 +28,16 @@ func (c *Client) helloFrame(now time.Time) ([]byte, error) {
 		caps = []string{"client_ack"}
 	}
 	pid, cwd := cfg.PID, cfg.CWD
+	info := wire.PeerInfo{
+		DisplayName: cfg.DisplayName, SessionID: cfg.SessionID, PID: &pid, CWD: &cwd,
+		Hostname: cfg.Hostname, PeerType: cfg.PeerType, Channel: cfg.Channel, Model: cfg.Model,
+		Groups: cfg.Groups, ProtocolVersion: protocolVersion, Capabilities: caps,
+	}
 	if cfg.Session == nil {
 		return json.Marshal(wire.Hello{
 			Type: wire.TypeHello, MeshID: cfg.MeshID, MemberID: cfg.MemberID, Pubkey: cfg.Member.Pubkey,
-			DisplayName: cfg.DisplayName, SessionID: cfg.SessionID, PID: &pid, CWD: &cwd,
-			Hostname: cfg.Hostname, PeerType: cfg.PeerType, Channel: cfg.Channel, Model: cfg.Model,
-			Groups: cfg.Groups, Timestamp: jsonInt(ts),
-			Signature:       wire.Sign(cfg.Member.Secret, wire.HelloCanonical(cfg.MeshID, cfg.MemberID, cfg.Member.Pubkey, float64(ts))),
-			ProtocolVersion: protocolVersion, Capabilities: caps,
+			PeerInfo: info, Timestamp: jsonInt(ts),
+			Signature: wire.Sign(cfg.Member.Secret, wire.HelloCanonical(cfg.MeshID, cfg.MemberID, cfg.Member.Pubkey, float64(ts))),
 		})
 	}
 	att, err := json.Marshal(mintAttestation(cfg.Member, *cfg.Session, ts+AttestationTTL.Milliseconds()))
@@ -46,11 +48,8 @@ func (c *Client) helloFrame(now time.Time) ([]byte, error) {
 	return json.Marshal(wire.SessionHello{
 		Type: wire.TypeSessionHello, MeshID: cfg.MeshID, ParentMemberID: cfg.MemberID,
 		ParentMemberPubkey: cfg.Member.Pubkey, SessionPubkey: s.Pubkey, ParentAttestation: att,
-		DisplayName: cfg.DisplayName, SessionID: cfg.SessionID, PID: &pid, CWD: &cwd,
-		Hostname: cfg.Hostname, PeerType: cfg.PeerType, Channel: cfg.Channel, Model: cfg.Model,
-		Groups: cfg.Groups, Timestamp: jsonInt(ts),
-		Signature:       wire.Sign(s.Secret, wire.SessionHelloCanonical(cfg.MeshID, cfg.Member.Pubkey, s.Pubkey, float64(ts))),
-		ProtocolVersion: protocolVersion, Capabilities: caps,
+		PeerInfo: info, Timestamp: jsonInt(ts),
+		Signature: wire.Sign(s.Secret, wire.SessionHelloCanonical(cfg.MeshID, cfg.Member.Pubkey, s.Pubkey, float64(ts))),
 	})
 }
 

@@ -18,27 +18,34 @@ type Envelope struct {
 	ReqID string `json:"_reqId,omitempty"`
 }
 
+// PeerInfo is what hello and session_hello both say about the connecting
+// session (B.2/B.3 field tables); it is embedded, so its JSON fields sit at
+// the top level of both frames.
+type PeerInfo struct {
+	DisplayName     string        `json:"displayName,omitempty"`
+	SessionID       string        `json:"sessionId"`
+	PID             *int          `json:"pid"`
+	CWD             *string       `json:"cwd"`
+	Hostname        string        `json:"hostname,omitempty"`
+	PeerType        string        `json:"peerType,omitempty"`
+	Channel         string        `json:"channel,omitempty"`
+	Model           string        `json:"model,omitempty"`
+	Groups          []meshd.Group `json:"groups,omitempty"`
+	ProtocolVersion int           `json:"protocolVersion,omitempty"`
+	Capabilities    []string      `json:"capabilities,omitempty"`
+}
+
 // Hello is the member-key handshake (B.2). Timestamp is kept raw so that a
 // non-number is reported as timestamp_skew rather than a decode error.
 type Hello struct {
-	Type            string          `json:"type"`
-	MeshID          string          `json:"meshId"`
-	MemberID        string          `json:"memberId"`
-	Pubkey          string          `json:"pubkey"`
-	SessionPubkey   string          `json:"sessionPubkey,omitempty"`
-	DisplayName     string          `json:"displayName,omitempty"`
-	SessionID       string          `json:"sessionId"`
-	PID             *int            `json:"pid"`
-	CWD             *string         `json:"cwd"`
-	Hostname        string          `json:"hostname,omitempty"`
-	PeerType        string          `json:"peerType,omitempty"`
-	Channel         string          `json:"channel,omitempty"`
-	Model           string          `json:"model,omitempty"`
-	Groups          []meshd.Group   `json:"groups,omitempty"`
-	Timestamp       json.RawMessage `json:"timestamp"`
-	Signature       string          `json:"signature"`
-	ProtocolVersion int             `json:"protocolVersion,omitempty"`
-	Capabilities    []string        `json:"capabilities,omitempty"`
+	Type          string `json:"type"`
+	MeshID        string `json:"meshId"`
+	MemberID      string `json:"memberId"`
+	Pubkey        string `json:"pubkey"`
+	SessionPubkey string `json:"sessionPubkey,omitempty"`
+	PeerInfo
+	Timestamp json.RawMessage `json:"timestamp"`
+	Signature string          `json:"signature"`
 }
 
 // Attestation is a parent member's statement that a session key may act for
@@ -60,20 +67,10 @@ type SessionHello struct {
 	ParentMemberPubkey string          `json:"parentMemberPubkey"`
 	SessionPubkey      string          `json:"sessionPubkey"`
 	ParentAttestation  json.RawMessage `json:"parentAttestation"`
-	DisplayName        string          `json:"displayName,omitempty"`
-	SessionID          string          `json:"sessionId"`
-	PID                *int            `json:"pid"`
-	CWD                *string         `json:"cwd"`
-	Hostname           string          `json:"hostname,omitempty"`
-	PeerType           string          `json:"peerType,omitempty"`
-	Channel            string          `json:"channel,omitempty"`
-	Model              string          `json:"model,omitempty"`
-	Groups             []meshd.Group   `json:"groups,omitempty"`
-	Role               string          `json:"role,omitempty"`
-	Timestamp          json.RawMessage `json:"timestamp"`
-	Signature          string          `json:"signature"`
-	ProtocolVersion    int             `json:"protocolVersion,omitempty"`
-	Capabilities       []string        `json:"capabilities,omitempty"`
+	PeerInfo
+	Role      string          `json:"role,omitempty"`
+	Timestamp json.RawMessage `json:"timestamp"`
+	Signature string          `json:"signature"`
 }
 
 // MemberProfile is hello_ack.memberProfile.

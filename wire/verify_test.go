@@ -17,7 +17,7 @@ func signedHello(ts float64) *Hello {
 		Type: TypeHello, MeshID: "mesh-x", MemberID: "member-y", Pubkey: pubHex(k),
 		Timestamp: json.RawMessage(FormatJSNumber(ts)),
 		Signature: Sign(k, HelloCanonical("mesh-x", "member-y", pubHex(k), ts)),
-		SessionID: "s1",
+		PeerInfo:  PeerInfo{SessionID: "s1"},
 	}
 }
 
@@ -112,7 +112,7 @@ func session(exp, ts float64) *SessionHello {
 	raw, _ := json.Marshal(att)
 	return &SessionHello{
 		Type: TypeSessionHello, MeshID: "mesh-x", ParentMemberPubkey: pubHex(parent),
-		SessionPubkey: pubHex(sess), ParentAttestation: raw, SessionID: "s1",
+		SessionPubkey: pubHex(sess), ParentAttestation: raw, PeerInfo: PeerInfo{SessionID: "s1"},
 		Timestamp: json.RawMessage(FormatJSNumber(ts)),
 		Signature: Sign(sess, SessionHelloCanonical("mesh-x", pubHex(parent), pubHex(sess), ts)),
 	}
