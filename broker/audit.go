@@ -89,7 +89,6 @@ type auditWriter struct {
 	writeSeconds prometheus.Histogram
 
 	shards      [auditShards]auditShard
-	running     atomic.Int32 // shard loops not yet returned
 	lastDropLog atomic.Int64 // unix nanos of the last drop warning
 }
 
@@ -151,15 +150,12 @@ func (w *auditWriter) start() {
 		}
 		return
 	}
-	// Start's loops are running (audit is called from handlers and loops),
-	// so the WaitGroup counter is positive and Shutdown's Wait covers these.
+	// Shutdown's loops.Wait covers these, so the final flush happens.
 	s.loops.Add(auditShards)
-	w.running.Store(auditShards)
 	for i := range w.shards {
 		go func() {
 			defer s.loops.Done()
 			w.run(&w.shards[i])
-			w.running.Add(-1)
 		}()
 	}
 }
