@@ -1,7 +1,7 @@
 // Package meshd holds the domain types shared by the broker, the store and
 // the tools: meshes, members, presences, queued messages. It owns no resource
 // and does no I/O; broker/, store/, fanout/ and ha/ never import each other
-// and meet here instead (see ../shared/DESIGN.md).
+// and meet here instead (see docs/architecture.md).
 package meshd
 
 import (
@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// Status of a presence (PROTOCOL.md B.6.1).
+// Status of a presence (docs/protocol.md B.6.1).
 type Status string
 
 const (

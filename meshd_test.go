@@ -2,7 +2,7 @@ package meshd
 
 import "testing"
 
-// The six cases of upstream grants-enforcement.test.ts (PROTOCOL.md B.17).
+// The six cases of upstream grants-enforcement.test.ts (docs/protocol.md B.17).
 func TestGrantsAllows(t *testing.T) {
 	const member, session = "memberkey", "sessionkey"
 	cases := []struct {

@@ -1,6 +1,6 @@
 package broker
 
-// The audit chain (PROTOCOL.md B.8): a per-replica asynchronous writer and
+// The audit chain (docs/protocol.md B.8): a per-replica asynchronous writer and
 // the audit_query / audit_verify verbs.
 //
 // audit() never blocks its caller. It renders the payload canonical at once

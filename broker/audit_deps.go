@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// AuditEvent is one event appended to a mesh's audit chain (PROTOCOL.md
+// AuditEvent is one event appended to a mesh's audit chain (docs/protocol.md
 // B.8). It aliases an unnamed struct type, as store.AuditEvent does, so the
 // two are the same type and store.Store satisfies AuditLog although broker
 // and store do not import each other (STYLE #1).

@@ -12,14 +12,14 @@ import (
 	"github.com/meshd/meshd"
 )
 
-// Legacy auth shim response headers (PROTOCOL.md B.9.3), byte for byte:
+// Legacy auth shim response headers (docs/protocol.md B.9.3), byte for byte:
 // operators and old clients key on them.
 const (
 	legacyDeprecation = `version="legacy-body-userid"; sunset="2026-05-15"`
 	legacyWarning     = `299 - "body.user_id auth is deprecated; send Authorization: Bearer <session_token>"`
 )
 
-// cliRoutes registers the enrollment and CLI routes (PROTOCOL.md B.9.3-B.9.5,
+// cliRoutes registers the enrollment and CLI routes (docs/protocol.md B.9.3-B.9.5,
 // A.1). Every handler reads its body (capped, B.9.2) before it
 // authenticates, so the legacy shim can see body.user_id, and answers every
 // failure with a specific JSON error; 500 is kept for database failures.

@@ -9,7 +9,7 @@ import (
 )
 
 // Enrollment is what the CLI and enrollment HTTP routes (cli.go) ask of the
-// database (PROTOCOL.md B.7, B.9.3-B.9.5).
+// database (docs/protocol.md B.7, B.9.3-B.9.5).
 type Enrollment interface {
 	CLITokens
 	MeshAdmin

@@ -14,7 +14,7 @@ import (
 	"github.com/meshd/meshd/wire"
 )
 
-// Mesh clocks (PROTOCOL.md B.14.4) with one owner cluster-wide. Upstream
+// Mesh clocks (docs/protocol.md B.14.4) with one owner cluster-wide. Upstream
 // keeps each clock in one process's memory with a setInterval, so two
 // replicas would both tick. Here the clock is a row in Postgres, the verbs
 // change it from any replica, and one leader-run job (RunClocks) advances

@@ -7,7 +7,7 @@ import (
 	"github.com/meshd/meshd"
 )
 
-// HAFeatures is what streams, scheduled messages and mesh clocks (PROTOCOL.md
+// HAFeatures is what streams, scheduled messages and mesh clocks (docs/protocol.md
 // B.14.2-B.14.4, upstream's "broken under HA" list) ask of the database.
 type HAFeatures interface {
 	StreamStore

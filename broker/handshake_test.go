@@ -11,7 +11,7 @@ import (
 	"github.com/meshd/meshd/wire"
 )
 
-// Hostile handshakes (PROTOCOL.md B.2, B.3, A.3-10): each row asserts the
+// Hostile handshakes (docs/protocol.md B.2, B.3, A.3-10): each row asserts the
 // error frame code, the close code and text, and the metric label; after
 // every rejection a valid client is still served.
 func TestHandshakeRejections(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 )
 
 // handleHello runs the member-key handshake: every check in the order of
-// PROTOCOL.md B.2, plus A.3-10 (memberId must match the member found).
+// docs/protocol.md B.2, plus A.3-10 (memberId must match the member found).
 func (s *Server) handleHello(ctx context.Context, c *conn, data []byte) {
 	var h wire.Hello
 	if err := json.Unmarshal(data, &h); err != nil {

@@ -16,7 +16,7 @@ import (
 )
 
 // POST /hook/set-status is how Claude Code's hooks report a session's status
-// (PROTOCOL.md B.6.4): Stop → idle, UserPromptSubmit → working. It is
+// (docs/protocol.md B.6.4): Stop → idle, UserPromptSubmit → working. It is
 // unauthenticated and fire-and-forget (the CLI waits 1 s), so the handler
 // bounds the body, rate-limits per (pid, cwd) before looking at it, and
 // finishes its database work even when the client has gone.

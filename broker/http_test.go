@@ -11,7 +11,7 @@ import (
 	"github.com/meshd/meshd/broker"
 )
 
-// Every metric of PROTOCOL.md B.9.1 is exported with its type and labels.
+// Every metric of docs/protocol.md B.9.1 is exported with its type and labels.
 func TestMetricsExportUpstreamSeries(t *testing.T) {
 	e := newEnv(t, 1, nil)
 	resp, err := http.Get(e.replicas[0].hs.URL + "/metrics")

@@ -4,7 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the upstream series of PROTOCOL.md B.9.1 (exact names, types
+// metrics are the upstream series of docs/protocol.md B.9.1 (exact names, types
 // and labels) plus meshd's own. They are registered on the registry passed to
 // New; labels come only from closed enums.
 type metrics struct {

@@ -10,7 +10,7 @@ import (
 	"github.com/meshd/meshd/wire"
 )
 
-// Moderation verbs (PROTOCOL.md B.6.10). Closes travel over the fanout to
+// Moderation verbs (docs/protocol.md B.6.10). Closes travel over the fanout to
 // whichever replica holds each socket; bans also revoke the member row, so
 // its next hello is refused with 4002 on every replica.
 

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// TokenBucket is upstream's per-key limiter (PROTOCOL.md B.10): a key starts
+// TokenBucket is upstream's per-key limiter (docs/protocol.md B.10): a key starts
 // full with capacity tokens and refills refillPerMinute tokens per minute,
 // fractionally, capped at capacity. It is per replica by design (B.14:
 // limits multiply by the number of replicas; documented in docs/ha.md).

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// The six cases of upstream rate-limit.test.ts (PROTOCOL.md B.17).
+// The six cases of upstream rate-limit.test.ts (docs/protocol.md B.17).
 func TestTokenBucket(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 

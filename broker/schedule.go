@@ -13,7 +13,7 @@ import (
 	"github.com/meshd/meshd/wire"
 )
 
-// Scheduled messages (PROTOCOL.md B.14.3, A.3-18). The rows live in
+// Scheduled messages (docs/protocol.md B.14.3, A.3-18). The rows live in
 // Postgres and are fired by one leader-run job (RunScheduler), so they keep
 // firing across restarts and replica deaths. Each occurrence is claimed with
 // a compare-and-set in the store, in the same transaction as its queue row:

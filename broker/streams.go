@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 )
 
-// Streams (PROTOCOL.md B.14.2) across replicas. Stream data travels over the
+// Streams (docs/protocol.md B.14.2) across replicas. Stream data travels over the
 // fanout on topic stream.<meshId>.<name>, published once; every socket that
 // subscribed holds its own interest in the topic (so the replica is
 // subscribed to NATS only while one of its sockets is, STYLE #9) and writes

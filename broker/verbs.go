@@ -12,7 +12,7 @@ import (
 	"github.com/meshd/meshd/wire"
 )
 
-// Presence and status verbs (PROTOCOL.md B.6.7). Each changes the shared
+// Presence and status verbs (docs/protocol.md B.6.7). Each changes the shared
 // presence row first (so every replica's list_peers and drains see it) and
 // then this socket's copy.
 

@@ -1,6 +1,6 @@
 // Package claudepath maps a Claude Code working directory to its transcript
 // directory under ~/.claude/projects and infers a session's status from its
-// newest JSONL transcript (PROTOCOL.md B.6.3, B.13). It owns no resource: it
+// newest JSONL transcript (docs/protocol.md B.6.3, B.13). It owns no resource: it
 // only reads files below the projects directory it is given, and only makes
 // sense on a broker that runs on the same host as the sessions (a remote
 // broker never sees a transcript, JSONL_STATUS_DIR unset).

@@ -1,6 +1,6 @@
 // Package client is the Go SDK for claudemesh-compatible brokers: it owns
 // one WebSocket connection at a time (plus its reconnects) and speaks the
-// client side of PROTOCOL.md — hello/session_hello signing (B.2, B.3),
+// client side of docs/protocol.md — hello/session_hello signing (B.2, B.3),
 // send/ack/push with the client-side crypto of B.12, _reqId requests, WS
 // liveness and reconnect backoff (B.1). meshctl, tests and load tools use it.
 //

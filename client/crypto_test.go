@@ -21,7 +21,7 @@ func seedIdentity(t testing.TB, b byte) Identity {
 	return id
 }
 
-// TestB12Vector pins the ed25519→X25519 vector of PROTOCOL.md B.12.
+// TestB12Vector pins the ed25519→X25519 vector of docs/protocol.md B.12.
 func TestB12Vector(t *testing.T) {
 	id := seedIdentity(t, 0x01)
 	if want := "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c"; id.Pubkey != want {

@@ -1,5 +1,5 @@
 // Package cron parses the 5-field cron expressions of scheduled messages
-// (PROTOCOL.md B.14.3) and finds their next occurrence in UTC (A.3-11). It
+// (docs/protocol.md B.14.3) and finds their next occurrence in UTC (A.3-11). It
 // owns no resource and does no I/O.
 //
 // Grammar: five whitespace-separated fields, minute (0-59), hour (0-23),

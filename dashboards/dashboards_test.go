@@ -1,6 +1,6 @@
 // Package dashboards_test checks the Grafana dashboard and the Prometheus
 // alert rules statically: importable structure, layout, the seed's panels
-// (PROTOCOL.md B.15, with upstream's broken metric name fixed), valid PromQL
+// (docs/protocol.md B.15, with upstream's broken metric name fixed), valid PromQL
 // and alert templates, and that README.md maps every panel and rule. That
 // every metric they name is really exported is checked against a running
 // meshd by cmd/meshd/ops_test.go.
@@ -148,7 +148,7 @@ func TestDashboardLayout(t *testing.T) {
 	}
 }
 
-// seedPanels are PROTOCOL.md B.15's panels as meshd ships them. Changes
+// seedPanels are docs/protocol.md B.15's panels as meshd ships them. Changes
 // from upstream: sums across replicas, max for the database-wide queue
 // gauge, $__rate_interval, and broker_connections_rejected_total (upstream
 // queried broker_connections_rejected, which does not exist).

@@ -12,7 +12,7 @@ import (
 	"github.com/meshd/meshd/wire"
 )
 
-// AuditEvent is one event to append to a mesh's audit chain (PROTOCOL.md
+// AuditEvent is one event to append to a mesh's audit chain (docs/protocol.md
 // B.8). It is an alias of an unnamed struct type, and broker.AuditEvent is
 // declared the same way, so the two are one type and *Store satisfies
 // broker.AuditLog without broker and store importing each other (STYLE #1).

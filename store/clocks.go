@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Mesh clocks (PROTOCOL.md B.14.4). All times come from the database's
+// Mesh clocks (docs/protocol.md B.14.4). All times come from the database's
 // clock, so however many replicas run the clock job and whatever their
 // local clocks say, a tick is due at one instant cluster-wide.
 

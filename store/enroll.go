@@ -16,7 +16,7 @@ import (
 )
 
 // Enrollment: how a mesh, its invites and its members come to exist
-// (PROTOCOL.md B.9.5), the CLI grants write path (B.7) and the CLI mesh
+// (docs/protocol.md B.9.5), the CLI grants write path (B.7) and the CLI mesh
 // listing (B.9.4). Every statement that must be atomic across replicas runs
 // in one transaction or one statement.
 //

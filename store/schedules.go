@@ -11,7 +11,7 @@ import (
 	"github.com/meshd/meshd"
 )
 
-// Scheduled messages (PROTOCOL.md B.14.3, A.3-18). A row is pending while
+// Scheduled messages (docs/protocol.md B.14.3, A.3-18). A row is pending while
 // it is not cancelled and either a one-shot not yet fired or a cron row.
 // The leader's scheduler polls DueSchedules and fires each occurrence with
 // FireSchedule, whose compare-and-set on deliver_at lets exactly one caller

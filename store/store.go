@@ -2,7 +2,7 @@
 // and every query: meshes, members, CLI tokens, presence, the message queue
 // and the sweeps that keep them tidy. PostgreSQL is the single source of
 // truth shared by all replicas, so every operation here is safe to run on
-// several replicas at once (see ../../shared/DESIGN.md).
+// several replicas at once (see docs/architecture.md).
 //
 // *Store implements the broker's Members, Presences, Queue and Pinger
 // interfaces; cmd/meshd checks that at compile time. It does not import

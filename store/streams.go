@@ -11,7 +11,7 @@ import (
 	"github.com/meshd/meshd"
 )
 
-// Streams (PROTOCOL.md B.14.2). Stream data itself never touches the
+// Streams (docs/protocol.md B.14.2). Stream data itself never touches the
 // database: it travels over the fanout. Postgres holds the stream names and
 // one subscription row per (stream, presence) so that list_streams counts
 // subscribers on every replica.

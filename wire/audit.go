@@ -17,7 +17,7 @@ import (
 	"unicode/utf8"
 )
 
-// Genesis is the prev_hash of a mesh's first audit row (PROTOCOL.md B.8).
+// Genesis is the prev_hash of a mesh's first audit row (docs/protocol.md B.8).
 const Genesis = "genesis"
 
 // CanonicalJSON renders v as upstream's canonical_json (B.8) does in JS:

@@ -10,7 +10,7 @@ import (
 	"github.com/meshd/meshd"
 )
 
-// TestAuditVectors are the two hash vectors of PROTOCOL.md B.8.
+// TestAuditVectors are the two hash vectors of docs/protocol.md B.8.
 func TestAuditVectors(t *testing.T) {
 	payload, err := CanonicalJSONBytes([]byte(`{"restored":false,"pubkey":"ab","groups":[{"name":"x"}],"role":"control-plane"}`))
 	if err != nil {

@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 )
 
-// Prefixes of the session strings (PROTOCOL.md B.3). They keep a signature
+// Prefixes of the session strings (docs/protocol.md B.3). They keep a signature
 // made for one purpose from being replayed as another.
 const (
 	attestPrefix       = "claudemesh-session-attest"

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// Vectors of PROTOCOL.md B.2 and B.3 (normative).
+// Vectors of docs/protocol.md B.2 and B.3 (normative).
 const (
 	parentPubHex  = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c"
 	sessionPubHex = "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394"

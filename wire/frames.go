@@ -1,7 +1,7 @@
 // Package wire holds the claudemesh wire protocol: frame types, the
 // canonical bytes that hellos, attestations, invites and audit rows are
 // signed or hashed over, and their verification. It is shared by the broker
-// and the Go client and does no I/O. PROTOCOL.md (../shared) is the contract;
+// and the Go client and does no I/O. docs/protocol.md  is the contract;
 // strings and vectors marked normative there are pinned in this package's
 // tests.
 package wire

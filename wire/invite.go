@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// InvitePayload is a v1 signed invite (PROTOCOL.md B.9.5): the JSON inside an
+// InvitePayload is a v1 signed invite (docs/protocol.md B.9.5): the JSON inside an
 // invite token and the body field invite_payload of POST /join. Field order
 // matches upstream's token JSON.
 type InvitePayload struct {

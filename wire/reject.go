@@ -8,7 +8,7 @@ import "strconv"
 // The zero value OK means "no rejection".
 type Reason int
 
-// Handshake rejections of PROTOCOL.md B.2 (hello) and B.3 (session_hello),
+// Handshake rejections of docs/protocol.md B.2 (hello) and B.3 (session_hello),
 // then the other closes of B.1. Reasons that share an error code but differ
 // in message or metric (hello vs session_hello vs attestation) are distinct.
 const (
@@ -85,7 +85,7 @@ type reasonInfo struct {
 }
 
 // reasons is the single mapping of STYLE #8. Strings marked normative in
-// PROTOCOL.md B.2/B.3 are pinned by reject_test.go.
+// docs/protocol.md B.2/B.3 are pinned by reject_test.go.
 //
 // Terminal means retrying the same handshake cannot succeed (bad keys or
 // signatures, not a member, removed by an admin) or that another socket now

@@ -2,7 +2,7 @@ package wire
 
 import "testing"
 
-// TestReasonTable pins every reason to PROTOCOL.md B.1/B.2/B.3 with literal
+// TestReasonTable pins every reason to docs/protocol.md B.1/B.2/B.3 with literal
 // strings; the B.2/B.3 rows are normative.
 func TestReasonTable(t *testing.T) {
 	const removed = `You've been removed from "Team X". Contact the mesh owner to rejoin.`

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Handshake limits (PROTOCOL.md B.3 constants).
+// Handshake limits (docs/protocol.md B.3 constants).
 const (
 	// HelloSkew bounds |now - timestamp| of a hello or session_hello so a
 	// captured hello cannot be replayed later; exactly HelloSkew passes.

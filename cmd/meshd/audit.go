@@ -21,7 +21,7 @@ var errChainBroken = errors.New("audit chain broken")
 
 const auditUsage = `usage: meshd audit verify --mesh <id>
 
-Walks the mesh's audit hash chain (PROTOCOL.md B.8) oldest first, recomputing
+Walks the mesh's audit hash chain (docs/protocol.md B.8) oldest first, recomputing
 every row's hash from its stored fields and checking that it links to the row
 before it. Prints one summary line; exits 0 when the chain is valid (an empty
 chain is valid), 1 when it is broken or on error. Reads DATABASE_URL; does not

@@ -46,7 +46,7 @@ type family struct {
 }
 
 // TestOperations runs the real meshd binary against a real PostgreSQL and
-// checks /metrics against PROTOCOL.md B.9.1 and against every expression of
+// checks /metrics against docs/protocol.md B.9.1 and against every expression of
 // dashboards/meshd.json and dashboards/alerts.yml (A.3-3: the dashboard
 // uses only metric names that /metrics really exports).
 func TestOperations(t *testing.T) {
@@ -132,7 +132,7 @@ type wantSeries struct {
 	values    []string // exact values of the only label, when it is a closed enum
 }
 
-// upstreamSeries is PROTOCOL.md B.9.1 "Every metric [HEAD]".
+// upstreamSeries is docs/protocol.md B.9.1 "Every metric [HEAD]".
 var upstreamSeries = []wantSeries{
 	{"broker_connections_total", "counter", nil, nil},
 	{"broker_connections_rejected_total", "counter", []string{"reason"}, []string{"bad_session_pubkey", "capacity",

@@ -50,7 +50,7 @@ type receipt struct {
 }
 
 // ledger accounts for every DM of a traffic run. The delivery contract it
-// checks (A.3-4, DESIGN.md "How a message moves"): every send acked with
+// checks (A.3-4, docs/architecture.md "How a message moves"): every send acked with
 // queued:true reaches its recipient; duplicates are allowed only with the
 // same messageId; nothing reaches the wrong recipient or fails to decrypt.
 // Sends that failed without an ack may or may not arrive.

@@ -1,5 +1,5 @@
 -- 0001: meshes, members, invites, CLI sessions and replica nodes.
--- All timestamps are timestamptz (PROTOCOL.md A.3-11). Files are applied by
+-- All timestamps are timestamptz (docs/protocol.md A.3-11). Files are applied by
 -- store.Migrate, each in its own transaction: no BEGIN/COMMIT here.
 
 CREATE SCHEMA IF NOT EXISTS mesh;
