@@ -61,6 +61,10 @@ type Config struct {
 	// at-least-once delivery (A.3-4). Off, the client behaves as a legacy
 	// client: the broker marks pushes delivered when it writes them.
 	AckPushes bool
+	// DeferAcks, with AckPushes, leaves the client_ack to the caller
+	// (Client.Ack) so a push is confirmed only once it was shown to
+	// someone: a crash before that loses nothing, the broker redelivers.
+	DeferAcks bool
 	// Reconnect re-dials after a lost connection with backoff 1, 2, 4, 8,
 	// 16 s, then 30 s forever, reset on hello_ack (B.1). Terminal closes
 	// stop the client regardless: 4001, 4002, and the closes the broker's

@@ -51,17 +51,32 @@ func (c *Client) handlePush(cn *conn, b []byte) {
 		c.cfg.Logger.Warn().Str("message", p.MessageID).Msg("push dropped: Pushes() full")
 		return
 	}
-	if !c.cfg.AckPushes || p.MessageID == "" {
+	if !c.cfg.AckPushes || c.cfg.DeferAcks || p.MessageID == "" {
 		return
 	}
+	// Blocks only while the write queue is full, which the write loop's
+	// WriteTimeout bounds; gives up when the socket dies.
+	_ = cn.enqueue(context.Background(), clientAck(p))
+}
+
+func clientAck(p wire.Push) []byte {
 	ack := wire.ClientAck{Type: wire.TypeClientAck, ClientMessageID: p.ClientMessageID, BrokerMessageID: p.MessageID}
 	if ack.ClientMessageID == "" {
 		ack.ClientMessageID = p.MessageID
 	}
 	ab, _ := json.Marshal(ack)
-	// Blocks only while the write queue is full, which the write loop's
-	// WriteTimeout bounds; gives up when the socket dies.
-	_ = cn.enqueue(context.Background(), ab)
+	return ab
+}
+
+// Ack confirms m with client_ack (B.4.4) on the current socket, waiting
+// for a reconnect if needed: the broker matches acks by our keys, not by
+// socket. It is for Config.DeferAcks; a push without a messageId (system
+// events) needs none and returns nil.
+func (c *Client) Ack(ctx context.Context, m Message) error {
+	if m.Push.MessageID == "" {
+		return nil
+	}
+	return c.SendFrame(ctx, json.RawMessage(clientAck(m.Push)))
 }
 
 // decode applies B.12: system pushes are not decoded; a push with a hex

@@ -158,6 +158,12 @@ func asError(b []byte) error {
 // with the session secret when the client has one, else the member secret;
 // any other target (*, @all, @group) gets the base64 broadcast body.
 func (c *Client) Send(ctx context.Context, targetSpec string, priority meshd.Priority, plaintext []byte) (wire.Ack, error) {
+	return c.SendReply(ctx, targetSpec, priority, plaintext, "")
+}
+
+// SendReply is Send with replyToId set to the message it answers ("" for
+// none).
+func (c *Client) SendReply(ctx context.Context, targetSpec string, priority meshd.Priority, plaintext []byte, replyToID string) (wire.Ack, error) {
 	var nonce, ct string
 	if isHex64(targetSpec) {
 		key, err := c.keys.get(targetSpec, c.sender())
@@ -168,7 +174,7 @@ func (c *Client) Send(ctx context.Context, targetSpec string, priority meshd.Pri
 	} else {
 		nonce, ct = EncodeBroadcast(plaintext)
 	}
-	return c.SendRaw(ctx, wire.Send{TargetSpec: targetSpec, Priority: string(priority), Nonce: &nonce, Ciphertext: &ct})
+	return c.SendRaw(ctx, wire.Send{TargetSpec: targetSpec, Priority: string(priority), Nonce: &nonce, Ciphertext: &ct, ReplyToID: replyToID})
 }
 
 // sender is the identity DMs are sealed with.
@@ -342,4 +348,36 @@ func (c *Client) LeaveGroup(ctx context.Context, name string) error {
 func (c *Client) SetVisible(ctx context.Context, visible bool) error {
 	_, err := c.Request(ctx, map[string]any{"type": "set_visible", "visible": visible}, wire.TypeAck)
 	return err
+}
+
+// StateEntry is a shared-state value (B.14.1); Value is null for a key
+// never set.
+type StateEntry struct {
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	UpdatedBy string          `json:"updatedBy"`
+	UpdatedAt string          `json:"updatedAt"`
+}
+
+// GetState reads a shared-state key of the mesh (B.14.1).
+func (c *Client) GetState(ctx context.Context, key string) (StateEntry, error) {
+	var e StateEntry
+	resp, err := c.Request(ctx, map[string]any{"type": "get_state", "key": key}, "state_result")
+	if err != nil {
+		return e, err
+	}
+	if err := json.Unmarshal(resp, &e); err != nil {
+		return e, fmt.Errorf("client: decoding state_result: %w", err)
+	}
+	return e, nil
+}
+
+// SetState writes a shared-state key (B.14.1). The broker does not answer
+// the setter, so SetState reads the key back on the same socket (frames
+// are handled in order) and returns what is stored then.
+func (c *Client) SetState(ctx context.Context, key string, value json.RawMessage) (StateEntry, error) {
+	if err := c.SendFrame(ctx, map[string]any{"type": "set_state", "key": key, "value": value}); err != nil {
+		return StateEntry{}, err
+	}
+	return c.GetState(ctx, key)
 }
