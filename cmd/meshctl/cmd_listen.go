@@ -21,11 +21,7 @@ func runListen(c *cli, args []string) error {
 	if *status != "" && !meshd.Status(*status).Valid() {
 		return usagef(commands()["listen"].usage, "--status must be idle, working or dnd")
 	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	id, err := c.pick(cfg, *mesh)
+	id, err := c.pickMesh(*mesh)
 	if err != nil {
 		return err
 	}

@@ -16,11 +16,7 @@ func runPeers(c *cli, args []string) error {
 	if _, err := c.parse("peers", fs, args, 0); err != nil {
 		return err
 	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	id, err := c.pick(cfg, *mesh)
+	id, err := c.pickMesh(*mesh)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -37,11 +36,7 @@ func runSend(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	id, err := c.pick(cfg, *mesh)
+	id, err := c.pickMesh(*mesh)
 	if err != nil {
 		return err
 	}
@@ -97,37 +92,16 @@ func (c *cli) sendOn(s *session, target string, prio meshd.Priority, text string
 
 // resolveTarget maps a target to a targetSpec and a label for humans:
 // pubkeys and broadcast specs pass through, anything else is a display
-// name looked up among the online peers (case-insensitive, one match).
+// name or pubkey prefix looked up among the online peers (matchPeer).
 func (c *cli) resolveTarget(s *session, target string) (spec, label string, err error) {
-	switch {
-	case target == "*" || strings.HasPrefix(target, "@"):
-		return target, target, nil
-	case hex64.MatchString(target):
-		return strings.ToLower(target), short(strings.ToLower(target)), nil
-	case strings.HasPrefix(target, "#"):
-		return "", "", errors.New("topics (#…) are not supported by meshd")
-	}
-	peers, err := s.c.ListPeers(c.ctx)
-	if err != nil {
-		return "", "", fmt.Errorf("list peers: %w", err)
-	}
-	keys := map[string]bool{}
-	var found []string
-	for _, p := range peers {
-		if p.SessionID == s.sid || !strings.EqualFold(p.DisplayName, target) || keys[p.Pubkey] {
-			continue
+	var peers []wire.Peer
+	if target != "*" && !strings.HasPrefix(target, "@") && !strings.HasPrefix(target, "#") && !hex64.MatchString(target) {
+		if peers, err = s.c.ListPeers(c.ctx); err != nil {
+			return "", "", fmt.Errorf("list peers: %w", err)
 		}
-		keys[p.Pubkey] = true
-		found = append(found, p.Pubkey)
 	}
-	switch len(found) {
-	case 0:
-		return "", "", fmt.Errorf("no peer named %q is online in mesh %s (see `meshctl peers`; offline peers can be reached by pubkey)", target, s.id.Slug)
-	case 1:
-		return found[0], fmt.Sprintf("%s (%s)", target, short(found[0])), nil
+	if spec, label, err = matchPeer(peers, s.sid, target); err != nil {
+		return "", "", fmt.Errorf("mesh %s: %w (see `meshctl peers`)", s.id.Slug, err)
 	}
-	for i := range found {
-		found[i] = short(found[i])
-	}
-	return "", "", fmt.Errorf("%d peers are named %q (%s): send to a pubkey instead", len(found), target, strings.Join(found, ", "))
+	return spec, label, nil
 }

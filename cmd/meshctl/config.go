@@ -186,6 +186,15 @@ func (c *cli) pick(cfg *config, ref string) (*meshIdentity, error) {
 	return nil, fmt.Errorf("you are in several meshes (%s): pass --mesh <slug>", strings.Join(slugs, ", "))
 }
 
+// pickMesh loads the config and picks the mesh a command acts on.
+func (c *cli) pickMesh(ref string) (*meshIdentity, error) {
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return c.pick(cfg, ref)
+}
+
 // readKeyFile loads a key written by `meshctl keygen`.
 func readKeyFile(path string) (client.Identity, error) {
 	b, err := os.ReadFile(path)

@@ -121,11 +121,7 @@ func runStatusSet(c *cli, args []string) error {
 	if !meshd.Status(pos[0]).Valid() {
 		return usagef(commands()["status set"].usage, "status must be idle, working or dnd")
 	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	id, err := c.pick(cfg, *mesh)
+	id, err := c.pickMesh(*mesh)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,12 @@ import (
 	"syscall"
 )
 
+// version and gitSHA are set with -ldflags -X by the Makefile.
+var (
+	version = "dev"
+	gitSHA  = "unknown"
+)
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

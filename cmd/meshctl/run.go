@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"peers":       {"peers [--mesh SLUG] [--json]", "list the peers online in a mesh", runPeers},
 		"status set":  {"status set idle|working|dnd [--mesh SLUG]", "set the status of your running `meshctl listen`", runStatusSet},
 		"grants set":  {"grants set PUBKEY CAP… [--mesh SLUG] [--json]", "set what a peer may send you: caps dm, broadcast, …; `none` blocks, `default` resets", runGrantsSet},
+		"mcp":         {"mcp [--mesh SLUG] [--name NAME] [--push=false] [--buffer N]", "run a stdio MCP server for Claude Code: live message push and mesh tools (docs/mcp.md)", runMCP},
 	}
 }
 
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 func (c *cli) printUsage(cmds map[string]command, w io.Writer) {
 	// Workflow order: set up, enrol, talk.
 	names := []string{"keygen", "login", "logout", "mesh create", "mesh list", "mesh delete", "invite", "join",
-		"send", "listen", "peers", "status set", "grants set"}
+		"send", "listen", "peers", "status set", "grants set", "mcp"}
 	fmt.Fprint(w, "meshctl — talk to a claudemesh-compatible broker (meshd)\n\nusage:\n")
 	for _, n := range names {
 		fmt.Fprintf(w, "  meshctl %-12s %s\n", n, cmds[n].summary)
