@@ -97,12 +97,17 @@ func (c *cli) saveConfig(cfg *config) error {
 	return writeSecretFile(filepath.Join(dir, "config.json"), append(b, '\n'))
 }
 
-// writeSecretFile writes data to path via a temporary file and rename, so
-// a crash never leaves a half-written file; the file is 0600 and its
-// directory 0700.
+// writeSecretFile writes data to path atomically with mode 0600 in a
+// 0700 directory.
 func writeSecretFile(path string, data []byte) error {
+	return writeFileAtomic(path, data, 0o600, 0o700)
+}
+
+// writeFileAtomic writes data to path via a temporary file and rename, so
+// a crash never leaves a half-written file.
+func writeFileAtomic(path string, data []byte, mode, dirMode os.FileMode) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
@@ -110,7 +115,7 @@ func writeSecretFile(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
+	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -304,9 +304,14 @@ func TestMCPEndToEnd(t *testing.T) {
 	var okv okOut
 	b.ok("set_summary", map[string]any{"summary": "fixing flaky tests"}, &okv)
 
-	// A hook POST turns B working: A's `next` message waits; the idle
-	// hook releases it.
-	hook(t, b2, bobDir, "working")
+	// `meshctl hook working` (Claude Code's UserPromptSubmit hook; its
+	// parent is this test, as the MCP server's is) turns B working: A's
+	// `next` message waits; an idle hook POST releases it.
+	hk := bob.command("hook", "working")
+	hk.Stdin = strings.NewReader(`{"session_id":"claude-1","cwd":"` + bobDir + `","hook_event_name":"UserPromptSubmit"}`)
+	if out, err := hk.CombinedOutput(); err != nil || len(out) != 0 {
+		t.Fatalf("meshctl hook working: %v %s", err, out)
+	}
 	a.ok("list_peers", nil, &peers)
 	for _, p := range peers.Peers {
 		if p.Name == "bob" && (p.Status != "working" || p.Summary != "fixing flaky tests") {

@@ -29,20 +29,22 @@ type command struct {
 // commands maps each command path ("mesh create") to its implementation.
 func commands() map[string]command {
 	return map[string]command{
-		"keygen":      {"keygen [--out FILE] [--json]", "generate an ed25519 member keypair into a 0600 file and print its public key", runKeygen},
-		"login":       {"login --token TOKEN [--broker WS_URL]", "save the bearer token from `meshd token create` (checked against the broker)", runLogin},
-		"logout":      {"logout", "revoke the saved token on the broker and forget it", runLogout},
-		"mesh create": {"mesh create NAME [--slug SLUG] [--key FILE] [--json]", "create a mesh you own; your member key is generated and saved", runMeshCreate},
-		"mesh list":   {"mesh list [--json]", "list your meshes (from the broker when logged in, plus the ones you joined)", runMeshList},
-		"mesh delete": {"mesh delete SLUG", "archive a mesh you own", runMeshDelete},
-		"invite":      {"invite [SLUG] [--role admin|member] [--max-uses N] [--json]", "create an invite link for a mesh you own (7-day expiry)", runInvite},
-		"join":        {"join LINK|CODE|TOKEN [--name NAME] [--broker WS_URL] [--key FILE] [--json]", "join a mesh with an invite; the signature and expiry are checked locally", runJoin},
-		"send":        {"send TARGET MESSAGE… [--mesh SLUG] [--priority now|next|low] [--json]", "send to a peer (display name or pubkey, end-to-end encrypted), * (everyone) or @group", runSend},
-		"listen":      {"listen [--mesh SLUG] [--json] [--status idle|working|dnd]", "stay connected and print messages as they arrive (--json: one object per line)", runListen},
-		"peers":       {"peers [--mesh SLUG] [--json]", "list the peers online in a mesh", runPeers},
-		"status set":  {"status set idle|working|dnd [--mesh SLUG]", "set the status of your running `meshctl listen`", runStatusSet},
-		"grants set":  {"grants set PUBKEY CAP… [--mesh SLUG] [--json]", "set what a peer may send you: caps dm, broadcast, …; `none` blocks, `default` resets", runGrantsSet},
-		"mcp":         {"mcp [--mesh SLUG] [--name NAME] [--push=false] [--buffer N]", "run a stdio MCP server for Claude Code: live message push and mesh tools (docs/mcp.md)", runMCP},
+		"keygen":       {"keygen [--out FILE] [--json]", "generate an ed25519 member keypair into a 0600 file and print its public key", runKeygen},
+		"login":        {"login --token TOKEN [--broker WS_URL]", "save the bearer token from `meshd token create` (checked against the broker)", runLogin},
+		"logout":       {"logout", "revoke the saved token on the broker and forget it", runLogout},
+		"mesh create":  {"mesh create NAME [--slug SLUG] [--key FILE] [--json]", "create a mesh you own; your member key is generated and saved", runMeshCreate},
+		"mesh list":    {"mesh list [--json]", "list your meshes (from the broker when logged in, plus the ones you joined)", runMeshList},
+		"mesh delete":  {"mesh delete SLUG", "archive a mesh you own", runMeshDelete},
+		"invite":       {"invite [SLUG] [--role admin|member] [--max-uses N] [--json]", "create an invite link for a mesh you own (7-day expiry)", runInvite},
+		"join":         {"join LINK|CODE|TOKEN [--name NAME] [--broker WS_URL] [--key FILE] [--json]", "join a mesh with an invite; the signature and expiry are checked locally", runJoin},
+		"send":         {"send TARGET MESSAGE… [--mesh SLUG] [--priority now|next|low] [--json]", "send to a peer (display name or pubkey, end-to-end encrypted), * (everyone) or @group", runSend},
+		"listen":       {"listen [--mesh SLUG] [--json] [--status idle|working|dnd]", "stay connected and print messages as they arrive (--json: one object per line)", runListen},
+		"peers":        {"peers [--mesh SLUG] [--json]", "list the peers online in a mesh", runPeers},
+		"status set":   {"status set idle|working|dnd [--mesh SLUG]", "set the status of your running `meshctl listen`", runStatusSet},
+		"grants set":   {"grants set PUBKEY CAP… [--mesh SLUG] [--json]", "set what a peer may send you: caps dm, broadcast, …; `none` blocks, `default` resets", runGrantsSet},
+		"hook":         {"hook working|idle", "report this Claude Code session's status to your brokers (a Claude Code hook; reads its JSON on stdin, never fails)", runHook},
+		"setup claude": {"setup claude [--write] [--remove] [--user] [--dir DIR] [--mesh SLUG]", "print or merge the Claude Code settings for `meshctl mcp` and the status hooks", runSetupClaude},
+		"mcp":          {"mcp [--mesh SLUG] [--name NAME] [--push=false] [--buffer N]", "run a stdio MCP server for Claude Code: live message push and mesh tools (docs/mcp.md)", runMCP},
 	}
 }
 
@@ -97,7 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 func (c *cli) printUsage(cmds map[string]command, w io.Writer) {
 	// Workflow order: set up, enrol, talk.
 	names := []string{"keygen", "login", "logout", "mesh create", "mesh list", "mesh delete", "invite", "join",
-		"send", "listen", "peers", "status set", "grants set", "mcp"}
+		"send", "listen", "peers", "status set", "grants set", "mcp", "hook", "setup claude"}
 	fmt.Fprint(w, "meshctl — talk to a claudemesh-compatible broker (meshd)\n\nusage:\n")
 	for _, n := range names {
 		fmt.Fprintf(w, "  meshctl %-12s %s\n", n, cmds[n].summary)
