@@ -16,6 +16,7 @@ func runMeshCreate(c *cli, args []string) error {
 	fs := flags("mesh create")
 	slug := fs.String("slug", "", "URL slug (default: derived from the name)")
 	keyFile := fs.String("key", "", "use the member key in this file (from `meshctl keygen`) instead of a new one")
+	name := fs.String("name", "", "your display name in the mesh (default: $USER)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pos, err := c.parse("mesh create", fs, args, 1)
 	if err != nil {
@@ -49,15 +50,15 @@ func runMeshCreate(c *cli, args []string) error {
 		return fmt.Errorf("mesh create: %w", err)
 	}
 	cfg.put(meshIdentity{MeshID: out.ID, MemberID: out.MemberID, Slug: out.Slug, Name: out.Name, Pubkey: id.Pubkey,
-		SecretKey: id.SecretHex(), BrokerURL: cfg.Broker, DisplayName: out.Name + "-owner", Role: "admin"})
+		SecretKey: id.SecretHex(), BrokerURL: cfg.Broker, DisplayName: c.displayName(*name), Role: "admin"})
 	if err := c.saveConfig(cfg); err != nil {
 		return err
 	}
 	if *asJSON {
 		return printJSON(c.stdout, map[string]string{"id": out.ID, "slug": out.Slug, "name": out.Name, "member_id": out.MemberID, "pubkey": id.Pubkey})
 	}
-	fmt.Fprintf(c.stdout, "Created mesh %q (slug %s). You are its owner; your member key %s is saved.\nNext: meshctl invite %s\n",
-		out.Name, out.Slug, short(id.Pubkey), out.Slug)
+	fmt.Fprintf(c.stdout, "Created mesh %q (slug %s). You are its owner, %q; your member key %s is saved.\nNext: meshctl invite %s\n",
+		out.Name, out.Slug, c.displayName(*name), short(id.Pubkey), out.Slug)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/meshd/meshd/client"
@@ -38,7 +39,7 @@ func (c *cli) connect(id *meshIdentity, purpose string, reconnect bool) (*sessio
 	cl, err := client.Dial(ctx, client.Config{
 		URL: id.BrokerURL, MeshID: id.MeshID, MemberID: id.MemberID, Member: key,
 		DisplayName: id.DisplayName, SessionID: sid, Channel: "meshctl",
-		AckPushes: true, Reconnect: reconnect,
+		AckPushes: true, Reconnect: reconnect, OnEvent: connectionLog(c.stderr, "meshctl"),
 	})
 	if err != nil {
 		var rej *client.RejectedError
@@ -83,4 +84,24 @@ func receivedLines(slug string, got []client.Message) []pushLine {
 		out = append(out, messageLine(slug, m))
 	}
 	return out
+}
+
+// connectionLog reports on w when a long-lived connection loses the broker
+// and when it is back, with how long it was away (stdout stays for data).
+func connectionLog(w io.Writer, prefix string) func(client.Event) {
+	var lost time.Time // only the client's supervisor goroutine calls this
+	return func(ev client.Event) {
+		switch ev.Kind {
+		case client.EventDisconnected:
+			lost = time.Now()
+			fmt.Fprintf(w, "%s: lost the broker (%v); reconnecting\n", prefix, ev.Err)
+		case client.EventConnected:
+			if !lost.IsZero() {
+				fmt.Fprintf(w, "%s: back on the broker after %s\n", prefix, time.Since(lost).Round(100*time.Millisecond))
+				lost = time.Time{}
+			}
+		case client.EventTerminal:
+			fmt.Fprintf(w, "%s: the broker ended this connection: %v\n", prefix, ev.Err)
+		}
+	}
 }

@@ -168,31 +168,13 @@ func (b *bridge) dial(c *cli) error {
 	cl, err := client.Dial(ctx, client.Config{
 		URL: b.id.BrokerURL, MeshID: b.id.MeshID, MemberID: b.id.MemberID, Member: member, Session: &sess,
 		DisplayName: b.id.DisplayName, SessionID: b.sid, PID: os.Getppid(), Channel: "meshctl-mcp", PeerType: "claude",
-		AckPushes: true, DeferAcks: true, Reconnect: true, OnEvent: b.onEvent(),
+		AckPushes: true, DeferAcks: true, Reconnect: true, OnEvent: connectionLog(b.stderr, "meshctl mcp"),
 	})
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", b.id.BrokerURL, err)
 	}
 	b.cl = cl
 	return nil
-}
-
-// onEvent logs connection changes to stderr (stdout is the protocol).
-func (b *bridge) onEvent() func(client.Event) {
-	var lost time.Time
-	return func(ev client.Event) {
-		switch ev.Kind {
-		case client.EventDisconnected:
-			lost = time.Now()
-			fmt.Fprintf(b.stderr, "meshctl mcp: lost the broker: %v\n", ev.Err)
-		case client.EventConnected:
-			if !lost.IsZero() {
-				fmt.Fprintf(b.stderr, "meshctl mcp: back on the broker after %s\n", time.Since(lost).Round(time.Second))
-			}
-		case client.EventTerminal:
-			fmt.Fprintf(b.stderr, "meshctl mcp: the broker ended this session: %v\n", ev.Err)
-		}
-	}
 }
 
 func (b *bridge) logErrors() {

@@ -32,7 +32,8 @@ func commands() map[string]command {
 		"keygen":       {"keygen [--out FILE] [--json]", "generate an ed25519 member keypair into a 0600 file and print its public key", runKeygen},
 		"login":        {"login --token TOKEN [--broker WS_URL]", "save the bearer token from `meshd token create` (checked against the broker)", runLogin},
 		"logout":       {"logout", "revoke the saved token on the broker and forget it", runLogout},
-		"mesh create":  {"mesh create NAME [--slug SLUG] [--key FILE] [--json]", "create a mesh you own; your member key is generated and saved", runMeshCreate},
+		"whoami":       {"whoami [--json]", "show the broker you are logged in to and your identity in each mesh (never secrets)", runWhoami},
+		"mesh create":  {"mesh create NAME [--name DISPLAY_NAME] [--slug SLUG] [--key FILE] [--json]", "create a mesh you own; your member key is generated and saved", runMeshCreate},
 		"mesh list":    {"mesh list [--json]", "list your meshes (from the broker when logged in, plus the ones you joined)", runMeshList},
 		"mesh delete":  {"mesh delete SLUG", "archive a mesh you own", runMeshDelete},
 		"invite":       {"invite [SLUG] [--role admin|member] [--max-uses N] [--json]", "create an invite link for a mesh you own (7-day expiry)", runInvite},
@@ -64,26 +65,18 @@ var errHelp = errors.New("help")
 // failure, 2 usage) and prints failures as one line on stderr.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := &cli{ctx: ctx, getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
-	cmds := commands()
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		c.printUsage(cmds, stdout)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	name, rest := args[0], args[1:]
-	if _, ok := cmds[name]; !ok && len(rest) > 0 {
-		if _, ok := cmds[name+" "+rest[0]]; ok {
-			name, rest = name+" "+rest[0], rest[1:]
-		}
-	}
-	cmd, ok := cmds[name]
-	if !ok {
-		fmt.Fprintf(stderr, "meshctl: unknown command %q (run `meshctl --help`)\n", strings.Join(args[:min(2, len(args))], " "))
+	if len(args) == 0 {
+		c.printUsage(commands(), stdout)
 		return 2
 	}
-	err := cmd.run(c, rest)
+	root := newRoot(c)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra: unknown command "x" for "meshctl mesh"\n\nDid you mean this?…
+		fmt.Fprintf(stderr, "meshctl: unknown command %q (run `meshctl --help`)%s\n", strings.Join(args[:min(2, len(args))], " "), suggestion(err.Error()))
+		return 2
+	}
 	var ue *usageError
 	switch {
 	case err == nil, errors.Is(err, errHelp):
@@ -92,19 +85,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintf(stderr, "meshctl: %s\nusage: meshctl %s\n", ue.msg, ue.usage)
 		return 2
 	}
+	if strings.HasPrefix(err.Error(), "unknown flag") || strings.HasPrefix(err.Error(), "unknown shorthand") || strings.Contains(err.Error(), "accepts 0 arg") {
+		fmt.Fprintf(stderr, "meshctl: %v\n", err)
+		return 2
+	}
 	fmt.Fprintf(stderr, "meshctl: %v\n", err)
 	return 1
+}
+
+// suggestion keeps cobra's "did you mean" list on one line.
+func suggestion(msg string) string {
+	_, s, ok := strings.Cut(msg, "Did you mean this?")
+	if !ok {
+		return ""
+	}
+	return "; did you mean " + strings.Join(strings.Fields(s), " or ") + "?"
 }
 
 func (c *cli) printUsage(cmds map[string]command, w io.Writer) {
 	// Workflow order: set up, enrol, talk.
 	names := []string{"keygen", "login", "logout", "mesh create", "mesh list", "mesh delete", "invite", "join",
-		"send", "listen", "peers", "status set", "grants set", "mcp", "hook", "setup claude"}
+		"send", "listen", "peers", "status set", "grants set", "mcp", "hook", "setup claude", "whoami"}
 	fmt.Fprint(w, "meshctl — talk to a claudemesh-compatible broker (meshd)\n\nusage:\n")
 	for _, n := range names {
 		fmt.Fprintf(w, "  meshctl %-12s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprint(w, "\nRun `meshctl COMMAND --help` for its flags. Config: $MESHCTL_CONFIG_DIR or ~/.config/meshctl.\n")
+	fmt.Fprint(w, "  meshctl version      print meshctl's version\n  meshctl completion   print a bash, zsh or fish completion script\n")
+	fmt.Fprint(w, "\nRun `meshctl COMMAND --help` for its flags and examples. Config: $MESHCTL_CONFIG_DIR or ~/.config/meshctl.\n")
 }
 
 // flags returns a FlagSet for command name whose errors the caller
@@ -134,8 +141,10 @@ func (c *cli) parse(name string, fs *flag.FlagSet, args []string, want int) ([]s
 			fmt.Fprintf(c.stdout, "usage: meshctl %s\n\n%s.\n", cmd.usage, cmd.summary)
 			if hasFlags(fs) {
 				fmt.Fprint(c.stdout, "\nflags:\n")
-				fs.SetOutput(c.stdout)
-				fs.PrintDefaults()
+				printFlags(c.stdout, fs)
+			}
+			if ex := examples[name]; ex != "" {
+				fmt.Fprintf(c.stdout, "\nexamples:\n%s\n", ex)
 			}
 			return nil, errHelp
 		} else if err != nil {
@@ -155,6 +164,22 @@ func (c *cli) parse(name string, fs *flag.FlagSet, args []string, want int) ([]s
 		return nil, usagef(cmd.usage, "%s needs an argument", name)
 	}
 	return pos, nil
+}
+
+// printFlags lists fs as --name TYPE and its text. Unlike PrintDefaults it
+// does not read `quoted` words of the text as the value's placeholder.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, _ := flag.UnquoteUsage(&flag.Flag{Value: f.Value})
+		if typ != "" {
+			typ = " " + strings.ToUpper(typ)
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  --%s%s\n      %s%s\n", f.Name, typ, f.Usage, def)
+	})
 }
 
 func hasFlags(fs *flag.FlagSet) bool {

@@ -198,3 +198,35 @@ func TestConfigIsPrivate(t *testing.T) {
 		}
 	}
 }
+
+// The cobra tree: version, completion scripts, group help, suggestions,
+// examples in help, whoami without secrets.
+func TestCLITree(t *testing.T) {
+	dir := t.TempDir()
+	if out, _, code := runIn(t, dir, "version"); code != 0 || !strings.HasPrefix(out, "meshctl dev (") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if out, _, code := runIn(t, dir, "completion", sh); code != 0 || !strings.Contains(out, "meshctl") || len(out) < 500 {
+			t.Fatalf("completion %s: %d %d bytes", sh, code, len(out))
+		}
+	}
+	if out, _, code := runIn(t, dir, "mesh", "--help"); code != 0 || !strings.Contains(out, "create") || !strings.Contains(out, "delete") {
+		t.Fatalf("mesh --help: %d %q", code, out)
+	}
+	if _, errOut, code := runIn(t, dir, "mesh", "crate"); code != 2 || !strings.Contains(errOut, "did you mean create?") {
+		t.Fatalf("mesh crate: %d %q", code, errOut)
+	}
+	if _, errOut, code := runIn(t, dir, "sned"); code != 2 || !strings.Contains(errOut, "did you mean send?") {
+		t.Fatalf("sned: %d %q", code, errOut)
+	}
+	if out, _, code := runIn(t, dir, "send", "--help"); code != 0 || !strings.Contains(out, "examples:\n  meshctl send bob") || strings.Contains(out, "-token meshd") {
+		t.Fatalf("send --help: %d %q", code, out)
+	}
+	if out, _, code := runIn(t, dir, "login", "--help"); code != 0 || !strings.Contains(out, "  --token STRING\n") {
+		t.Fatalf("login --help shows a bogus placeholder: %q", out)
+	}
+	if out, _, code := runIn(t, dir, "whoami"); code != 0 || !strings.Contains(out, "Not logged in") || !strings.Contains(out, "In no mesh yet") {
+		t.Fatalf("whoami: %d %q", code, out)
+	}
+}

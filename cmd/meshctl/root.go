@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// The command tree is spf13/cobra (docs/cli.md says why): it gives every
+// command and group `--help`, "did you mean" for a mistyped command,
+// `completion bash|zsh|fish` and examples in the help. Each leaf keeps its
+// own flag parsing (cli.parse), so flags may come before, between and after
+// arguments and mistakes exit 2 with the command's usage line.
+
+// examples are shown by `meshctl COMMAND --help`.
+var examples = map[string]string{
+	"keygen":       "  meshctl keygen --out ~/.config/meshctl/alice.key",
+	"login":        "  meshctl login --token \"$(meshd token create --user alice)\" --broker ws://localhost:7900/ws",
+	"logout":       "  meshctl logout",
+	"whoami":       "  meshctl whoami\n  meshctl whoami --json",
+	"mesh create":  "  meshctl mesh create \"Platform Team\" --name alice\n  meshctl mesh create Demo --slug demo --json",
+	"mesh list":    "  meshctl mesh list",
+	"mesh delete":  "  meshctl mesh delete platform-team",
+	"invite":       "  meshctl invite platform-team --max-uses 5\n  meshctl invite --role admin --json",
+	"join":         "  meshctl join https://broker.example/i/AB12CD34 --name bob\n  meshctl join AB12CD34 --broker wss://broker.example/ws",
+	"send":         "  meshctl send bob \"tests pass on main\"\n  meshctl send '*' deploy starts in 5 minutes --priority now\n  git log -1 | meshctl send @reviewers -",
+	"listen":       "  meshctl listen\n  meshctl listen --json --status working",
+	"peers":        "  meshctl peers\n  meshctl peers --mesh platform-team --json",
+	"status set":   "  meshctl status set dnd",
+	"grants set":   "  meshctl grants set 3f1c…(64 hex) none\n  meshctl grants set 3f1c…(64 hex) dm,broadcast",
+	"mcp":          "  meshctl mcp            # started by Claude Code, see `meshctl setup claude`",
+	"hook":         "  echo '{\"cwd\":\"'$PWD'\"}' | meshctl hook working",
+	"setup claude": "  meshctl setup claude              # print what would be merged\n  meshctl setup claude --write      # this project\n  meshctl setup claude --user --write\n  meshctl setup claude --remove",
+}
+
+// groups are the parents of two-word commands.
+var groups = map[string]string{
+	"mesh":   "create, list and delete meshes",
+	"status": "set the status of your running listen",
+	"grants": "set what peers may send you",
+	"setup":  "wire meshctl into other tools (Claude Code)",
+}
+
+// newRoot builds the command tree for one invocation.
+func newRoot(c *cli) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "meshctl",
+		Short:         "talk to a claudemesh-compatible broker (meshd)",
+		Version:       version + " (" + gitSHA + ")",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	root.SetVersionTemplate("meshctl {{.Version}}\n")
+	cmds := commands()
+	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		if cmd == root {
+			c.printUsage(cmds, c.stdout)
+			return
+		}
+		_ = cmd.Usage()
+	})
+	parents := map[string]*cobra.Command{}
+	for g, short := range groups {
+		parents[g] = &cobra.Command{Use: g, Short: short, SuggestionsMinimumDistance: 2, RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+			}
+			return errors.New(msg)
+		}}
+		root.AddCommand(parents[g])
+	}
+	for name, cmd := range cmds {
+		parent, use := root, name
+		if g, sub, ok := strings.Cut(name, " "); ok {
+			parent, use = parents[g], sub
+		}
+		run := cmd.run
+		parent.AddCommand(&cobra.Command{
+			Use:                use + strings.TrimPrefix(cmd.usage, name),
+			Short:              cmd.summary,
+			Example:            examples[name],
+			DisableFlagParsing: true, // cli.parse owns the flags
+			RunE:               func(_ *cobra.Command, args []string) error { return run(c, args) },
+		})
+	}
+	root.AddCommand(&cobra.Command{
+		Use:     "version",
+		Short:   "print meshctl's version and git SHA",
+		Example: "  meshctl version",
+		Args:    cobra.NoArgs,
+		Run:     func(*cobra.Command, []string) { fmt.Fprintf(c.stdout, "meshctl %s (%s)\n", version, gitSHA) },
+	})
+	return root
+}
