@@ -14,15 +14,20 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshd ./cmd/meshd
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshctl ./cmd/meshctl
 
-# A working single node: a throwaway PostgreSQL under ./.data when
-# DATABASE_URL is unset, embedded NATS when NATS_URL is unset, port 7900.
+# A working single node: a local PostgreSQL under ./.data when DATABASE_URL
+# is unset (stopped when meshd exits, data kept for the next run; `make
+# clean` removes it), embedded NATS when NATS_URL is unset, port 7900.
+# While it runs, `./bin/meshd token create --user you` in this checkout
+# finds its database (.data/pg/url) without DATABASE_URL.
 run: build
 	@if [ -z "$$DATABASE_URL" ]; then \
 	  url=$$(scripts/pg.sh start $(DATA)/pg) || exit 1; \
-	  echo "meshd: using throwaway PostgreSQL in $(DATA)/pg ($$url)"; \
+	  trap 'scripts/pg.sh stop $(DATA)/pg; echo "meshd: stopped the PostgreSQL in $(DATA)/pg (data kept; make clean removes it)"' EXIT; \
+	  echo "meshd: using PostgreSQL in $(DATA)/pg ($$url)"; \
+	  echo "meshd: first token: ./bin/meshd token create --user <you>   (in another terminal, this directory)"; \
 	  export DATABASE_URL="$$url"; \
 	fi; \
-	exec ./bin/meshd serve
+	./bin/meshd serve
 
 vet:
 	$(GO) vet ./...

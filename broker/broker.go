@@ -160,8 +160,12 @@ type Server struct {
 	draining atomic.Bool
 	dbUp     atomic.Bool
 
-	stop     context.CancelFunc // stops background loops
-	loops    sync.WaitGroup
+	// ctx is the server's lifetime: every connection context derives from
+	// it, the background loops run under it, and Shutdown (or the context
+	// given to Start) cancels it with the cause.
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	loops    sync.WaitGroup // background loops started by Start
 	mux      http.Handler
 	frames   map[string]frameHandler // immutable after New
 	aw       *auditWriter            // immutable after New; loops started by Start
@@ -180,6 +184,7 @@ func New(cfg Config) (*Server, error) {
 		sendRL:  NewTokenBucket(cfg.SendBurst, cfg.SendPerMinute),
 		started: cfg.Now(),
 	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.met = newMetrics(cfg.Registry, closeReasonLabels(), helloReasonLabels())
 	s.hub = newHub(s)
 	s.m = s.newMelody()
@@ -190,8 +195,9 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Start runs the background loops (DB ping, re-drain, sweeps) until Shutdown.
-func (s *Server) Start(ctx context.Context) {
-	ctx, s.stop = context.WithCancel(ctx)
+func (s *Server) Start(parent context.Context) {
+	context.AfterFunc(parent, func() { s.cancel(fmt.Errorf("broker: stopped: %w", context.Cause(parent))) })
+	ctx := s.ctx
 	s.dbUp.Store(s.cfg.Store.Ping(ctx) == nil)
 	s.setDBGauge()
 	for _, loop := range []func(context.Context){s.pingLoop, s.redrainLoop, s.sweepLoop, s.hub.workers} {
@@ -223,9 +229,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err = s.m.Close(); errors.Is(err, melody.ErrClosed) {
 			err = nil
 		}
-		if s.stop != nil {
-			s.stop()
-		}
+		s.cancel(errShutdown)
 		done := make(chan struct{})
 		go func() { s.loops.Wait(); close(done) }()
 		select {
@@ -236,6 +240,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	return err
 }
+
+var errShutdown = errors.New("broker: shutdown")
 
 // Draining reports whether Shutdown has begun.
 func (s *Server) Draining() bool { return s.draining.Load() }

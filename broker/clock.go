@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/meshd/meshd"
-	"github.com/meshd/meshd/wire"
 )
 
 // Mesh clocks (docs/protocol.md B.14.4) with one owner cluster-wide. Upstream
@@ -155,14 +154,7 @@ func (s *Server) publishTick(ctx context.Context, meshID string, tick int64, sim
 	if err != nil {
 		return err
 	}
-	return s.publishMesh(ctx, meshID, meshEventMsg{
-		Kind: kindSystem,
-		Push: &wire.Push{
-			Type: wire.TypePush, Subtype: "system", Event: "tick", EventData: raw,
-			MessageID: meshd.NewID(), MeshID: meshID, SenderPubkey: "system",
-			Priority: string(meshd.PriorityLow), CreatedAt: isoTime(s.cfg.Now()),
-		},
-	})
+	return s.publishMesh(ctx, meshID, meshEventMsg{Kind: kindSystem, Push: systemPush(meshID, "tick", raw, s.cfg.Now())})
 }
 
 func (s *Server) pauseIdleClocks(ctx context.Context) {

@@ -3,10 +3,13 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/olahol/melody"
 
+	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/wire"
 )
 
@@ -29,7 +32,7 @@ func (s *Server) onMessage(sess *melody.Session, data []byte) {
 		c.sendError("invalid_message", msg, "")
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), handlerTimeout)
+	ctx, cancel := context.WithTimeout(c.ctx, handlerTimeout)
 	defer cancel()
 	_, _, authed := c.snapshot()
 	switch env.Type {
@@ -56,9 +59,35 @@ func (s *Server) onMessage(sess *melody.Session, data []byte) {
 	}
 	if err := h(ctx, c, data, env.ReqID); err != nil {
 		s.met.messagesRejected.WithLabelValues("parse_or_handler").Inc()
-		c.logger().Warn().Err(err).Str("type", env.Type).Msg("ws message error")
-		c.sendError("invalid_message", err.Error(), env.ReqID)
+		var bad *badFrame
+		if errors.As(err, &bad) {
+			c.logger().Debug().Err(err).Str("type", env.Type).Msg("ws message rejected")
+			c.sendError("invalid_message", bad.msg, env.ReqID)
+			return
+		}
+		id := s.logInternal(c, err, env.Type)
+		c.sendError("internal_error", "internal error (error id "+id+")", env.ReqID)
 	}
+}
+
+// badFrame is a frame the client got wrong; its text is meant for the
+// client. Every other handler error is ours: the client gets a generic
+// internal_error with an error id and the log gets the details.
+type badFrame struct{ msg string }
+
+func (e *badFrame) Error() string { return e.msg }
+
+// invalid returns a badFrame with a formatted text.
+func invalid(format string, args ...any) error {
+	return &badFrame{msg: fmt.Sprintf(format, args...)}
+}
+
+// logInternal logs err with a fresh error id and returns the id, which the
+// client is told so an operator can find the line.
+func (s *Server) logInternal(c *conn, err error, what string) string {
+	id := meshd.NewID()[:12]
+	c.logger().Error().Err(err).Str("error_id", id).Str("op", what).Msg("internal error")
+	return id
 }
 
 type frameHandler func(ctx context.Context, c *conn, data []byte, reqID string) error

@@ -78,11 +78,7 @@ func (s *Server) publishSystem(ctx context.Context, meshID, event string, data w
 	}
 	return s.publishMesh(ctx, meshID, meshEventMsg{
 		Kind: kindSystem, ExcludeMemberPubkey: exclMember, ExcludePresenceID: exclPresence,
-		Push: &wire.Push{
-			Type: wire.TypePush, Subtype: "system", Event: event, EventData: raw,
-			MessageID: meshd.NewID(), MeshID: meshID, SenderPubkey: "system",
-			Priority: string(meshd.PriorityLow), CreatedAt: isoTime(s.cfg.Now()),
-		},
+		Push: systemPush(meshID, event, raw, s.cfg.Now()),
 	})
 }
 
@@ -117,65 +113,6 @@ func (s *Server) handleMeshEvent(ctx context.Context, ev meshEvent) {
 	}
 }
 
-// deliverBroadcast pushes a multicast to this replica's eligible sockets
-// (B.4.3): not the sender's member, visible, in the group (hierarchical,
-// A.1), and allowed by the recipient's grants — read from Postgres so a
-// grant changed on any replica applies at once (A.3-7).
-func (s *Server) deliverBroadcast(ctx context.Context, meshID string, msg *meshEventMsg, frame []byte, conns []*conn) {
-	type rcpt struct {
-		c        *conn
-		memberID string
-	}
-	var rcpts []rcpt
-	ids := map[string]struct{}{}
-	for _, c := range conns {
-		pres, member, ok := c.snapshot()
-		if !ok || member.ID == msg.SenderMemberID || !pres.Visible || !inTarget(pres.Groups, msg.Target) {
-			continue
-		}
-		rcpts = append(rcpts, rcpt{c, member.ID})
-		ids[member.ID] = struct{}{}
-	}
-	if len(rcpts) == 0 {
-		return
-	}
-	memberIDs := make([]string, 0, len(ids))
-	for id := range ids {
-		memberIDs = append(memberIDs, id)
-	}
-	grants, err := s.cfg.Store.MemberGrants(ctx, meshID, memberIDs)
-	if err != nil {
-		s.log.Warn().Err(err).Str("mesh_id", meshID).Msg("broadcast grants lookup failed; dropping")
-		s.met.pushDropped.WithLabelValues("closed").Add(float64(len(rcpts)))
-		return
-	}
-	for _, r := range rcpts {
-		if !grants[r.memberID].Allows(msg.SenderMemberPubkey, msg.SenderSessionPubkey, "broadcast") {
-			s.met.droppedByGrant.WithLabelValues("broadcast").Inc()
-			continue
-		}
-		if r.c.write(frame) {
-			s.met.messagesRouted.WithLabelValues(msg.Push.Priority).Inc()
-		} else {
-			s.met.pushDropped.WithLabelValues(dropReason(r.c)).Inc()
-		}
-	}
-}
-
-// inTarget reports whether a socket in groups is reached by target.
-func inTarget(groups []meshd.Group, target string) bool {
-	if target == "*" || target == "@all" {
-		return true
-	}
-	name := target[1:]
-	for _, g := range groups {
-		if meshd.GroupMatches(g.Name, name) {
-			return true
-		}
-	}
-	return false
-}
-
 // subscribeConn takes this socket's fan-out interest: wake-ups for its
 // member and session pubkeys and control messages for its presence.
 func (s *Server) subscribeConn(c *conn, pres meshd.Presence, member meshd.Member) ([]func(), error) {
@@ -197,12 +134,16 @@ func (s *Server) subscribeConn(c *conn, pres meshd.Presence, member meshd.Member
 		err = sub(presenceTopic(pres.ID), func(data []byte) { s.onPresenceControl(c, data) })
 	}
 	if err != nil {
-		for _, rel := range rels {
-			rel()
-		}
+		releaseAll(rels)
 		return nil, err
 	}
 	return rels, nil
+}
+
+func releaseAll(rels []func()) {
+	for _, rel := range rels {
+		rel()
+	}
 }
 
 func (s *Server) onPresenceControl(c *conn, data []byte) {

@@ -155,8 +155,8 @@ func (s *Server) lookupMember(ctx context.Context, c *conn, meshID, pubkey strin
 // internalError answers a handshake that failed on our side (database down):
 // an error frame and 1011 so the client retries, never a silent drop.
 func (s *Server) internalError(c *conn, err error, what string) {
-	c.logger().Error().Err(err).Msg(what + " failed")
-	c.sendError("internal_error", what+" failed; retry later", "")
+	id := s.logInternal(c, err, what)
+	c.sendError("internal_error", what+" failed; retry later (error id "+id+")", "")
 	if c.closing.CompareAndSwap(false, true) {
 		_ = c.sess.CloseWithMsg(melody.FormatCloseMessage(1011, "internal_error"))
 	}
@@ -249,27 +249,24 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 		c.pres = pres
 		c.mu.Unlock()
 	}
-	c.send(ack)
-
-	rels, err := s.subscribeConn(c, pres, member)
-	if err == nil {
-		err = s.hub.addAuthed(c, pres.MeshID)
-	}
+	// From here the close path leases the presence and releases claims.
 	c.mu.Lock()
 	c.authed = true
-	c.releases = rels
 	c.mu.Unlock()
 	if c.helloTime != nil {
 		c.helloTime.Stop()
 	}
-	if err != nil {
-		// Without fan-out interest the socket would silently miss pushes; the
-		// periodic re-drain still covers queued DMs, so log and carry on.
-		log.Warn().Err(err).Msg("fan-out subscribe failed")
-	}
-	log.Info().Bool("reattached", res.Reattached).Str("role", pres.Role).Msg("ws hello")
 	go c.drainLoop()
 	go c.markerLoop()
+	// Fan-out interest first, confirmed by the NATS server, then hello_ack:
+	// a kick, disconnect or wake-up published by another replica the
+	// moment the client sees hello_ack must find this socket subscribed.
+	if err := s.takeInterest(c, pres, member); err != nil {
+		s.internalError(c, err, "fan-out subscribe")
+		return
+	}
+	c.send(ack)
+	log.Info().Bool("reattached", res.Reattached).Str("role", pres.Role).Msg("ws hello")
 	c.wake()
 	if res.Reattached {
 		return
@@ -290,6 +287,30 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 		payload = map[string]any{"pubkey": member.Pubkey, "session_pubkey": pres.SessionPubkey, "groups": pres.Groups, "via": "session_hello", "role": meshd.RoleSession}
 	}
 	s.audit(ctx, pres.MeshID, "peer_joined", member.ID, pres.DisplayName, payload)
+}
+
+// takeInterest subscribes the socket to its topics and registers it in the
+// hub. A socket that closed meanwhile gives the interest back at once.
+func (s *Server) takeInterest(c *conn, pres meshd.Presence, member meshd.Member) error {
+	rels, err := s.subscribeConn(c, pres, member)
+	if err != nil {
+		return err
+	}
+	if err := s.hub.addAuthed(c, pres.MeshID); err != nil {
+		releaseAll(rels)
+		return err
+	}
+	c.mu.Lock()
+	closed := c.closed
+	if !closed {
+		c.releases = rels
+	}
+	c.mu.Unlock()
+	if closed {
+		s.hub.removeAuthed(c, pres.MeshID)
+		releaseAll(rels)
+	}
+	return nil
 }
 
 // applyRestored stores the restored visibility and profile on the new row.

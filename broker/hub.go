@@ -128,6 +128,7 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 	authed, pres, releases := c.authed, c.pres, c.releases
 	c.releases = nil
 	c.mu.Unlock()
+	c.cancel(errSocketClosed)
 	close(c.done)
 	if !authed {
 		return
@@ -139,10 +140,11 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 	// The presence enters its grace lease unless another socket already took
 	// it over (socket id check in the store). peer_left only comes at
 	// eviction (B.6.9).
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
 	defer cancel()
 	// Rows this socket claimed but never wrote become claimable again at
 	// once (after the written ones are marked), so a reattach gets them.
+	<-c.drainDone // the drain stops at once: c.ctx is cancelled
 	select {
 	case <-c.markerDone:
 	case <-time.After(5 * time.Second):
@@ -164,9 +166,11 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 	c.logger().Info().Dur("grace", s.cfg.Grace).Msg("ws close — lease grace started")
 }
 
+var errSocketClosed = errors.New("socket closed")
+
 func (s *Server) onSent(sess *melody.Session, msg []byte) {
 	if c := s.connOf(sess); c != nil {
-		c.onSent(msg)
+		c.onWritten()
 	}
 }
 
@@ -233,6 +237,7 @@ func (h *Hub) addAuthed(c *conn, meshID string) error {
 	}
 	rel, err := h.srv.cfg.Fanout.Subscribe(meshTopic(meshID), func(data []byte) { h.enqueue(meshID, data) })
 	if err != nil {
+		h.removeAuthed(c, meshID)
 		return fmt.Errorf("subscribe mesh topic: %w", err)
 	}
 	h.mu.Lock()
@@ -248,6 +253,10 @@ func (h *Hub) addAuthed(c *conn, meshID string) error {
 func (h *Hub) removeAuthed(c *conn, meshID string) {
 	h.mu.Lock()
 	set := h.byMesh[meshID]
+	if _, ok := set[c]; !ok {
+		h.mu.Unlock()
+		return
+	}
 	delete(set, c)
 	var rel func()
 	if len(set) == 0 {

@@ -59,7 +59,7 @@ var messageIDRe = regexp.MustCompile(`^[A-Za-z0-9]{8,32}$`)
 func (s *Server) handleMessageStatus(ctx context.Context, c *conn, data []byte, reqID string) error {
 	var m wire.MessageStatus
 	if err := json.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("invalid message_status: %w", err)
+		return invalid("invalid message_status: %v", err)
 	}
 	if !messageIDRe.MatchString(m.MessageID) {
 		c.sendError("invalid_argument", fmt.Sprintf("messageId must be 8-32 base62 chars (got %d)", jsLen(m.MessageID)), reqID)

@@ -3,14 +3,12 @@ package broker
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/cron"
-	"github.com/meshd/meshd/wire"
 )
 
 // Scheduled messages (docs/protocol.md B.14.3, A.3-18). The rows live in
@@ -73,18 +71,18 @@ func (s *Server) handleScheduleVerb(ctx context.Context, c *conn, data []byte, r
 func (s *Server) schedule(ctx context.Context, c *conn, m *scheduleFrame, reqID string) error {
 	switch {
 	case m.To == "":
-		return errors.New("schedule: to required")
+		return invalid("schedule: to required")
 	case m.Message == nil:
-		return errors.New("schedule: message required")
+		return invalid("schedule: message required")
 	case len(m.Subtype) > maxSubtype:
-		return fmt.Errorf("schedule: subtype longer than %d bytes", maxSubtype)
+		return invalid("schedule: subtype longer than %d bytes", maxSubtype)
 	case strings.HasPrefix(m.To, "#"):
 		c.sendError("unsupported_target", errTopics, reqID)
 		return nil
 	}
 	// Same size rule as send (B.4.1 step 2) on what will be queued.
 	if n := base64.StdEncoding.EncodedLen(len(*m.Message)) + jsLen(m.To); n > s.cfg.MaxMessageBytes {
-		return fmt.Errorf("schedule: payload too large: %d bytes > MAX_MESSAGE_BYTES=%d", n, s.cfg.MaxMessageBytes)
+		return invalid("schedule: payload too large: %d bytes > MAX_MESSAGE_BYTES=%d", n, s.cfg.MaxMessageBytes)
 	}
 	var at time.Time
 	if m.Cron != "" {
@@ -99,10 +97,10 @@ func (s *Server) schedule(ctx context.Context, c *conn, m *scheduleFrame, reqID 
 		}
 	} else {
 		if m.DeliverAt == nil {
-			return errors.New("schedule: deliverAt (ms) or cron required")
+			return invalid("schedule: deliverAt (ms) or cron required")
 		}
 		if *m.DeliverAt < 0 || *m.DeliverAt > maxDeliverAt {
-			return errors.New("schedule: deliverAt out of range")
+			return invalid("schedule: deliverAt out of range")
 		}
 		at = time.UnixMilli(int64(*m.DeliverAt))
 	}
@@ -142,7 +140,7 @@ func (s *Server) listScheduled(ctx context.Context, c *conn, reqID string) error
 // false when there is none with that id.
 func (s *Server) cancelScheduled(ctx context.Context, c *conn, id, reqID string) error {
 	if id == "" {
-		return errors.New("cancel_scheduled: scheduledId required")
+		return invalid("cancel_scheduled: scheduledId required")
 	}
 	pres, member, _ := c.snapshot()
 	ok, err := s.cfg.Store.CancelSchedule(ctx, pres.MeshID, member.ID, id)
@@ -200,17 +198,11 @@ func (s *Server) FireDueSchedules(ctx context.Context) int {
 	return len(list)
 }
 
-// scheduledFiring is what a fired occurrence delivers, announced after its
-// transaction committed.
-type scheduledFiring struct {
-	q         *meshd.QueuedMessage
-	multicast bool
-	sender    meshd.Member
-}
-
 // fireSchedule fires the occurrence of id due at due. A cron row moves on
 // to its next occurrence after now; missed occurrences (the job was down)
-// collapse into this one rather than bursting.
+// collapse into this one rather than bursting. The occurrence takes the
+// road of a send (delivery.go) as the member who scheduled it (B.12: the
+// body is base64 plaintext, nonce ""), with priority now.
 func (s *Server) fireSchedule(ctx context.Context, id, expr string, due, now time.Time) {
 	var next time.Time
 	if expr != "" {
@@ -221,15 +213,31 @@ func (s *Server) fireSchedule(ctx context.Context, id, expr string, due, now tim
 			next, _ = sched.Next(now) // zero: no occurrence within a year, the row ends
 		}
 	}
-	var out *scheduledFiring
+	var (
+		out       *meshd.QueuedMessage
+		from      sender
+		multicast bool
+	)
 	fired, err := s.cfg.Store.FireSchedule(ctx, id, due, next,
-		func(meshID string, sender meshd.Member, to, message, _ string) (*meshd.QueuedMessage, bool, error) {
-			out = nil
-			q, multicast, err := s.routeScheduled(ctx, id, meshID, sender, to, message)
-			if q != nil {
-				out = &scheduledFiring{q: q, multicast: multicast, sender: sender}
+		func(meshID string, member meshd.Member, to, message, _ string) (*meshd.QueuedMessage, bool, error) {
+			out, from = nil, sender{member: member, name: member.DisplayName}
+			if member.ID == "" || member.RevokedAt != nil {
+				s.log.Info().Str("scheduled_id", id).Str("mesh_id", meshID).Msg("scheduled message not delivered: sender is no longer a member")
+				return nil, false, nil
 			}
-			return q, multicast, err
+			var no *refusal
+			var err error
+			if multicast, no, err = s.route(ctx, meshID, from, to); err != nil || no != nil {
+				if no != nil {
+					s.log.Info().Str("scheduled_id", id).Str("mesh_id", meshID).Str("reason", no.text).Msg("scheduled message not delivered")
+				}
+				return nil, false, err
+			}
+			out = &meshd.QueuedMessage{
+				MeshID: meshID, SenderMemberID: member.ID, TargetSpec: to, Priority: meshd.PriorityNow,
+				Nonce: "", Ciphertext: base64.StdEncoding.EncodeToString([]byte(message)),
+			}
+			return out, multicast, nil
 		})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -238,72 +246,7 @@ func (s *Server) fireSchedule(ctx context.Context, id, expr string, due, now tim
 		return
 	}
 	if fired && out != nil {
-		s.announceScheduled(ctx, out)
-	}
-}
-
-// routeScheduled builds the queue row of one occurrence with handleSend's
-// rules, as the member (B.12: the body is base64 plaintext, nonce ""): a
-// multicast row is stored delivered; a direct one needs a recipient
-// (A.3-6) whose grants allow dm from the member (B.7). A nil row means the
-// occurrence delivers nothing (logged).
-func (s *Server) routeScheduled(ctx context.Context, id, meshID string, sender meshd.Member, to, message string) (*meshd.QueuedMessage, bool, error) {
-	skip := func(why string) (*meshd.QueuedMessage, bool, error) {
-		s.log.Info().Str("scheduled_id", id).Str("mesh_id", meshID).Str("reason", why).Msg("scheduled message not delivered")
-		return nil, false, nil
-	}
-	if sender.ID == "" || sender.RevokedAt != nil {
-		return skip("sender is no longer a member")
-	}
-	if strings.HasPrefix(to, "#") {
-		return skip("topics are not supported")
-	}
-	q := &meshd.QueuedMessage{
-		MeshID: meshID, SenderMemberID: sender.ID, TargetSpec: to, Priority: meshd.PriorityNow,
-		Nonce: "", Ciphertext: base64.StdEncoding.EncodeToString([]byte(message)),
-	}
-	if isMulticast(to) {
-		return q, true, nil
-	}
-	rcpt, err := s.cfg.Store.DirectRecipient(ctx, meshID, to)
-	if errors.Is(err, meshd.ErrNotFound) {
-		s.met.messagesRejected.WithLabelValues("no_recipient").Inc()
-		return skip("no_recipient")
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("recipient lookup: %w", err)
-	}
-	if !rcpt.Grants.Allows(sender.Pubkey, "", "dm") {
-		s.met.droppedByGrant.WithLabelValues("dm").Inc()
-		return skip("blocked by recipient grants")
-	}
-	return q, false, nil
-}
-
-// announceScheduled wakes the recipient of a direct occurrence, or
-// publishes a multicast one with subtype "reminder" (A.3-13). A lost
-// wake-up is recovered by the re-drain; the row is already committed.
-func (s *Server) announceScheduled(ctx context.Context, f *scheduledFiring) {
-	q := f.q
-	s.audit(ctx, q.MeshID, "message_sent", f.sender.ID, f.sender.DisplayName,
-		map[string]any{"targetSpec": q.TargetSpec, "priority": string(q.Priority)})
-	if !f.multicast {
-		if err := s.cfg.Fanout.Publish(ctx, peerTopic(q.MeshID, q.TargetSpec), nil); err != nil {
-			s.log.Warn().Err(err).Msg("scheduler: publish wake-up")
-		}
-		return
-	}
-	ev := meshEventMsg{
-		Kind: kindBroadcast, Target: q.TargetSpec, SenderMemberID: f.sender.ID, SenderMemberPubkey: f.sender.Pubkey,
-		Push: &wire.Push{
-			Type: wire.TypePush, MessageID: q.ID, MeshID: q.MeshID, SenderPubkey: f.sender.Pubkey,
-			SenderMemberPubkey: f.sender.Pubkey, SenderMemberID: f.sender.ID, SenderName: f.sender.DisplayName,
-			Priority: string(q.Priority), Nonce: q.Nonce, Ciphertext: q.Ciphertext, CreatedAt: isoTime(q.CreatedAt),
-			Subtype: "reminder",
-		},
-	}
-	if err := s.publishMesh(ctx, q.MeshID, ev); err != nil {
-		s.log.Warn().Err(err).Msg("scheduler: publish reminder")
+		s.announce(ctx, out, from, multicast, announceOpts{subtype: "reminder"})
 	}
 }
 

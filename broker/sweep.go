@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/wire"
 )
 
@@ -14,68 +13,6 @@ const (
 	staleAfter    = 90 * time.Second // B.1: three missed pings
 	statsInterval = 30 * time.Second // B.5 broker_queue_depth cadence
 )
-
-// redrainLoop is the safety net under the at-most-once fan-out: every
-// RedrainInterval it asks Postgres which targets of the local meshes have
-// claimable rows (new, or whose claim lease expired) and wakes the local
-// sockets they address. A lost wake-up therefore delays a DM by at most one
-// interval and never loses it (A.3-5).
-func (s *Server) redrainLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.RedrainInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.redrain(ctx)
-	}
-}
-
-func (s *Server) redrain(ctx context.Context) {
-	meshes := s.hub.localMeshes()
-	if len(meshes) == 0 {
-		return
-	}
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	targets, err := s.cfg.Store.PendingTargets(qctx, meshes)
-	if err != nil {
-		s.log.Warn().Err(err).Msg("re-drain: pending targets")
-		return
-	}
-	want := map[string]map[string]bool{}
-	for _, t := range targets {
-		if want[t.MeshID] == nil {
-			want[t.MeshID] = map[string]bool{}
-		}
-		want[t.MeshID][t.TargetSpec] = true
-	}
-	for meshID, specs := range want {
-		for _, c := range s.hub.meshConns(meshID) {
-			pres, member, ok := c.snapshot()
-			if !ok {
-				continue
-			}
-			if specs[member.Pubkey] || (pres.SessionPubkey != "" && specs[pres.SessionPubkey]) || multicastFor(specs, pres.Groups) {
-				s.met.redeliveries.Inc()
-				c.wake()
-			}
-		}
-	}
-}
-
-// multicastFor reports whether a pending multicast target reaches a socket
-// in groups (only rows stored undelivered, which broadcasts never are).
-func multicastFor(specs map[string]bool, groups []meshd.Group) bool {
-	for spec := range specs {
-		if isMulticast(spec) && inTarget(groups, spec) {
-			return true
-		}
-	}
-	return false
-}
 
 // sweepLoop is this replica's own upkeep: its node heartbeat (liveness for
 // the dead-node detection in RunUpkeep) and its in-memory rate-limit map.

@@ -18,7 +18,7 @@ import (
 
 func decode(data []byte, v any, what string) error {
 	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("invalid %s: %w", what, err)
+		return invalid("invalid %s: %v", what, err)
 	}
 	return nil
 }
@@ -33,7 +33,7 @@ func (s *Server) handleSetStatus(ctx context.Context, c *conn, data []byte, _ st
 		return err
 	}
 	if !m.Status.Valid() {
-		return fmt.Errorf("set_status: status must be idle, working or dnd (got %q)", truncate(string(m.Status), 16))
+		return invalid("set_status: status must be idle, working or dnd (got %q)", truncate(string(m.Status), 16))
 	}
 	pres, _, _ := c.snapshot()
 	if _, err := s.cfg.Store.WriteStatus(ctx, pres.ID, m.Status, meshd.SourceManual, s.cfg.HookFreshWindow); err != nil {
@@ -53,7 +53,7 @@ func (s *Server) handleSetSummary(ctx context.Context, c *conn, data []byte, _ s
 		return err
 	}
 	if m.Summary == nil {
-		return errors.New("set_summary: summary required")
+		return invalid("set_summary: summary required")
 	}
 	pres, _, _ := c.snapshot()
 	if err := s.cfg.Store.SetPresenceSummary(ctx, pres.ID, *m.Summary); err != nil {
@@ -82,7 +82,7 @@ func (s *Server) handleSetVisible(ctx context.Context, c *conn, data []byte, req
 		return err
 	}
 	if m.Visible == nil {
-		return errors.New("set_visible: visible (boolean) required")
+		return invalid("set_visible: visible (boolean) required")
 	}
 	pres, _, _ := c.snapshot()
 	if err := s.cfg.Store.SetPresenceVisible(ctx, pres.ID, *m.Visible); err != nil {
@@ -131,7 +131,7 @@ func (s *Server) handleJoinGroup(ctx context.Context, c *conn, data []byte, _ st
 		return err
 	}
 	if err := validGroupName(g.Name); err != nil {
-		return fmt.Errorf("join_group: %w", err)
+		return invalid("join_group: %v", err)
 	}
 	return s.editGroups(ctx, c, func(gs []meshd.Group) []meshd.Group {
 		for i := range gs {
@@ -150,7 +150,7 @@ func (s *Server) handleLeaveGroup(ctx context.Context, c *conn, data []byte, _ s
 		return err
 	}
 	if g.Name == "" {
-		return errors.New("leave_group: name required")
+		return invalid("leave_group: name required")
 	}
 	return s.editGroups(ctx, c, func(gs []meshd.Group) []meshd.Group {
 		out := gs[:0]
@@ -181,11 +181,11 @@ func (s *Server) editGroups(ctx context.Context, c *conn, edit func([]meshd.Grou
 func validGroupName(name string) error {
 	switch {
 	case name == "":
-		return errors.New("name required")
+		return invalid("name required")
 	case len(name) > 128:
-		return errors.New("name longer than 128 bytes")
+		return invalid("name longer than 128 bytes")
 	case strings.ContainsAny(name, " \t\n@*#"):
-		return errors.New("name must not contain spaces, @, * or #")
+		return invalid("name must not contain spaces, @, * or #")
 	}
 	return nil
 }
@@ -201,7 +201,7 @@ func (s *Server) handleSetState(ctx context.Context, c *conn, data []byte, _ str
 		return err
 	}
 	if m.Key == "" || len(m.Value) == 0 {
-		return errors.New("set_state: key and value required")
+		return invalid("set_state: key and value required")
 	}
 	pres, member, _ := c.snapshot()
 	name := member.DisplayName

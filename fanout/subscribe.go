@@ -27,6 +27,12 @@ type interest struct {
 	sub      *nats.Subscription
 	received prometheus.Counter // broker_fanout_received_total{kind}
 
+	// confirmed is closed once the server acknowledged the subscription
+	// (or it was created while disconnected, when the client replays it on
+	// reconnect); later subscribers of the topic wait for it too, so none
+	// returns before the interest is registered server-side.
+	confirmed chan struct{}
+
 	// callbacks is read by the subscription's NATS delivery goroutine
 	// without a lock and replaced (copy on write) with Bus.mu held.
 	callbacks atomic.Pointer[[]callback]
@@ -77,15 +83,35 @@ func (b *Bus) Subscribe(topic string, deliver func(data []byte)) (release func()
 	in.callbacks.Store(&cbs)
 	in.stopLingerLocked()
 	b.mu.Unlock()
-	if created {
-		// Make the server register the interest before the caller relies
-		// on it (a publish right after, from another replica, must reach
-		// us). Best effort: while disconnected the SUB is replayed on
-		// reconnect.
-		_ = b.nc.FlushTimeout(subscribeFlushTimeout)
-	}
 	var once sync.Once
-	return func() { once.Do(func() { b.release(in, id) }) }, nil
+	release = func() { once.Do(func() { b.release(in, id) }) }
+	if err := b.confirm(in, created); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
+}
+
+// confirm makes the server register the interest before the caller relies
+// on it: a publish right after, from another replica (a kick sent the
+// moment hello_ack arrives), must reach us. The creator of the topic does
+// the round trip; later subscribers wait for it. While disconnected the
+// SUB is replayed on reconnect, so that is not an error.
+func (b *Bus) confirm(in *interest, created bool) error {
+	if !created {
+		select {
+		case <-in.confirmed:
+			return nil
+		case <-time.After(subscribeFlushTimeout):
+			return fmt.Errorf("fanout: subscribe %s: not confirmed within %s", in.topic, subscribeFlushTimeout)
+		}
+	}
+	err := b.nc.FlushTimeout(subscribeFlushTimeout)
+	close(in.confirmed)
+	if err != nil && b.nc.IsConnected() {
+		return fmt.Errorf("fanout: subscribe %s: confirm: %w", in.topic, err)
+	}
+	return nil
 }
 
 // subscribeFlushTimeout bounds the round trip that confirms a new
@@ -96,7 +122,7 @@ const subscribeFlushTimeout = time.Second
 // It is the only place a subscription is added: on any failure nothing is
 // left registered, neither in NATS nor in b.topics nor in the gauge.
 func (b *Bus) subscribeLocked(topic string) (*interest, error) {
-	in := &interest{topic: topic, received: b.m.received.WithLabelValues(kindOf(topic))}
+	in := &interest{topic: topic, received: b.m.received.WithLabelValues(kindOf(topic)), confirmed: make(chan struct{})}
 	in.callbacks.Store(&[]callback{})
 	sub, err := b.nc.Subscribe(b.subject(topic), func(m *nats.Msg) { b.deliver(in, m) })
 	if err == nil {

@@ -55,11 +55,14 @@ start)
       -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c timezone=UTC ${PG_EXTRA_OPTS:-}" start >/dev/null \
       || { cat "$dir/log" >&2; exit 1; }
   fi
-  echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+  url="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+  echo "$url" >"$dir/url"
+  echo "$url"
   ;;
 stop)
   pg_ctl=$(find_bin pg_ctl)
   [ -n "$pg_ctl" ] && pgrun "$pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -f "$dir/url"
   ;;
 *) echo "usage: pg.sh start|stop DIR" >&2; exit 2 ;;
 esac

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"os/signal"
 	"syscall"
 )
@@ -44,6 +45,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
+	if cmd != "serve" {
+		getenv = withRunDatabase(getenv, stderr)
+	}
 	var err error
 	switch cmd {
 	case "serve":
@@ -67,4 +71,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 1
 	}
 	return 0
+}
+
+// runDatabaseFile is where `make run` records the URL of its throwaway
+// PostgreSQL (scripts/pg.sh writes it while the server runs).
+const runDatabaseFile = ".data/pg/url"
+
+// withRunDatabase lets the admin commands (token, audit, migrate) find the
+// database of a `make run` in the same checkout when DATABASE_URL is unset,
+// and says so; serve never guesses.
+func withRunDatabase(getenv func(string) string, stderr io.Writer) func(string) string {
+	if getenv("DATABASE_URL") != "" {
+		return getenv
+	}
+	b, err := os.ReadFile(runDatabaseFile)
+	url := strings.TrimSpace(string(b))
+	if err != nil || url == "" {
+		return getenv
+	}
+	fmt.Fprintf(stderr, "meshd: DATABASE_URL unset; using the `make run` database from %s\n", runDatabaseFile)
+	return func(k string) string {
+		if k == "DATABASE_URL" {
+			return url
+		}
+		return getenv(k)
+	}
 }

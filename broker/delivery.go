@@ -1,0 +1,536 @@
+package broker
+
+// The road of a message, top to bottom (docs/architecture.md "How a message
+// moves"):
+//
+//	send ─► route ─► enqueue ─► ack ─► announce (audit + wake-up or mesh publish)
+//	wake-up ─► drain: claim ─► push ─► written ─► delivered (no client_ack)
+//	                                   └─► client_ack ─► delivered
+//	re-drain (every RedrainInterval): claimable rows ─► wake the local sockets they address
+//
+// Direct rows live in the queue until delivered; multicast rows are stored
+// already delivered and travel once over the mesh topic (B.4.3: offline
+// peers never get a broadcast later). The scheduler enters the road at
+// route, as the member who scheduled (schedule.go).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/claudepath"
+	"github.com/meshd/meshd/wire"
+)
+
+// Ack error texts of B.4.1 (clients match on their prefixes).
+const (
+	errNoRecipient = "no connected peer for target (not online, or targetSpec is your own key without another session)"
+	errDMBlocked   = "blocked by recipient grants (sender lacks dm capability)"
+	errTopics      = "unsupported_target: topics are not supported"
+)
+
+// sender is who a message is from: a member, and the session key it sent
+// with ("" for control-plane connections and scheduled occurrences).
+type sender struct {
+	member        meshd.Member
+	sessionPubkey string
+	name          string // display name put on pushes and audit entries
+}
+
+// routingPubkey is the senderPubkey of a push (B.4.3).
+func (f sender) routingPubkey() string {
+	if f.sessionPubkey != "" {
+		return f.sessionPubkey
+	}
+	return f.member.Pubkey
+}
+
+// refusal is why route delivers nothing: the ack error text, the
+// messages_rejected reason ("" when only dropped_by_grant counts it).
+type refusal struct {
+	text, reason string
+}
+
+// route decides where target goes for from (B.4.1 with A.3-6 and B.7): a
+// multicast, or one direct recipient whose grants allow dm. A refusal is the
+// sender's mistake or the recipient's choice; an error is ours.
+func (s *Server) route(ctx context.Context, meshID string, from sender, target string) (multicast bool, no *refusal, err error) {
+	switch {
+	case strings.HasPrefix(target, "#"):
+		return false, &refusal{errTopics, ""}, nil
+	case isMulticast(target):
+		return true, nil, nil
+	case target == from.sessionPubkey && from.sessionPubkey != "":
+		s.met.messagesRejected.WithLabelValues("no_recipient").Inc()
+		return false, &refusal{errNoRecipient, "no_recipient"}, nil
+	}
+	rcpt, err := s.cfg.Store.DirectRecipient(ctx, meshID, target)
+	if errors.Is(err, meshd.ErrNotFound) {
+		s.met.messagesRejected.WithLabelValues("no_recipient").Inc()
+		return false, &refusal{errNoRecipient, "no_recipient"}, nil
+	}
+	if err != nil {
+		return false, nil, fmt.Errorf("recipient lookup: %w", err)
+	}
+	if !rcpt.Grants.Allows(from.member.Pubkey, from.sessionPubkey, "dm") {
+		s.met.droppedByGrant.WithLabelValues("dm").Inc()
+		return false, &refusal{errDMBlocked, ""}, nil
+	}
+	return false, nil, nil
+}
+
+func isMulticast(target string) bool {
+	return target == "*" || strings.HasPrefix(target, "@")
+}
+
+// handleSend implements B.4.1: rate limit, size, route, enqueue, ack, then
+// announce. The ack means the row is committed; a row that cannot be
+// committed gets its own ack {queued:false, error:"unavailable: …"} so a
+// client without _reqId still knows which send failed.
+func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string) error {
+	var m wire.Send
+	if err := json.Unmarshal(data, &m); err != nil {
+		return invalid("invalid send: %v", err)
+	}
+	if err := validateSend(&m); err != nil {
+		return err
+	}
+	pres, member, _ := c.snapshot()
+	nack := func(reason, text string) error {
+		if reason != "" {
+			s.met.messagesRejected.WithLabelValues(reason).Inc()
+		}
+		c.send(wire.Ack{Type: wire.TypeAck, ID: m.ID, Queued: false, Error: text})
+		return nil
+	}
+	if !s.sendRL.Take(member.ID, s.cfg.Now()) {
+		// Upstream's text with the configured numbers (B.4.1 step 1).
+		return nack("rate_limit", fmt.Sprintf("rate_limit: max %g msg/min (burst %g) — slow down", s.cfg.SendPerMinute, s.cfg.SendBurst))
+	}
+	// B.4.1 step 2: JS string lengths (UTF-16 code units).
+	if n := jsLen(*m.Ciphertext) + jsLen(*m.Nonce) + jsLen(m.TargetSpec); n > s.cfg.MaxMessageBytes {
+		return nack("too_large", fmt.Sprintf("payload too large: %d bytes > MAX_MESSAGE_BYTES=%d", n, s.cfg.MaxMessageBytes))
+	}
+	from := sender{member: member, sessionPubkey: pres.SessionPubkey, name: pres.DisplayName}
+	multicast, no, err := s.route(ctx, pres.MeshID, from, m.TargetSpec)
+	if err == nil && no != nil {
+		return nack("", no.text)
+	}
+	q := &meshd.QueuedMessage{
+		MeshID: pres.MeshID, SenderMemberID: member.ID, SenderSessionPubkey: pres.SessionPubkey,
+		TargetSpec: m.TargetSpec, Priority: meshd.Priority(m.Priority), Nonce: *m.Nonce,
+		Ciphertext: *m.Ciphertext, ClientMessageID: m.ClientMessageID, RequestFingerprint: m.RequestFingerprint,
+	}
+	if err == nil {
+		err = s.cfg.Store.Enqueue(ctx, q, multicast)
+	}
+	if err != nil {
+		id := s.logInternal(c, err, "send")
+		return nack("unavailable", "unavailable: the message could not be stored; retry (error id "+id+")")
+	}
+	c.send(wire.Ack{Type: wire.TypeAck, ID: m.ID, MessageID: q.ID, Queued: true})
+	s.announce(ctx, q, from, multicast, announceOpts{replyTo: m.ReplyToID})
+	return nil
+}
+
+func validateSend(m *wire.Send) error {
+	switch {
+	case m.TargetSpec == "":
+		return invalid("send: targetSpec required")
+	case m.Nonce == nil || m.Ciphertext == nil:
+		return invalid("send: nonce and ciphertext required")
+	}
+	if m.Priority == "" {
+		m.Priority = string(meshd.PriorityNext)
+	}
+	if !meshd.Priority(m.Priority).Valid() {
+		return invalid("send: priority must be now, next or low (got %q)", truncate(m.Priority, 16))
+	}
+	return nil
+}
+
+// jsLen is the length of s in UTF-16 code units, as JS's String.length.
+func jsLen(s string) int {
+	n := 0
+	for _, r := range s {
+		if r >= 0x10000 {
+			n += 2
+		} else {
+			n++
+		}
+	}
+	return n
+}
+
+type announceOpts struct {
+	replyTo string // multicast pushes carry replyToId
+	subtype string // "reminder" for scheduled multicasts (A.3-13)
+}
+
+// announce runs after the row committed: the audit entry, then the
+// wake-up of whichever replica holds a direct recipient, or the single
+// mesh-topic publish of a multicast. A lost wake-up only delays delivery
+// until the re-drain (NATS is not the source of truth).
+func (s *Server) announce(ctx context.Context, q *meshd.QueuedMessage, from sender, multicast bool, o announceOpts) {
+	s.audit(ctx, q.MeshID, "message_sent", from.member.ID, from.name,
+		map[string]any{"targetSpec": q.TargetSpec, "priority": string(q.Priority)})
+	if !multicast {
+		if err := s.cfg.Fanout.Publish(ctx, peerTopic(q.MeshID, q.TargetSpec), nil); err != nil {
+			s.log.Warn().Err(err).Str("mesh_id", q.MeshID).Msg("publish wake-up")
+		}
+		return
+	}
+	p := pushOf(meshd.Delivery{
+		ID: q.ID, MeshID: q.MeshID, SenderPubkey: from.routingPubkey(), SenderMemberID: from.member.ID,
+		SenderMemberPubkey: from.member.Pubkey, SenderName: from.name, Priority: q.Priority,
+		Nonce: q.Nonce, Ciphertext: q.Ciphertext, CreatedAt: q.CreatedAt,
+	})
+	p.ReplyToID, p.Subtype = o.replyTo, o.subtype
+	ev := meshEventMsg{
+		Kind: kindBroadcast, Target: q.TargetSpec, Push: p, SenderMemberID: from.member.ID,
+		SenderMemberPubkey: from.member.Pubkey, SenderSessionPubkey: from.sessionPubkey,
+	}
+	if err := s.publishMesh(ctx, q.MeshID, ev); err != nil {
+		s.log.Warn().Err(err).Str("mesh_id", q.MeshID).Msg("publish multicast")
+	}
+}
+
+// pushOf is the one constructor of a message push (B.4.3 plus the A.3-13
+// sender fields); system pushes are systemPush.
+func pushOf(d meshd.Delivery) *wire.Push {
+	return &wire.Push{
+		Type: wire.TypePush, MessageID: d.ID, MeshID: d.MeshID,
+		SenderPubkey: d.SenderPubkey, SenderMemberPubkey: d.SenderMemberPubkey,
+		SenderMemberID: d.SenderMemberID, SenderName: d.SenderName,
+		Priority: string(d.Priority), Nonce: d.Nonce, Ciphertext: d.Ciphertext,
+		CreatedAt: isoTime(d.CreatedAt), ClientMessageID: d.ClientMessageID,
+		RequestFingerprint: d.RequestFingerprint,
+	}
+}
+
+// systemPush is a B.4.3 system push (peer_joined, tick, …) of priority low.
+func systemPush(meshID, event string, data json.RawMessage, now time.Time) *wire.Push {
+	return &wire.Push{
+		Type: wire.TypePush, Subtype: "system", Event: event, EventData: data,
+		MessageID: meshd.NewID(), MeshID: meshID, SenderPubkey: "system",
+		Priority: string(meshd.PriorityLow), CreatedAt: isoTime(now),
+	}
+}
+
+// isoTime renders t like JS Date.toISOString().
+func isoTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// wake asks the drain goroutine to claim and push; never blocks, coalesces.
+func (c *conn) wake() {
+	select {
+	case c.drainCh <- struct{}{}:
+	default:
+	}
+}
+
+// drainLoop is the only goroutine that claims rows for this connection, so
+// pushes leave in FIFO order (B.5).
+func (c *conn) drainLoop() {
+	defer close(c.drainDone)
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.drainCh:
+		}
+		c.drain()
+	}
+}
+
+const claimBatch = 256
+
+// drain claims everything this connection may receive now and pushes it.
+// Rows of a client that never acks are marked delivered once their push is
+// written to the socket (A.3-4); an acking client keeps the claim lease and
+// gets a redelivery if it never acks (A.3-5).
+func (c *conn) drain() {
+	pres, member, ok := c.snapshot()
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	req := meshd.ClaimRequest{
+		MeshID: pres.MeshID, ClaimerPresenceID: c.socketID, // claim id = socket: released when it closes
+		MemberPubkey: member.Pubkey, SessionPubkey: pres.SessionPubkey,
+		Groups: groupNames(pres.Groups), Priorities: meshd.Deliverable(c.drainStatus(ctx, pres)),
+		Lease: c.srv.cfg.ClaimLease, Limit: claimBatch,
+	}
+	for {
+		rows, err := c.srv.cfg.Store.Claim(ctx, req)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.logger().Warn().Err(err).Msg("claim")
+			}
+			return
+		}
+		if n := c.pushRows(rows); n < len(rows) || len(rows) < claimBatch {
+			return
+		}
+	}
+}
+
+// drainStatus is the recipient's status for priority gating (B.4.2), after
+// the JSONL fallback of a remote broker (B.6.3).
+func (c *conn) drainStatus(ctx context.Context, pres meshd.Presence) meshd.Status {
+	inferred := meshd.StatusIdle // a remote broker has no transcripts (B.6.3)
+	if dir := c.srv.cfg.JSONLDir; dir != "" {
+		if st, err := claudepath.StatusForCWD(dir, pres.CWD); err == nil {
+			inferred = st
+		} else {
+			c.logger().Debug().Err(err).Msg("jsonl status inference")
+		}
+	}
+	status, err := c.srv.cfg.Store.RefreshStatus(ctx, pres.ID, c.srv.cfg.HookFreshWindow, inferred)
+	if err != nil {
+		c.logger().Warn().Err(err).Msg("refresh status before drain")
+		return pres.Status
+	}
+	return status
+}
+
+// pushRows queues drained rows on the socket in order and returns how many
+// were queued; the rest stay claimed and are released when the socket
+// closes.
+func (c *conn) pushRows(rows []meshd.Delivery) int {
+	for i, d := range rows {
+		data, err := json.Marshal(pushOf(d))
+		if err != nil || !c.writeTracked(data, d.ID) {
+			c.srv.met.pushDropped.WithLabelValues(dropReason(c)).Inc()
+			return i
+		}
+		c.srv.met.messagesRouted.WithLabelValues(string(d.Priority)).Inc()
+	}
+	return len(rows)
+}
+
+// writeTracked queues a drained push. For a client that does not
+// client_ack, the row id rides the connection's write record so the sent
+// handler can mark it delivered once the frame is on the wire (A.3-4).
+func (c *conn) writeTracked(data []byte, id string) bool {
+	if c.acks.Load() {
+		id = ""
+	}
+	return c.writeFrame(data, id)
+}
+
+// onWritten runs on melody's write pump after a text frame was written; it
+// pops the frame's entry from the write record and, for a tracked push,
+// hands its row id to the marker.
+func (c *conn) onWritten() {
+	id, ok := c.wrote.pop()
+	if !ok || id == "" {
+		return
+	}
+	select {
+	case c.written <- id:
+	default:
+		// Left claimed: the lease expires and the row is redelivered.
+		c.srv.met.pushDropped.WithLabelValues("mark_overflow").Inc()
+	}
+}
+
+// markerLoop batches the ids of written pushes into MarkDelivered calls;
+// on close it flushes what is left, then signals markerDone.
+func (c *conn) markerLoop() {
+	defer close(c.markerDone)
+	batch := make([]string, 0, 256)
+	for {
+		select {
+		case id := <-c.written:
+			batch = c.markDelivered(drainInto(append(batch, id), c.written))
+		case <-c.done:
+			c.markDelivered(drainInto(batch, c.written))
+			return
+		}
+	}
+}
+
+// drainInto appends what ch holds now, up to cap(batch).
+func drainInto(batch []string, ch <-chan string) []string {
+	for len(batch) < cap(batch) {
+		select {
+		case id := <-ch:
+			batch = append(batch, id)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (c *conn) markDelivered(batch []string) []string {
+	if len(batch) == 0 {
+		return batch
+	}
+	// Not c.ctx: the final flush runs after the socket closed.
+	ctx, cancel := context.WithTimeout(c.srv.ctx, 10*time.Second)
+	defer cancel()
+	if err := c.srv.cfg.Store.MarkDelivered(ctx, batch); err != nil {
+		c.logger().Warn().Err(err).Msg("mark delivered")
+	}
+	return batch[:0]
+}
+
+func dropReason(c *conn) string {
+	if c.slow.Load() {
+		return "slow_consumer"
+	}
+	return "closed"
+}
+
+// handleClientAck marks a pushed row delivered (B.4.4). The first
+// client_ack also switches the connection to acking mode (A.3-4).
+func (s *Server) handleClientAck(ctx context.Context, c *conn, data []byte, _ string) error {
+	var m wire.ClientAck
+	if err := json.Unmarshal(data, &m); err != nil {
+		return invalid("invalid client_ack: %v", err)
+	}
+	c.acks.Store(true)
+	if m.ClientMessageID == "" && m.BrokerMessageID == "" {
+		return nil
+	}
+	pres, member, _ := c.snapshot()
+	keys := []string{member.Pubkey}
+	if pres.SessionPubkey != "" {
+		keys = append(keys, pres.SessionPubkey)
+	}
+	if _, err := s.cfg.Store.ClientAck(ctx, pres.MeshID, keys, m.ClientMessageID, m.BrokerMessageID); err != nil {
+		return fmt.Errorf("client_ack: %w", err)
+	}
+	return nil
+}
+
+// deliverBroadcast pushes a multicast to this replica's eligible sockets
+// (B.4.3): not the sender's member, visible, in the group (hierarchical,
+// A.1), and allowed by the recipient's grants — read from Postgres so a
+// grant changed on any replica applies at once (A.3-7).
+func (s *Server) deliverBroadcast(ctx context.Context, meshID string, msg *meshEventMsg, frame []byte, conns []*conn) {
+	type rcpt struct {
+		c        *conn
+		memberID string
+	}
+	var rcpts []rcpt
+	ids := map[string]struct{}{}
+	for _, c := range conns {
+		pres, member, ok := c.snapshot()
+		if !ok || member.ID == msg.SenderMemberID || !pres.Visible || !inTarget(pres.Groups, msg.Target) {
+			continue
+		}
+		rcpts = append(rcpts, rcpt{c, member.ID})
+		ids[member.ID] = struct{}{}
+	}
+	if len(rcpts) == 0 {
+		return
+	}
+	memberIDs := make([]string, 0, len(ids))
+	for id := range ids {
+		memberIDs = append(memberIDs, id)
+	}
+	grants, err := s.cfg.Store.MemberGrants(ctx, meshID, memberIDs)
+	if err != nil {
+		s.log.Warn().Err(err).Str("mesh_id", meshID).Msg("broadcast grants lookup failed; dropping")
+		s.met.pushDropped.WithLabelValues("closed").Add(float64(len(rcpts)))
+		return
+	}
+	for _, r := range rcpts {
+		if !grants[r.memberID].Allows(msg.SenderMemberPubkey, msg.SenderSessionPubkey, "broadcast") {
+			s.met.droppedByGrant.WithLabelValues("broadcast").Inc()
+			continue
+		}
+		if r.c.write(frame) {
+			s.met.messagesRouted.WithLabelValues(msg.Push.Priority).Inc()
+		} else {
+			s.met.pushDropped.WithLabelValues(dropReason(r.c)).Inc()
+		}
+	}
+}
+
+// inTarget reports whether a socket in groups is reached by target.
+func inTarget(groups []meshd.Group, target string) bool {
+	if target == "*" || target == "@all" {
+		return true
+	}
+	name := target[1:]
+	for _, g := range groups {
+		if meshd.GroupMatches(g.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// redrainLoop is the safety net under the at-most-once fan-out: every
+// RedrainInterval it asks Postgres which targets of the local meshes have
+// claimable rows (new, or whose claim lease expired) and wakes the local
+// sockets they address. A lost wake-up therefore delays a DM by at most one
+// interval and never loses it (A.3-5).
+func (s *Server) redrainLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.RedrainInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.redrain(ctx)
+	}
+}
+
+func (s *Server) redrain(ctx context.Context) {
+	meshes := s.hub.localMeshes()
+	if len(meshes) == 0 {
+		return
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	targets, err := s.cfg.Store.PendingTargets(qctx, meshes)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("re-drain: pending targets")
+		}
+		return
+	}
+	want := map[string]map[string]bool{}
+	for _, t := range targets {
+		if want[t.MeshID] == nil {
+			want[t.MeshID] = map[string]bool{}
+		}
+		want[t.MeshID][t.TargetSpec] = true
+	}
+	for meshID, specs := range want {
+		for _, c := range s.hub.meshConns(meshID) {
+			pres, member, ok := c.snapshot()
+			if !ok {
+				continue
+			}
+			if specs[member.Pubkey] || (pres.SessionPubkey != "" && specs[pres.SessionPubkey]) || multicastFor(specs, pres.Groups) {
+				s.met.redeliveries.Inc()
+				c.wake()
+			}
+		}
+	}
+}
+
+// multicastFor reports whether a pending multicast target reaches a socket
+// in groups (only rows stored undelivered, which broadcasts never are).
+func multicastFor(specs map[string]bool, groups []meshd.Group) bool {
+	for spec := range specs {
+		if isMulticast(spec) && inTarget(groups, spec) {
+			return true
+		}
+	}
+	return false
+}
