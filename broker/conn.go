@@ -11,7 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshd/meshd"
-		"github.com/meshd/meshd/wire"
+	"github.com/meshd/meshd/wire"
 )
 
 // conn is one WebSocket on this replica. Only melody's write pump writes to
