@@ -1,6 +1,6 @@
 // Package collab answers the 66 collaboration request types of the
 // claudemesh wire protocol that are not part of meshd's core (topics,
-// memory, tasks, contexts, skills, mesh_info, vault, webhooks and the
+// memory, tasks, contexts, skills, mesh_info, and typed fallbacks for the
 // unsupported groups; docs/protocol-collab.md). It owns no resource: the
 // rows live in PostgreSQL behind the Store interface (implemented by
 // store.Store in store/collab_*.go) and pushes go out through the broker's
@@ -36,7 +36,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -50,20 +49,9 @@ type Config struct {
 	// Publisher sends frames to the other sockets of a mesh on every
 	// replica (share_context's state_change). Nil disables those pushes.
 	Publisher Publisher
-	// EncryptionKey is BROKER_ENCRYPTION_KEY decoded to 32 bytes. It seals
-	// vault entries and webhook secrets at rest (AES-256-GCM); when empty
-	// the vault and webhook verbs answer with their typed fallbacks.
-	// Any other length is an error.
-	EncryptionKey []byte
-	// PublicURL is the broker's public base URL used in webhook URLs
-	// (BROKER_PUBLIC_URL); a trailing slash is removed. Empty means
-	// "http://localhost:7900".
-	PublicURL string
 	// Logger receives internal errors (with the error id sent to the
 	// client); the zero value discards them.
 	Logger zerolog.Logger
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
 }
 
 // Peer is the authenticated connection a frame came from. The broker fills
@@ -76,7 +64,7 @@ type Peer struct {
 	PresenceID    string
 	MemberName    string // mesh.member.display_name (authorship, E.4)
 	DisplayName   string // the presence's effective name (mesh_info yourName)
-	Admin         bool   // member role admin (forget, remove of others' rows)
+	Admin         bool   // member role admin (may forget any memory)
 	Groups        []meshd.Group
 }
 
@@ -88,12 +76,9 @@ type Publisher interface {
 
 // Handler answers collaboration frames. It is safe for concurrent use.
 type Handler struct {
-	st        Store          // immutable after New
-	pub       Publisher      // immutable after New; may be nil
-	sealer    *sealer        // immutable after New; nil without EncryptionKey
-	publicURL string         // immutable after New
-	log       zerolog.Logger // immutable after New
-	now       func() time.Time
+	st  Store          // immutable after New
+	pub Publisher      // immutable after New; may be nil
+	log zerolog.Logger // immutable after New
 }
 
 // New validates cfg and returns a Handler.
@@ -101,25 +86,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("collab: config: Store is required")
 	}
-	h := &Handler{st: cfg.Store, pub: cfg.Publisher, publicURL: cfg.PublicURL, now: cfg.Now,
-		log: cfg.Logger.With().Str("component", "collab").Logger()}
-	if len(cfg.EncryptionKey) > 0 {
-		s, err := newSealer(cfg.EncryptionKey)
-		if err != nil {
-			return nil, err
-		}
-		h.sealer = s
-	}
-	for len(h.publicURL) > 0 && h.publicURL[len(h.publicURL)-1] == '/' {
-		h.publicURL = h.publicURL[:len(h.publicURL)-1]
-	}
-	if h.publicURL == "" {
-		h.publicURL = "http://localhost:7900"
-	}
-	if h.now == nil {
-		h.now = time.Now
-	}
-	return h, nil
+	return &Handler{st: cfg.Store, pub: cfg.Publisher, log: cfg.Logger.With().Str("component", "collab").Logger()}, nil
 }
 
 // Handle answers one authenticated frame of type typ (raw is the whole
@@ -134,7 +101,7 @@ func (h *Handler) Handle(ctx context.Context, p Peer, typ string, raw []byte) (r
 	if err != nil {
 		return rejection(req, err), true
 	}
-	if v.handle == nil || (v.sealed && h.sealer == nil) {
+	if v.handle == nil {
 		return frames(fallback(req)), true
 	}
 	out, err := v.handle(h, ctx, p, req)

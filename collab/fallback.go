@@ -9,8 +9,6 @@ func fallback(req *request) []frame {
 	msg := "unsupported on this broker: " + verbs[typ].group
 	if why, ok := Unsupported[verbs[typ].group]; ok {
 		msg += " (" + why + ")"
-	} else if verbs[typ].sealed {
-		msg += " (needs BROKER_ENCRYPTION_KEY)"
 	}
 	one := func(typ string, kv ...any) []frame {
 		f := newFrame(typ, req)

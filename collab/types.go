@@ -8,7 +8,6 @@ type handleFunc func(h *Handler, ctx context.Context, p Peer, req *request) ([]a
 type verb struct {
 	group  string
 	handle handleFunc // nil: unsupported, always the typed fallback
-	sealed bool       // needs Config.EncryptionKey (vault, webhooks)
 }
 
 // order is E.1's list of the 66 request types.
@@ -45,6 +44,8 @@ var Unsupported = map[string]string{
 	"URL watches":  "not implemented: outbound polling needs SSRF guards and a single owner per watch",
 	"peer relay":   "not implemented: needs cross-replica routing by pubkey",
 	"skill deploy": "a stub upstream too",
+	"vault":        "secrets at rest must be encrypted with BROKER_ENCRYPTION_KEY, which meshd does not support yet",
+	"webhooks":     "secrets at rest must be encrypted with BROKER_ENCRYPTION_KEY, which meshd does not support yet; the inbound route is the broker's",
 }
 
 var verbs = map[string]verb{
@@ -87,14 +88,14 @@ var verbs = map[string]verb{
 	"grant_file_access": {group: "files"},
 	"delete_file":       {group: "files"},
 
-	"vault_set":    {group: "vault", sealed: true},
-	"vault_list":   {group: "vault", sealed: true},
-	"vault_delete": {group: "vault", sealed: true},
-	"vault_get":    {group: "vault", sealed: true},
+	"vault_set":    {group: "vault"},
+	"vault_list":   {group: "vault"},
+	"vault_delete": {group: "vault"},
+	"vault_get":    {group: "vault"},
 
-	"create_webhook": {group: "webhooks", sealed: true},
-	"list_webhooks":  {group: "webhooks", sealed: true},
-	"delete_webhook": {group: "webhooks", sealed: true},
+	"create_webhook": {group: "webhooks"},
+	"list_webhooks":  {group: "webhooks"},
+	"delete_webhook": {group: "webhooks"},
 
 	"vector_store":     {group: "vectors"},
 	"vector_search":    {group: "vectors"},
@@ -139,6 +140,5 @@ func Types() []string { return append([]string(nil), order...) }
 func Group(typ string) string { return verbs[typ].group }
 
 // Implemented reports whether typ gets a real answer from a Handler (as
-// opposed to its typed fallback). Vault and webhooks also need
-// Config.EncryptionKey.
+// opposed to its typed fallback).
 func Implemented(typ string) bool { return verbs[typ].handle != nil }

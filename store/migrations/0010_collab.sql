@@ -128,37 +128,3 @@ CREATE TABLE mesh.topic_member_key (
 CREATE UNIQUE INDEX topic_member_key_unique ON mesh.topic_member_key (topic_id, member_id);
 CREATE INDEX topic_member_key_by_member ON mesh.topic_member_key (member_id);
 
--- Vault (E.10): per-member entries. The client already encrypts the value;
--- the broker additionally seals ciphertext, nonce and sealed_key together
--- with BROKER_ENCRYPTION_KEY (AES-256-GCM) into secret, so a database dump
--- alone reveals neither. Without the key the vault verbs are disabled.
-CREATE TABLE mesh.vault_entry (
-	id          text PRIMARY KEY,
-	mesh_id     text NOT NULL REFERENCES mesh.mesh (id) ON DELETE CASCADE,
-	member_id   text NOT NULL REFERENCES mesh.member (id) ON DELETE CASCADE,
-	key         text NOT NULL,
-	secret      bytea NOT NULL,
-	entry_type  text NOT NULL DEFAULT 'env' CHECK (entry_type IN ('env', 'file')),
-	mount_path  text,
-	description text,
-	created_at  timestamptz NOT NULL DEFAULT now(),
-	updated_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE UNIQUE INDEX vault_entry_mesh_member_key_idx ON mesh.vault_entry (mesh_id, member_id, key);
-
--- Webhooks (E.11). The inbound route looks a hook up by the SHA-256 of its
--- secret; the secret itself is kept only sealed with BROKER_ENCRYPTION_KEY
--- (to show the URL again in list_webhooks). A deleted (inactive) hook frees
--- its name (upstream defect E.16-7).
-CREATE TABLE mesh.webhook (
-	id          text PRIMARY KEY,
-	mesh_id     text NOT NULL REFERENCES mesh.mesh (id) ON DELETE CASCADE,
-	name        text NOT NULL,
-	secret_hash text NOT NULL,
-	secret      bytea NOT NULL,
-	active      boolean NOT NULL DEFAULT true,
-	created_by  text REFERENCES mesh.member (id) ON DELETE SET NULL,
-	created_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE UNIQUE INDEX webhook_mesh_name_active_idx ON mesh.webhook (mesh_id, name) WHERE active;
-CREATE UNIQUE INDEX webhook_secret_hash_idx ON mesh.webhook (secret_hash);
