@@ -2,7 +2,6 @@ package collab
 
 import (
 	"context"
-	"fmt"
 	"strings"
 )
 
@@ -25,10 +24,7 @@ func (h *Handler) shareContext(ctx context.Context, p Peer, req *request) ([]any
 	if len(m.FilesRead) > 1000 || len(m.KeyFindings) > 1000 {
 		return nil, invalidArgs("filesRead and keyFindings: at most 1000 entries each")
 	}
-	name := p.MemberName
-	if name == "" {
-		name = "unknown"
-	}
+	name := orUnknown(p.MemberName)
 	c := SharedContext{PeerName: name, Summary: *m.Summary, FilesRead: nonNil(m.FilesRead),
 		KeyFindings: nonNil(m.KeyFindings), Tags: nonNil(m.Tags)}
 	id, err := h.st.ShareContext(ctx, p.MeshID, p.MemberID, p.PresenceID, c)
@@ -59,8 +55,8 @@ func (h *Handler) getContext(ctx context.Context, p Peer, req *request) ([]any, 
 	if m.Query == nil || *m.Query == "" {
 		return nil, invalidArgs("query is required")
 	}
-	if len(*m.Query) > maxQueryLen {
-		return nil, invalidArgs(fmt.Sprintf("query longer than %d bytes", maxQueryLen))
+	if err := checkQuery(*m.Query); err != nil {
+		return nil, err
 	}
 	rows, err := h.st.SearchContexts(ctx, p.MeshID, *m.Query, contextLimit)
 	if err != nil {

@@ -15,10 +15,7 @@ func (h *Handler) meshInfo(ctx context.Context, p Peer, req *request) ([]any, er
 	if err != nil {
 		return nil, err
 	}
-	yourName := p.DisplayName
-	if yourName == "" {
-		yourName = "unknown"
-	}
+	yourName := orUnknown(p.DisplayName)
 	groups := p.Groups
 	if groups == nil {
 		groups = []meshd.Group{}

@@ -33,6 +33,22 @@ func isoOrNil(t *time.Time) any {
 	return iso(*t)
 }
 
+// orUnknown is upstream's fallback author or peer name.
+func orUnknown(name string) string {
+	if name == "" {
+		return "unknown"
+	}
+	return name
+}
+
+// checkQuery bounds a search string.
+func checkQuery(q string) error {
+	if len(q) > maxQueryLen {
+		return invalidArgs(fmt.Sprintf("query longer than %d bytes", maxQueryLen))
+	}
+	return nil
+}
+
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -101,8 +117,8 @@ func (h *Handler) recall(ctx context.Context, p Peer, req *request) ([]any, erro
 	if err := req.decode(&m); err != nil {
 		return nil, err
 	}
-	if len(m.Query) > maxQueryLen {
-		return nil, invalidArgs(fmt.Sprintf("query longer than %d bytes", maxQueryLen))
+	if err := checkQuery(m.Query); err != nil {
+		return nil, err
 	}
 	rows, err := h.st.Recall(ctx, p.MeshID, m.Query, recallLimit)
 	if err != nil {
@@ -110,12 +126,8 @@ func (h *Handler) recall(ctx context.Context, p Peer, req *request) ([]any, erro
 	}
 	out := make([]map[string]any, 0, len(rows))
 	for _, r := range rows {
-		name := r.AuthorName
-		if name == "" {
-			name = "unknown"
-		}
 		out = append(out, map[string]any{"id": r.ID, "content": r.Content, "tags": nonNil(r.Tags),
-			"rememberedBy": name, "rememberedAt": iso(r.RememberedAt)})
+			"rememberedBy": orUnknown(r.AuthorName), "rememberedAt": iso(r.RememberedAt)})
 	}
 	// The legacy client reads memory_results.memories, the daemon
 	// memory_recall_result.matches; each ignores the other (E.4).

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/meshd/meshd"
@@ -72,16 +71,12 @@ func (h *Handler) getSkill(ctx context.Context, p Peer, req *request) ([]any, er
 	case err != nil:
 		return nil, err
 	}
-	author := s.Author
-	if author == "" {
-		author = "unknown"
-	}
 	var manifest any
 	if len(s.Manifest) > 0 {
 		manifest = s.Manifest
 	}
 	f["skill"] = map[string]any{"name": s.Name, "description": s.Description, "instructions": s.Instructions,
-		"tags": nonNil(s.Tags), "author": author, "manifest": manifest, "createdAt": iso(s.CreatedAt)}
+		"tags": nonNil(s.Tags), "author": orUnknown(s.Author), "manifest": manifest, "createdAt": iso(s.CreatedAt)}
 	return []any{f}, nil
 }
 
@@ -92,8 +87,8 @@ func (h *Handler) listSkills(ctx context.Context, p Peer, req *request) ([]any, 
 	if err := req.decode(&m); err != nil {
 		return nil, err
 	}
-	if len(m.Query) > maxQueryLen {
-		return nil, invalidArgs(fmt.Sprintf("query longer than %d bytes", maxQueryLen))
+	if err := checkQuery(m.Query); err != nil {
+		return nil, err
 	}
 	rows, err := h.st.ListSkills(ctx, p.MeshID, m.Query)
 	if err != nil {
@@ -101,12 +96,8 @@ func (h *Handler) listSkills(ctx context.Context, p Peer, req *request) ([]any, 
 	}
 	out := make([]map[string]any, 0, len(rows))
 	for _, s := range rows {
-		author := s.Author
-		if author == "" {
-			author = "unknown"
-		}
 		out = append(out, map[string]any{"name": s.Name, "description": s.Description, "tags": nonNil(s.Tags),
-			"author": author, "createdAt": iso(s.CreatedAt)})
+			"author": orUnknown(s.Author), "createdAt": iso(s.CreatedAt)})
 	}
 	f := newFrame("skill_list", req)
 	f["skills"] = out

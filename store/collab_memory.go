@@ -85,6 +85,8 @@ func nonNilStrings(s []string) []string {
 // likePattern escapes LIKE wildcards so that q matches literally inside
 // ILIKE '%' || pattern || '%' (upstream does not escape, E.7).
 func likePattern(q string) string {
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return "%" + r.Replace(q) + "%"
+	return "%" + likeEscaper.Replace(q) + "%"
 }
+
+// likeEscaper escapes LIKE's wildcards and its escape character.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

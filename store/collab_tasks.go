@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -53,7 +52,7 @@ ORDER BY (id = $2) DESC LIMIT 2 FOR UPDATE`, meshID, id, prefixPattern(id))
 }
 
 func prefixPattern(p string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(p) + "%"
+	return likeEscaper.Replace(p) + "%"
 }
 
 // ClaimTask sets an open task claimed by the caller.
