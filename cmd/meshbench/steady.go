@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// maxInFlight bounds the open-loop sends of steady mode: past it the
+// offered rate is not being absorbed and the run says so.
+const maxInFlight = 20000
+
+// runSteady offers cfg.Rate DMs/s for cfg.Duration, open loop (a send is
+// started on schedule whether or not earlier ones were acked), each from
+// a sender to a recipient connected to another URL when there are several.
+func runSteady(ctx context.Context, b *bench) error {
+	f, err := b.connect(ctx, b.cfg.Peers, fleetOpts{receive: true})
+	if err != nil {
+		return err
+	}
+	pairs, err := crossPairs(f.members)
+	if err != nil {
+		return err
+	}
+	b.logf("steady: %.0f DMs/s for %s over %d sender→recipient pairs", b.cfg.Rate, b.cfg.Duration, len(pairs))
+	start := time.Now()
+	skipped := offer(ctx, b, f, pairs, start)
+	if skipped > 0 {
+		b.fail("%d scheduled sends skipped: more than %d in flight (the broker does not keep up with %.0f/s)", skipped, maxInFlight, b.cfg.Rate)
+	}
+	d := b.led.delivery()
+	b.figure("offered", "%.0f msg/s for %s: %d sends (%.0f/s achieved)", b.cfg.Rate, b.cfg.Duration, d.Attempted, float64(d.Attempted)/time.Since(start).Seconds())
+	return b.drain(ctx, start)
+}
+
+// offer runs the schedule and returns how many sends it had to skip.
+func offer(ctx context.Context, b *bench, f *fleet, pairs [][2]*member, start time.Time) int {
+	every := time.Duration(float64(time.Second) / b.cfg.Rate)
+	total := int(b.cfg.Duration / every)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, maxInFlight)
+	skipped := 0
+	for k := 0; k < total && ctx.Err() == nil; k++ {
+		if d := time.Until(start.Add(time.Duration(k) * every)); d > 0 {
+			time.Sleep(d)
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			skipped++
+			continue
+		}
+		p := pairs[k%len(pairs)]
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			sendDM(ctx, b, f.client(p[0].idx), p[0].idx, k, p[1].key.Pubkey)
+		}()
+	}
+	return skipped
+}
+
+// crossPairs pairs every member with a member of its mesh on another URL
+// (on the same URL only when there is one URL).
+func crossPairs(members []*member) ([][2]*member, error) {
+	var out [][2]*member
+	for _, from := range members {
+		to := pickCross(members, from)
+		if to == nil {
+			return nil, fmt.Errorf("member %d has no peer in its mesh", from.idx)
+		}
+		out = append(out, [2]*member{from, to})
+	}
+	return out, nil
+}
+
+func pickCross(members []*member, from *member) *member {
+	var same *member
+	for k := 1; k < len(members); k++ {
+		to := members[(from.idx+k)%len(members)]
+		if to.mesh != from.mesh {
+			continue
+		}
+		if to.urlIdx != from.urlIdx {
+			return to
+		}
+		if same == nil {
+			same = to
+		}
+	}
+	return same
+}
