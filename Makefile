@@ -8,7 +8,7 @@ DATA ?= $(CURDIR)/.data
 TESTPG := $(CURDIR)/.data/testpg
 TEST_TIMEOUT ?= 20m
 
-.PHONY: run build test vet unit bench smoke clean
+.PHONY: run build test vet unit bench smoke bench-load clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshd ./cmd/meshd
@@ -54,6 +54,17 @@ smoke:
 	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
 	$(GO) build -o bin/meshsmoke ./cmd/meshsmoke
 	./bin/meshsmoke -bin bin -pg scripts/pg.sh $(SMOKE_FLAGS)
+
+# The standard load set of issue 10 (docs/benchmarks.md) against the smoke
+# stack: idle 2000, burst 100×1000 W=32, steady 1000/s 20 s cross-replica,
+# storm 2000. BENCH_ONLY="burst steady" runs a subset; BENCH_OUT=dir keeps
+# the JSON reports.
+bench-load:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshd ./cmd/meshd
+	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
+	$(GO) build -o bin/meshsmoke ./cmd/meshsmoke
+	$(GO) build -o bin/meshbench ./cmd/meshbench
+	./bin/meshsmoke -bin bin -pg scripts/pg.sh -timeout 30m -exec scripts/bench-load.sh
 
 clean:
 	-scripts/pg.sh stop $(DATA)/pg

@@ -18,6 +18,8 @@ type Config struct {
 	URLs  []string // broker WebSocket URLs; clients are spread over them
 	Token string   // bearer token of the user that creates the meshes
 	JSON  bool
+	// JSONOut also writes the JSON report to this file.
+	JSONOut string
 
 	Peers    int           // burst/steady: connected members
 	Msgs     int           // burst: DMs per peer
@@ -67,6 +69,7 @@ func parseConfig(mode string, args []string, getenv func(string) string, stderr 
 	fs.Var(&urls, "url", "broker WebSocket URL, ws://host:port/ws (repeat for several replicas)")
 	fs.StringVar(&c.Token, "token", getenv("MESHBENCH_TOKEN"), "bearer token (`meshd token create --user <id>`); default $MESHBENCH_TOKEN")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as one JSON object")
+	fs.StringVar(&c.JSONOut, "json-out", "", "also write the JSON report to this file")
 	fs.IntVar(&c.Peers, "peers", defPeers(mode), "burst/steady: connected members")
 	fs.IntVar(&c.Msgs, "msgs", 1000, "burst: DMs each peer sends")
 	fs.IntVar(&c.Window, "window", 32, "burst: unacked sends per peer")

@@ -117,8 +117,8 @@ func errKey(err error) string {
 	if i := strings.IndexAny(s, "\n"); i >= 0 {
 		s = s[:i]
 	}
-	if len(s) > 80 {
-		s = s[:80]
+	if len(s) > 120 {
+		s = s[:120]
 	}
 	return s
 }

@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer b.close()
 	runErr := b.execute(ctx, modes[cfg.Mode])
 	rep := b.report(runErr)
-	if err := rep.write(stdout, cfg.JSON); err != nil {
+	if err := rep.save(stdout, cfg); err != nil {
 		fmt.Fprintf(stderr, "meshbench: %v\n", err)
 		return 1
 	}

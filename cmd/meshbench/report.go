@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -68,6 +70,21 @@ func params(c Config) string {
 	default:
 		return fmt.Sprintf("%d connections, kill: %s", c.Conns, c.KillCmd)
 	}
+}
+
+// save prints the report and writes cfg.JSONOut.
+func (r Report) save(w io.Writer, cfg Config) error {
+	if cfg.JSONOut != "" {
+		f, err := os.Create(cfg.JSONOut)
+		if err != nil {
+			return err
+		}
+		err = errors.Join(r.write(f, true), f.Close())
+		if err != nil {
+			return err
+		}
+	}
+	return r.write(w, cfg.JSON)
 }
 
 func (r Report) write(w io.Writer, asJSON bool) error {

@@ -19,6 +19,10 @@
 // failure, timeout or SIGINT.
 //
 //	meshsmoke [-bin bin] [-clients 50] [-rate 5] [-timeout 5m] [-steps 1,2,3,4,5] [-short] [-keep]
+//
+// With -exec CMD it runs no step: it starts the same cluster, runs CMD
+// with sh -c and the cluster in MESHSTACK_* variables (see execEnv), stops
+// everything and exits with CMD's status. `make bench-load` uses it.
 package main
 
 import (
@@ -61,6 +65,7 @@ type options struct {
 	// phase is the length of each traffic phase (warm-up before a kill,
 	// steady traffic between restarts).
 	phase time.Duration
+	exec  string // run this command against the cluster instead of the steps
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -77,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	short := fs.Bool("short", false, "quick run: 10 clients, 1 s phases")
 	fs.BoolVar(&o.keep, "keep", false, "keep the run directory (logs, haproxy.cfg) after exit")
 	fs.StringVar(&o.logLevel, "log-level", "info", "LOG_LEVEL of the meshd replicas")
+	fs.StringVar(&o.exec, "exec", "", "start the cluster, run this shell command with MESHSTACK_* set, stop (no steps)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -127,6 +133,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		os.Exit(1)
 	})
 	defer watchdog.Stop()
+	if o.exec != "" {
+		return runExec(ctx, c, o.exec, stdout, stderr, logf)
+	}
 
 	results, figs := runAll(ctx, c, o, logf)
 	fmt.Fprintln(stdout)
