@@ -176,3 +176,14 @@ func (f *fleet) stoppedErr() error {
 	}
 	return nil
 }
+
+// reconnects is how many sockets the clients re-established.
+func (f *fleet) reconnects() uint64 {
+	var n uint64
+	for i := range f.clients {
+		if c := f.client(i); c != nil {
+			n += c.Stats().Reconnects
+		}
+	}
+	return n
+}

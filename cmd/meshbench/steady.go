@@ -15,7 +15,7 @@ const maxInFlight = 20000
 // started on schedule whether or not earlier ones were acked), each from
 // a sender to a recipient connected to another URL when there are several.
 func runSteady(ctx context.Context, b *bench) error {
-	f, err := b.connect(ctx, b.cfg.Peers, fleetOpts{receive: true})
+	f, err := b.connect(ctx, b.cfg.Peers, fleetOpts{receive: true, reconnect: true})
 	if err != nil {
 		return err
 	}
@@ -25,25 +25,27 @@ func runSteady(ctx context.Context, b *bench) error {
 	}
 	b.logf("steady: %.0f DMs/s for %s over %d sender→recipient pairs", b.cfg.Rate, b.cfg.Duration, len(pairs))
 	start := time.Now()
-	skipped := offer(ctx, b, f, pairs, start)
+	skipped, issued := offer(ctx, b, f, pairs, start)
 	if skipped > 0 {
 		b.fail("%d scheduled sends skipped: more than %d in flight (the broker does not keep up with %.0f/s)", skipped, maxInFlight, b.cfg.Rate)
 	}
 	d := b.led.delivery()
-	b.figure("offered", "%.0f msg/s for %s: %d sends (%.0f/s achieved)", b.cfg.Rate, b.cfg.Duration, d.Attempted, float64(d.Attempted)/time.Since(start).Seconds())
+	b.figure("offered", "%.0f msg/s for %s: %d sends issued in %s", b.cfg.Rate, b.cfg.Duration, d.Attempted, fmtDur(issued))
+	b.figure("absorbed", "%.0f acked msg/s (acked sends over first send → last ack)", float64(d.Acked)/time.Since(start).Seconds())
 	return b.drain(ctx, start)
 }
 
-// offer runs the schedule and returns how many sends it had to skip.
-func offer(ctx context.Context, b *bench, f *fleet, pairs [][2]*member, start time.Time) int {
+// offer runs the schedule, waits for the sends, and returns how many it
+// had to skip and how long issuing them took.
+func offer(ctx context.Context, b *bench, f *fleet, pairs [][2]*member, start time.Time) (int, time.Duration) {
 	every := time.Duration(float64(time.Second) / b.cfg.Rate)
 	total := int(b.cfg.Duration / every)
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	sem := make(chan struct{}, maxInFlight)
 	skipped := 0
 	for k := 0; k < total && ctx.Err() == nil; k++ {
-		if d := time.Until(start.Add(time.Duration(k) * every)); d > 0 {
+		at := start.Add(time.Duration(k) * every)
+		if d := time.Until(at); d > 0 {
 			time.Sleep(d)
 		}
 		select {
@@ -56,10 +58,12 @@ func offer(ctx context.Context, b *bench, f *fleet, pairs [][2]*member, start ti
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			sendDM(ctx, b, f.client(p[0].idx), p[0].idx, k, p[1].key.Pubkey)
+			sendDM(ctx, b, f.client(p[0].idx), p[0].idx, k, p[1].key.Pubkey, at)
 		}()
 	}
-	return skipped
+	issued := time.Since(start)
+	wg.Wait()
+	return skipped, issued
 }
 
 // crossPairs pairs every member with a member of its mesh on another URL
