@@ -253,6 +253,29 @@ type ClaimRequest struct {
 	Priorities        []Priority    // deliverable set (Deliverable)
 	Lease             time.Duration // claim lease (30 s)
 	Limit             int           // max rows per claim
+
+	// StatusPresenceID, when set, replaces Priorities with what that
+	// presence's current status allows (Deliverable), read by the claim
+	// itself; Refresh, when also set, first applies the JSONL fallback
+	// (B.6.3) to it in the same round trip.
+	StatusPresenceID string
+	Refresh          *StatusRefresh
+}
+
+// AckByID is a client_ack naming the broker's message id (B.4.4): it marks
+// the row delivered when the row is in MeshID and addressed to one of Keys
+// (the acking connection's member and session pubkeys) or is a multicast.
+type AckByID struct {
+	MeshID string
+	ID     string
+	Keys   []string
+}
+
+// StatusRefresh is the JSONL status fallback applied before a drain (B.6.3):
+// a status that is not dnd and not a fresh hook becomes Inferred.
+type StatusRefresh struct {
+	Inferred    Status
+	FreshWindow time.Duration
 }
 
 // TargetRef names a mesh target that has claimable rows.

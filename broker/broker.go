@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/wire"
 )
 
@@ -166,6 +167,11 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	loops    sync.WaitGroup // background loops started by Start
+
+	// The group commit of the delivery road (delivery.go), run by Start.
+	enqueues  *batcher[*enqueueItem]
+	acks      *batcher[meshd.AckByID]
+	delivered *batcher[[]string]
 	mux      http.Handler
 	frames   map[string]frameHandler // immutable after New
 	aw       *auditWriter            // immutable after New; loops started by Start
@@ -187,6 +193,7 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.met = newMetrics(cfg.Registry, closeReasonLabels(), helloReasonLabels())
 	s.hub = newHub(s)
+	s.newBatchers()
 	s.m = s.newMelody()
 	s.frames = s.handlers()
 	s.aw = &auditWriter{srv: s}
@@ -200,7 +207,8 @@ func (s *Server) Start(parent context.Context) {
 	ctx := s.ctx
 	s.dbUp.Store(s.cfg.Store.Ping(ctx) == nil)
 	s.setDBGauge()
-	for _, loop := range []func(context.Context){s.pingLoop, s.redrainLoop, s.sweepLoop, s.hub.workers} {
+	for _, loop := range []func(context.Context){s.pingLoop, s.redrainLoop, s.sweepLoop, s.hub.workers,
+		s.enqueues.loop, s.acks.loop, s.delivered.loop} {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()

@@ -48,6 +48,9 @@ type conn struct {
 	written    chan string // bounded; overflow leaves the row claimed (redelivered after the lease)
 	markerDone chan struct{}
 	drainDone  chan struct{}
+	// pendingAcks counts client_acks posted to the ack batch and not yet
+	// committed; the close path waits for them.
+	pendingAcks sync.WaitGroup
 
 	acks      atomic.Bool // client acks pushes (A.3-4)
 	slow      atomic.Bool // output buffer overflowed: stop pushing

@@ -126,7 +126,7 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 		Ciphertext: *m.Ciphertext, ClientMessageID: m.ClientMessageID, RequestFingerprint: m.RequestFingerprint,
 	}
 	if err == nil {
-		err = s.cfg.Store.Enqueue(ctx, q, multicast)
+		err = s.enqueue(ctx, q, multicast)
 	}
 	if err != nil {
 		id := s.logInternal(c, err, "send")
@@ -165,6 +165,77 @@ func jsLen(s string) int {
 	}
 	return n
 }
+
+// enqueueItem is one send waiting for the group commit.
+type enqueueItem struct {
+	q         *meshd.QueuedMessage
+	multicast bool
+	err       error // this row's own failure when the batch had to be split
+}
+
+// enqueue stores q through the group commit and returns once its row is
+// committed (the ack may then say queued:true).
+func (s *Server) enqueue(ctx context.Context, q *meshd.QueuedMessage, multicast bool) error {
+	it := &enqueueItem{q: q, multicast: multicast}
+	if err := s.enqueues.do(ctx, it); err != nil {
+		return err
+	}
+	return it.err
+}
+
+// runEnqueues inserts a batch in one statement. A batch the database
+// refuses (a sender deleted mid-send, say) is retried row by row so one bad
+// row fails only its own send.
+func (s *Server) runEnqueues(ctx context.Context, items []*enqueueItem) error {
+	qs, dl := make([]*meshd.QueuedMessage, len(items)), make([]bool, len(items))
+	for i, it := range items {
+		qs[i], dl[i] = it.q, it.multicast
+	}
+	err := s.cfg.Store.EnqueueBatch(ctx, qs, dl)
+	if err == nil || len(items) == 1 || ctx.Err() != nil {
+		return err
+	}
+	for _, it := range items {
+		it.err = s.cfg.Store.Enqueue(ctx, it.q, it.multicast)
+	}
+	return nil
+}
+
+// runAcks applies client_acks of every connection in one statement.
+func (s *Server) runAcks(ctx context.Context, acks []meshd.AckByID) error {
+	_, err := s.cfg.Store.ClientAckBatch(ctx, acks)
+	if err != nil {
+		s.log.Warn().Err(err).Int("acks", len(acks)).Msg("client_ack batch failed; rows are redelivered after the claim lease")
+	}
+	return err
+}
+
+// runDelivered marks the written pushes of non-acking clients (A.3-4),
+// gathered from every connection, in one statement.
+func (s *Server) runDelivered(ctx context.Context, batches [][]string) error {
+	var ids []string
+	for _, b := range batches {
+		ids = append(ids, b...)
+	}
+	return s.cfg.Store.MarkDelivered(ctx, ids)
+}
+
+func (s *Server) newBatchers() {
+	sizes := func(kind string) func(int) {
+		h := s.met.batchSize.WithLabelValues(kind)
+		return func(n int) { h.Observe(float64(n)) }
+	}
+	s.enqueues = newBatcher(enqueueBatchMax, s.runEnqueues, sizes("enqueue"))
+	s.acks = newBatcher(ackBatchMax, s.runAcks, sizes("ack"))
+	s.delivered = newBatcher(64, s.runDelivered, sizes("delivered"))
+}
+
+// Batch bounds: large enough that a busy replica needs few statements, small
+// enough that one statement stays a few milliseconds.
+const (
+	enqueueBatchMax = 256
+	ackBatchMax     = 1024
+)
 
 type announceOpts struct {
 	replyTo string // multicast pushes carry replyToId
@@ -264,8 +335,12 @@ func (c *conn) drain() {
 	req := meshd.ClaimRequest{
 		MeshID: pres.MeshID, ClaimerPresenceID: c.socketID, // claim id = socket: released when it closes
 		MemberPubkey: member.Pubkey, SessionPubkey: pres.SessionPubkey,
-		Groups: groupNames(pres.Groups), Priorities: meshd.Deliverable(c.drainStatus(ctx, pres)),
+		Groups: groupNames(pres.Groups), Priorities: meshd.Deliverable(pres.Status),
 		Lease: c.srv.cfg.ClaimLease, Limit: claimBatch,
+		// The status gate (B.4.2) is read by the claim itself, after the
+		// JSONL fallback (B.6.3), in one round trip.
+		StatusPresenceID: pres.ID,
+		Refresh:          &meshd.StatusRefresh{Inferred: c.inferredStatus(pres), FreshWindow: c.srv.cfg.HookFreshWindow},
 	}
 	for {
 		rows, err := c.srv.cfg.Store.Claim(ctx, req)
@@ -281,23 +356,19 @@ func (c *conn) drain() {
 	}
 }
 
-// drainStatus is the recipient's status for priority gating (B.4.2), after
-// the JSONL fallback of a remote broker (B.6.3).
-func (c *conn) drainStatus(ctx context.Context, pres meshd.Presence) meshd.Status {
-	inferred := meshd.StatusIdle // a remote broker has no transcripts (B.6.3)
-	if dir := c.srv.cfg.JSONLDir; dir != "" {
-		if st, err := claudepath.StatusForCWD(dir, pres.CWD); err == nil {
-			inferred = st
-		} else {
-			c.logger().Debug().Err(err).Msg("jsonl status inference")
-		}
+// inferredStatus is what the JSONL fallback would set (B.6.3): idle on a
+// remote broker, else the status inferred from the session's transcript.
+func (c *conn) inferredStatus(pres meshd.Presence) meshd.Status {
+	dir := c.srv.cfg.JSONLDir
+	if dir == "" {
+		return meshd.StatusIdle // a remote broker has no transcripts
 	}
-	status, err := c.srv.cfg.Store.RefreshStatus(ctx, pres.ID, c.srv.cfg.HookFreshWindow, inferred)
+	st, err := claudepath.StatusForCWD(dir, pres.CWD)
 	if err != nil {
-		c.logger().Warn().Err(err).Msg("refresh status before drain")
-		return pres.Status
+		c.logger().Debug().Err(err).Msg("jsonl status inference")
+		return meshd.StatusIdle
 	}
-	return status
+	return st
 }
 
 // pushRows queues drained rows on the socket in order and returns how many
@@ -374,10 +445,11 @@ func (c *conn) markDelivered(batch []string) []string {
 	if len(batch) == 0 {
 		return batch
 	}
-	// Not c.ctx: the final flush runs after the socket closed.
+	// Not c.ctx: the final flush runs after the socket closed. The batch
+	// is copied: the marker reuses its buffer while the statement runs.
 	ctx, cancel := context.WithTimeout(c.srv.ctx, 10*time.Second)
 	defer cancel()
-	if err := c.srv.cfg.Store.MarkDelivered(ctx, batch); err != nil {
+	if err := c.srv.delivered.do(ctx, append([]string(nil), batch...)); err != nil {
 		c.logger().Warn().Err(err).Msg("mark delivered")
 	}
 	return batch[:0]
@@ -406,9 +478,17 @@ func (s *Server) handleClientAck(ctx context.Context, c *conn, data []byte, _ st
 	if pres.SessionPubkey != "" {
 		keys = append(keys, pres.SessionPubkey)
 	}
-	if _, err := s.cfg.Store.ClientAck(ctx, pres.MeshID, keys, m.ClientMessageID, m.BrokerMessageID); err != nil {
-		return fmt.Errorf("client_ack: %w", err)
+	if m.BrokerMessageID == "" {
+		if _, err := s.cfg.Store.ClientAck(ctx, pres.MeshID, keys, m.ClientMessageID, ""); err != nil {
+			return fmt.Errorf("client_ack: %w", err)
+		}
+		return nil
 	}
+	// Acks by broker id join the replica's ack batch without holding the
+	// read loop; the close path waits for them (c.pendingAcks) before it
+	// releases this socket's claims, so an acked row is never re-pushed.
+	c.pendingAcks.Add(1)
+	s.acks.post(ctx, meshd.AckByID{MeshID: pres.MeshID, ID: m.BrokerMessageID, Keys: keys}, func(error) { c.pendingAcks.Done() })
 	return nil
 }
 

@@ -56,10 +56,6 @@ type Presences interface {
 	// included) ordered by connected_at, with MemberPubkey and an effective
 	// DisplayName (presence's, else the member's).
 	ListPeers(ctx context.Context, meshID string) ([]meshd.Presence, error)
-	// RefreshStatus applies the remote-broker JSONL fallback (B.6.3) before a
-	// drain: a status that is not dnd and not a fresh hook becomes idle with
-	// source jsonl. Returns the resulting status.
-	RefreshStatus(ctx context.Context, presenceID string, freshWindow time.Duration, inferred meshd.Status) (meshd.Status, error)
 }
 
 // Queue is the durable message queue (B.5).
@@ -70,6 +66,12 @@ type Queue interface {
 	// Claim atomically claims eligible rows (FOR UPDATE SKIP LOCKED, FIFO by
 	// created_at then id) for one connection and returns them in FIFO order.
 	Claim(ctx context.Context, req meshd.ClaimRequest) ([]meshd.Delivery, error)
+	// EnqueueBatch inserts ms in one statement, all or nothing (the group
+	// commit of sends); delivered[i] as for Enqueue.
+	EnqueueBatch(ctx context.Context, ms []*meshd.QueuedMessage, delivered []bool) error
+	// ClientAckBatch applies client_acks naming broker message ids in one
+	// statement (B.4.4 rules per ack); returns the rows marked.
+	ClientAckBatch(ctx context.Context, acks []meshd.AckByID) (int64, error)
 	// MarkDelivered sets delivered_at = now on the given undelivered rows.
 	MarkDelivered(ctx context.Context, ids []string) error
 	// ReleaseClaims makes the undelivered rows claimed by claimID claimable

@@ -26,11 +26,12 @@ type metrics struct {
 	redeliveries   prometheus.Counter
 	draining       prometheus.Gauge
 	closes         *prometheus.CounterVec // reason
+	batchSize      *prometheus.HistogramVec // kind: enqueue, ack, delivered
 }
 
 // Label values of meshd's own counters.
 var (
-	rejectReasons    = []string{"rate_limit", "too_large", "no_recipient", "parse_or_handler"}
+	rejectReasons    = []string{"rate_limit", "too_large", "no_recipient", "parse_or_handler", "unavailable"}
 	routedPriorities = []string{"now", "next", "low", "stream"}
 	grantCaps        = []string{"dm", "broadcast"}
 	pushDropReasons  = []string{"slow_consumer", "closed", "fanout_overflow", "mark_overflow"}
@@ -77,6 +78,10 @@ func newMetrics(reg prometheus.Registerer, closeReasons, helloReasons []string) 
 		m.messagesRejected, m.droppedByGrant, m.legacyAuthHits, m.queueDepth, m.ttlSweeps,
 		m.hookRequests, m.hookRateLimited, m.dbHealthy, m.queueOldestAge, m.pushDropped,
 		m.redeliveries, m.draining, m.closes)
+	m.batchSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "meshd_batch_size", Help: "Rows per group-commit statement of the delivery road, by kind.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 11)}, []string{"kind"})
+	reg.MustRegister(m.batchSize)
 	// Touch every label value so each series is exported from the start
 	// (dashboards and alerts see 0, not "no data").
 	for _, r := range helloReasons {

@@ -27,29 +27,40 @@ func (s *Store) Enqueue(ctx context.Context, m *meshd.QueuedMessage, delivered b
 	return nil
 }
 
-// claimSQL is the one atomic claim statement (B.5): the inner SELECT picks
-// eligible rows FIFO and locks them FOR UPDATE SKIP LOCKED, so concurrent
-// drains on any replica take disjoint sets; the UPDATE leases them to the
+// claimSQL is the one atomic claim statement (B.5). picked reads each of
+// the claimer's targets through message_queue_pending_target_idx (mesh,
+// target, FIFO) — never the mesh's other rows — locking eligible rows FOR
+// UPDATE SKIP LOCKED so concurrent drains on any replica take disjoint sets,
+// then keeps the FIFO-first $4 of them; the UPDATE leases them to the
 // claimer; the outer SELECT joins the sender member and restores FIFO order
-// (UPDATE … RETURNING has none). A row is eligible when undelivered, unclaimed
-// or its claim expired, its priority deliverable, and its target one of $3.
+// (UPDATE … RETURNING has none). A row is eligible when undelivered,
+// unclaimed or its claim expired, and its priority deliverable: $2, or, when
+// $7 names a presence, what that presence's status allows (B.4.2), read in
+// the same statement so a drain needs no separate status read.
 const claimSQL = `
 WITH picked AS (
-	SELECT q.id
-	FROM mesh.message_queue q
-	WHERE q.mesh_id = $1
-		AND q.delivered_at IS NULL
-		AND (q.claimed_at IS NULL OR q.claim_expires_at IS NULL OR q.claim_expires_at < now())
-		AND q.priority = ANY($2::text[])
-		AND q.target_spec = ANY($3::text[])
-	ORDER BY q.created_at, q.id
+	SELECT c.id, c.created_at
+	FROM unnest($3::text[]) AS t(spec)
+	CROSS JOIN LATERAL (
+		SELECT q.id, q.created_at
+		FROM mesh.message_queue q
+		WHERE q.mesh_id = $1
+			AND q.target_spec = t.spec
+			AND q.delivered_at IS NULL
+			AND (q.claimed_at IS NULL OR q.claim_expires_at IS NULL OR q.claim_expires_at < now())
+			AND q.priority = ANY(COALESCE(
+				(SELECT CASE p.status WHEN 'idle' THEN '{now,next,low}'::text[] ELSE '{now}'::text[] END
+				 FROM mesh.presence p WHERE p.id = $7), $2::text[]))
+		ORDER BY q.created_at, q.id
+		LIMIT $4
+		FOR UPDATE OF q SKIP LOCKED
+	) c
+	ORDER BY c.created_at, c.id
 	LIMIT $4
-	FOR UPDATE SKIP LOCKED
 ), claimed AS (
 	UPDATE mesh.message_queue q
 	SET claimed_at = now(), claim_id = $5, claim_expires_at = now() + make_interval(secs => $6::float8)
-	FROM picked
-	WHERE q.id = picked.id
+	WHERE q.id = ANY(ARRAY(SELECT id FROM picked))
 	RETURNING q.id, q.mesh_id, q.sender_member_id, q.sender_session_pubkey, q.priority, q.nonce, q.ciphertext,
 		q.created_at, q.client_message_id, q.request_fingerprint
 )
@@ -82,8 +93,11 @@ func (s *Store) Claim(ctx context.Context, req meshd.ClaimRequest) ([]meshd.Deli
 	if req.Limit > 0 {
 		limit = &req.Limit
 	}
-	rows, err := s.pool.Query(ctx, claimSQL, req.MeshID, prios, claimTargets(req), limit,
-		req.ClaimerPresenceID, secs(lease))
+	var statusOf *string
+	if req.StatusPresenceID != "" {
+		statusOf = &req.StatusPresenceID
+	}
+	rows, err := s.claimRows(ctx, req, prios, limit, statusOf, secs(lease))
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
@@ -99,6 +113,45 @@ func (s *Store) Claim(ctx context.Context, req meshd.ClaimRequest) ([]meshd.Deli
 		return nil, fmt.Errorf("claim: %w", err)
 	}
 	return out, nil
+}
+
+// claimRows runs the claim; with Refresh it first applies the JSONL status
+// fallback (B.6.3) to the presence, in the same network round trip (a pgx
+// batch: the refresh commits first, so the claim reads its result).
+func (s *Store) claimRows(ctx context.Context, req meshd.ClaimRequest, prios []string, limit *int, statusOf *string, lease float64) (pgx.Rows, error) {
+	args := []any{req.MeshID, prios, claimTargets(req), limit, req.ClaimerPresenceID, lease, statusOf}
+	if req.Refresh == nil || statusOf == nil {
+		return s.pool.Query(ctx, claimSQL, args...)
+	}
+	inferred := req.Refresh.Inferred
+	if !inferred.Valid() || inferred == meshd.StatusDND {
+		inferred = meshd.StatusIdle
+	}
+	b := &pgx.Batch{}
+	b.Queue(writeStatusSQL(refreshPred), string(inferred), string(meshd.SourceJSONL), secs(req.Refresh.FreshWindow), *statusOf)
+	b.Queue(claimSQL, args...)
+	br := s.pool.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("refresh status: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, err
+	}
+	return &batchRows{Rows: rows, br: br}, nil
+}
+
+// batchRows closes the batch once its last result's rows are closed.
+type batchRows struct {
+	pgx.Rows
+	br pgx.BatchResults
+}
+
+func (r *batchRows) Close() {
+	r.Rows.Close()
+	_ = r.br.Close()
 }
 
 // claimTargets lists every target_spec the claiming connection receives.

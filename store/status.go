@@ -122,13 +122,10 @@ func (s *Store) RefreshStatus(ctx context.Context, presenceID string, freshWindo
 	if !inferred.Valid() || inferred == meshd.StatusDND {
 		inferred = meshd.StatusIdle
 	}
-	pred := `p.id = $4 AND p.status <> 'dnd'
-		AND NOT (p.status_source = 'hook' AND ` + freshSQL("p.status_updated_at", "$3") + `)
-		AND NOT (p.status = $1 AND p.status_source = 'jsonl')`
 	var id string
 	var st meshd.Status
 	var changed bool
-	err := s.pool.QueryRow(ctx, writeStatusSQL(pred),
+	err := s.pool.QueryRow(ctx, writeStatusSQL(refreshPred),
 		string(inferred), string(meshd.SourceJSONL), secs(freshWindow), presenceID).Scan(&id, &st, &changed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = s.pool.QueryRow(ctx, "SELECT status FROM mesh.presence WHERE id = $1", presenceID).Scan(&st)
@@ -138,6 +135,12 @@ func (s *Store) RefreshStatus(ctx context.Context, presenceID string, freshWindo
 	}
 	return st, nil
 }
+
+// refreshPred selects the presence $4 for the JSONL fallback: not dnd, no
+// fresh hook status, and not already the inferred status from jsonl.
+var refreshPred = `p.id = $4 AND p.status <> 'dnd'
+		AND NOT (p.status_source = 'hook' AND ` + freshSQL("p.status_updated_at", "$3") + `)
+		AND NOT (p.status = $1 AND p.status_source = 'jsonl')`
 
 // SweepStatusTTL is the B.6.6 TTL sweep: live presences whose status is
 // working and older than ttl are written idle/jsonl through the B.6.2 rules

@@ -1,0 +1,120 @@
+package broker
+
+import (
+	"context"
+	"time"
+)
+
+// batcher is the group commit of the delivery road: requests from every
+// connection of this replica queue here and one goroutine runs them as one
+// statement per batch. There is no timer: while a batch is in flight the
+// next one fills up, so a quiet replica pays no added delay and a busy one
+// pays one round trip (one commit) per batch instead of one per message.
+type batcher[T any] struct {
+	in    chan batchReq[T] // bounded: a full queue makes submitters wait (backpressure)
+	max   int              // largest batch
+	run   func(ctx context.Context, items []T) error
+	sizes func(n int) // observes batch sizes (metrics); may be nil
+}
+
+type batchReq[T any] struct {
+	item  T
+	done  chan error  // do: receives the batch's result
+	after func(error) // post: called with the batch's result; may be nil
+}
+
+func newBatcher[T any](max int, run func(context.Context, []T) error, sizes func(int)) *batcher[T] {
+	return &batcher[T]{in: make(chan batchReq[T], 4*max), max: max, run: run, sizes: sizes}
+}
+
+// do submits item and waits until its batch committed or failed.
+func (b *batcher[T]) do(ctx context.Context, item T) error {
+	done := make(chan error, 1)
+	select {
+	case b.in <- batchReq[T]{item: item, done: done}:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		// The batch may still commit; the caller reports a failure and the
+		// client retries (a duplicate is possible, never a loss).
+		return context.Cause(ctx)
+	}
+}
+
+// post submits item without waiting; after (if not nil) is called with
+// the batch's result, or with ctx's cause when it could not be queued.
+func (b *batcher[T]) post(ctx context.Context, item T, after func(error)) {
+	select {
+	case b.in <- batchReq[T]{item: item, after: after}:
+	case <-ctx.Done():
+		if after != nil {
+			after(context.Cause(ctx))
+		}
+	}
+}
+
+// loop runs batches until ctx is done, then fails what is still queued.
+func (b *batcher[T]) loop(ctx context.Context) {
+	reqs := make([]batchReq[T], 0, b.max)
+	items := make([]T, 0, b.max)
+	for {
+		select {
+		case <-ctx.Done():
+			b.failQueued(context.Cause(ctx))
+			return
+		case r := <-b.in:
+			reqs = append(reqs[:0], r)
+		}
+	fill:
+		for len(reqs) < b.max {
+			select {
+			case r := <-b.in:
+				reqs = append(reqs, r)
+			default:
+				break fill
+			}
+		}
+		items = items[:0]
+		for _, r := range reqs {
+			items = append(items, r.item)
+		}
+		if b.sizes != nil {
+			b.sizes(len(items))
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
+		err := b.run(rctx, items)
+		cancel()
+		for _, r := range reqs {
+			r.finish(err)
+		}
+	}
+}
+
+func (r batchReq[T]) finish(err error) {
+	if r.done != nil {
+		r.done <- err
+	}
+	if r.after != nil {
+		r.after(err)
+	}
+}
+
+// batchTimeout bounds one batch's statement so a stalled database fails
+// the waiting sends (each gets its own ack queued:false) instead of
+// holding them past the handler timeout.
+const batchTimeout = 10 * time.Second
+
+func (b *batcher[T]) failQueued(err error) {
+	for {
+		select {
+		case r := <-b.in:
+			r.finish(err)
+		default:
+			return
+		}
+	}
+}
