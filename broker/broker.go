@@ -164,18 +164,18 @@ type Server struct {
 	// ctx is the server's lifetime: every connection context derives from
 	// it, the background loops run under it, and Shutdown (or the context
 	// given to Start) cancels it with the cause.
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
-	loops    sync.WaitGroup // background loops started by Start
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	loops  sync.WaitGroup // background loops started by Start
 
 	// The group commit of the delivery road (delivery.go), run by Start.
 	enqueues  *batcher[*enqueueItem]
 	acks      *batcher[meshd.AckByID]
 	delivered *batcher[[]string]
-	mux      http.Handler
-	frames   map[string]frameHandler // immutable after New
-	aw       *auditWriter            // immutable after New; loops started by Start
-	stopOnce sync.Once
+	mux       http.Handler
+	frames    map[string]frameHandler // immutable after New
+	aw        *auditWriter            // immutable after New; loops started by Start
+	stopOnce  sync.Once
 }
 
 // New validates cfg and returns a Server; call Start to run its background

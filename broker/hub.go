@@ -144,7 +144,7 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 	defer cancel()
 	// Rows this socket claimed but never wrote become claimable again at
 	// once (after the written ones are marked), so a reattach gets them.
-	<-c.drainDone // the drain stops at once: c.ctx is cancelled
+	<-c.drainDone        // the drain stops at once: c.ctx is cancelled
 	c.pendingAcks.Wait() // bounded by the batch timeout
 	select {
 	case <-c.markerDone:

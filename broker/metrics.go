@@ -25,7 +25,7 @@ type metrics struct {
 	pushDropped    *prometheus.CounterVec // reason
 	redeliveries   prometheus.Counter
 	draining       prometheus.Gauge
-	closes         *prometheus.CounterVec // reason
+	closes         *prometheus.CounterVec   // reason
 	batchSize      *prometheus.HistogramVec // kind: enqueue, ack, delivered
 }
 
