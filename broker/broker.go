@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/internal/ratelimit"
 	"github.com/meshd/meshd/wire"
 )
 
@@ -155,7 +156,7 @@ type Server struct {
 	m       *melody.Melody
 	hub     *Hub
 	met     *metrics
-	sendRL  *TokenBucket
+	sendRL  *ratelimit.TokenBucket
 	started time.Time
 
 	draining atomic.Bool
@@ -187,7 +188,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str("component", "broker").Str("node", cfg.NodeID).Logger(),
-		sendRL:  NewTokenBucket(cfg.SendBurst, cfg.SendPerMinute),
+		sendRL:  ratelimit.New(cfg.SendBurst, cfg.SendPerMinute),
 		started: cfg.Now(),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())

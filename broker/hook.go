@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/internal/ratelimit"
 )
 
 // POST /hook/set-status is how Claude Code's hooks report a session's status
@@ -45,13 +46,13 @@ const (
 // created in New and dies with the Server.
 type hookHandler struct {
 	s         *Server      // immutable
-	rl        *TokenBucket // key "<pid or 0>:<cwd>"; per replica (B.10)
+	rl        *ratelimit.TokenBucket // key "<pid or 0>:<cwd>"; per replica (B.10)
 	lastSweep atomic.Int64 // cfg.Now() in UnixNano of the last bucket sweep
 }
 
 func (s *Server) hookRoutes(mux *http.ServeMux) {
 	n := float64(s.cfg.HookRateLimitPerMin)
-	h := &hookHandler{s: s, rl: NewTokenBucket(n, n)}
+	h := &hookHandler{s: s, rl: ratelimit.New(n, n)}
 	h.lastSweep.Store(s.cfg.Now().UnixNano())
 	mux.Handle("POST "+hookRoute, h)
 }

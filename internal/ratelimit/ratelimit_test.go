@@ -1,4 +1,4 @@
-package broker
+package ratelimit
 
 import (
 	"testing"
@@ -10,7 +10,7 @@ func TestTokenBucket(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 
 	t.Run("capacity 5 allows 5 then denies", func(t *testing.T) {
-		tb := NewTokenBucket(5, 60)
+		tb := New(5, 60)
 		for i := 0; i < 5; i++ {
 			if !tb.Take("k", t0) {
 				t.Fatalf("take %d denied", i+1)
@@ -22,7 +22,7 @@ func TestTokenBucket(t *testing.T) {
 	})
 
 	t.Run("30/30 denies the 31st at t0", func(t *testing.T) {
-		tb := NewTokenBucket(30, 30)
+		tb := New(30, 30)
 		for i := 0; i < 30; i++ {
 			if !tb.Take("k", t0) {
 				t.Fatalf("take %d denied", i+1)
@@ -34,7 +34,7 @@ func TestTokenBucket(t *testing.T) {
 	})
 
 	t.Run("refill 1/s", func(t *testing.T) {
-		tb := NewTokenBucket(5, 60)
+		tb := New(5, 60)
 		for i := 0; i < 5; i++ {
 			tb.Take("k", t0)
 		}
@@ -54,7 +54,7 @@ func TestTokenBucket(t *testing.T) {
 	})
 
 	t.Run("no refill beyond capacity", func(t *testing.T) {
-		tb := NewTokenBucket(5, 60)
+		tb := New(5, 60)
 		tb.Take("k", t0)
 		later := t0.Add(time.Hour)
 		for i := 0; i < 5; i++ {
@@ -68,7 +68,7 @@ func TestTokenBucket(t *testing.T) {
 	})
 
 	t.Run("keys independent", func(t *testing.T) {
-		tb := NewTokenBucket(1, 60)
+		tb := New(1, 60)
 		if !tb.Take("a", t0) || tb.Take("a", t0) {
 			t.Fatal("key a")
 		}
@@ -78,7 +78,7 @@ func TestTokenBucket(t *testing.T) {
 	})
 
 	t.Run("sweep", func(t *testing.T) {
-		tb := NewTokenBucket(5, 60)
+		tb := New(5, 60)
 		tb.Take("old", t0)
 		tb.Take("new", t0.Add(100*time.Second))
 		tb.Sweep(60*time.Second, t0.Add(90*time.Second))

@@ -1,4 +1,6 @@
-package broker
+// Package ratelimit owns the per-key token buckets of docs/protocol.md B.10
+// (per-member sends, hooks): in-memory, per replica, no I/O.
+package ratelimit
 
 import (
 	"sync"
@@ -22,9 +24,9 @@ type bucket struct {
 	lastRefill time.Time
 }
 
-// NewTokenBucket returns a limiter of capacity tokens refilled at
+// New returns a limiter of capacity tokens refilled at
 // refillPerMinute.
-func NewTokenBucket(capacity, refillPerMinute float64) *TokenBucket {
+func New(capacity, refillPerMinute float64) *TokenBucket {
 	return &TokenBucket{capacity: capacity, refillPerMinute: refillPerMinute, buckets: map[string]*bucket{}}
 }
 
