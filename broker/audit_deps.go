@@ -4,19 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/meshd/meshd"
 )
 
-// AuditEvent is one event appended to a mesh's audit chain (docs/protocol.md
-// B.8). It aliases an unnamed struct type, as store.AuditEvent does, so the
-// two are the same type and store.Store satisfies AuditLog although broker
-// and store do not import each other (STYLE #1).
-type AuditEvent = struct {
-	EventType        string
-	ActorMemberID    *string // nil hashes as "null"
-	ActorDisplayName string  // "" is stored NULL
-	Payload          any     // any JSON value; hashed and stored canonical
-	CreatedAt        time.Time
-}
+// AuditEvent is the root package's audit-chain event (docs/protocol.md B.8).
+type AuditEvent = meshd.AuditEvent
 
 // AuditEntry is one audit row as audit_query reports it.
 type AuditEntry = struct {

@@ -45,9 +45,9 @@ const (
 // hookHandler serves the route. It lives in the mux, so its bucket is
 // created in New and dies with the Server.
 type hookHandler struct {
-	s         *Server      // immutable
+	s         *Server                // immutable
 	rl        *ratelimit.TokenBucket // key "<pid or 0>:<cwd>"; per replica (B.10)
-	lastSweep atomic.Int64 // cfg.Now() in UnixNano of the last bucket sweep
+	lastSweep atomic.Int64           // cfg.Now() in UnixNano of the last bucket sweep
 }
 
 func (s *Server) hookRoutes(mux *http.ServeMux) {

@@ -9,33 +9,16 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/wire"
 )
 
-// AuditEvent is one event to append to a mesh's audit chain (docs/protocol.md
-// B.8). It is an alias of an unnamed struct type, and broker.AuditEvent is
-// declared the same way, so the two are one type and *Store satisfies
-// broker.AuditLog without broker and store importing each other (STYLE #1).
-type AuditEvent = struct {
-	// EventType is peer_joined, peer_left, message_sent, state_set,
-	// member_banned or member_unbanned.
-	EventType string
-	// ActorMemberID is the acting member; nil hashes as the text "null".
-	ActorMemberID *string
-	// ActorDisplayName is the actor's effective display name; "" is NULL.
-	ActorDisplayName string
-	// Payload is any JSON value (a map, a json.RawMessage, a struct); it is
-	// hashed in its canonical form and stored as exactly that form.
-	Payload any
-	// CreatedAt is the event time. Zero (the normal case) means the
-	// database clock read under the chain lock, never earlier than the
-	// chain's tail. Either way it is truncated to milliseconds, the
-	// precision the hash renders (B.8), so the stored value is the hashed one.
-	CreatedAt time.Time
-}
+// AuditEvent is the root package's audit-chain event (docs/protocol.md B.8).
+type AuditEvent = meshd.AuditEvent
 
 // AuditEntry is one row of a mesh's audit chain as audit_query returns it
-// (B.8); aliased for the same reason as AuditEvent.
+// (B.8). It aliases an unnamed struct type, as broker.AuditEntry does, so
+// *Store satisfies broker.AuditLog without the two importing each other.
 type AuditEntry = struct {
 	ID               int64
 	EventType        string

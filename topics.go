@@ -1,0 +1,18 @@
+package meshd
+
+// Fan-out topic scheme (logical; the fanout package prefixes them and maps
+// them to NATS subjects). Whoever publishes or subscribes uses these, so a
+// wake-up sent by the control plane reaches the socket code's subscription.
+//
+//	mesh.<meshId>               broadcasts, multicasts and system events of a mesh
+//	peer.<meshId>.<pubkey>      wake-up for a member or session pubkey's queued rows
+//	presence.<presenceId>       control for one presence's socket (close)
+
+// MeshTopic is the topic of a mesh's broadcasts and system events.
+func MeshTopic(meshID string) string { return "mesh." + meshID }
+
+// PeerTopic is the wake-up topic of a member or session pubkey's queued rows.
+func PeerTopic(meshID, pubkey string) string { return "peer." + meshID + "." + pubkey }
+
+// PresenceTopic is the control topic of one presence's socket.
+func PresenceTopic(presenceID string) string { return "presence." + presenceID }
