@@ -35,8 +35,6 @@ type Store interface {
 	Presences
 	Queue
 	Maintenance
-	Enrollment
-	Hooks
 	PresenceEdits
 	Moderation
 	SharedState
@@ -74,15 +72,6 @@ type Config struct {
 	// migration_missing until the newest applied migration has this file
 	// name or SHA-256 (EXPECTED_MIGRATION, A.3-1).
 	ExpectedMigration string
-	// LegacyAuth enables the BROKER_LEGACY_AUTH=1 body user_id shim (B.9.3).
-	LegacyAuth bool
-	// PublicURL is the broker's public WebSocket URL put into invites
-	// (BROKER_URL); default derived from the request's Host.
-	PublicURL string
-	// AppURL prefixes invite short links (APP_URL); default: this broker.
-	AppURL string
-	// HookRateLimitPerMin is the hook bucket capacity and refill (B.6.4).
-	HookRateLimitPerMin int
 	// StatusTTL flips working to idle after this long (STATUS_TTL_SECONDS).
 	StatusTTL time.Duration
 	// JSONLDir enables JSONL status inference from Claude Code transcripts
@@ -129,9 +118,6 @@ func (c *Config) validate() error {
 	}
 	if c.SendPerMinute <= 0 {
 		c.SendPerMinute = 60
-	}
-	if c.HookRateLimitPerMin <= 0 {
-		c.HookRateLimitPerMin = 30
 	}
 	def(&c.StatusTTL, 60*time.Second)
 	if c.WriteBuffer <= 0 {

@@ -10,34 +10,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/internal/httpx"
 )
 
-func (s *Server) routes() http.Handler {
-	mux := http.NewServeMux()
+// Register adds the broker's routes to mux: /ws, the health endpoints,
+// /metrics and the JSON 404 for every path no other route claims.
+func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/ws", s.serveWS)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.HandleFunc("GET /health/ready", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
-	s.cliRoutes(mux)
-	s.hookRoutes(mux)
 	mux.HandleFunc("/", s.serveNotFound)
-	return withCORS(mux)
 }
 
-// withCORS adds upstream's CORS headers to every response and answers any
-// OPTIONS with 204 (B.9).
-func withCORS(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Content-Type, X-Mesh-Id, X-Member-Id, X-File-Name, X-Tags, X-Persistent, X-Target-Spec")
-		if r.Method == http.MethodOptions {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	s.Register(mux)
+	return httpx.CORS(mux)
 }
 
 // serveWS upgrades /ws (a query string is accepted, A.1). A draining

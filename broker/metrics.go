@@ -14,11 +14,8 @@ type metrics struct {
 	messagesRouted      *prometheus.CounterVec // priority
 	messagesRejected    *prometheus.CounterVec // reason
 	droppedByGrant      *prometheus.CounterVec // cap
-	legacyAuthHits      prometheus.Counter
 	queueDepth          prometheus.Gauge
 	ttlSweeps           *prometheus.CounterVec // flipped
-	hookRequests        prometheus.Counter
-	hookRateLimited     prometheus.Counter
 	dbHealthy           prometheus.Gauge
 
 	queueOldestAge prometheus.Gauge
@@ -51,16 +48,10 @@ func newMetrics(reg prometheus.Registerer, closeReasons, helloReasons []string) 
 			Name: "broker_messages_rejected_total", Help: "Rejected sends and failed frames by reason."}, []string{"reason"}),
 		droppedByGrant: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "broker_messages_dropped_by_grant_total", Help: "Messages blocked by recipient grants, by capability."}, []string{"cap"}),
-		legacyAuthHits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "broker_legacy_auth_hits_total", Help: "CLI requests accepted through the legacy body user_id shim."}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "broker_queue_depth", Help: "Undelivered queue rows (claimed rows included)."}),
 		ttlSweeps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "broker_ttl_sweeps_total", Help: "Status TTL sweeps, labelled by the number of rows flipped."}, []string{"flipped"}),
-		hookRequests: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "broker_hook_requests_total", Help: "POST /hook/set-status requests."}),
-		hookRateLimited: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "broker_hook_requests_rate_limited_total", Help: "Hook requests answered 429."}),
 		dbHealthy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "broker_db_healthy", Help: "1 when the last database ping succeeded."}),
 		queueOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -75,8 +66,8 @@ func newMetrics(reg prometheus.Registerer, closeReasons, helloReasons []string) 
 			Name: "broker_connections_closed_total", Help: "Sockets closed by the broker, by close reason."}, []string{"reason"}),
 	}
 	reg.MustRegister(m.connectionsTotal, m.connectionsRejected, m.connectionsActive, m.messagesRouted,
-		m.messagesRejected, m.droppedByGrant, m.legacyAuthHits, m.queueDepth, m.ttlSweeps,
-		m.hookRequests, m.hookRateLimited, m.dbHealthy, m.queueOldestAge, m.pushDropped,
+		m.messagesRejected, m.droppedByGrant, m.queueDepth, m.ttlSweeps,
+		m.dbHealthy, m.queueOldestAge, m.pushDropped,
 		m.redeliveries, m.draining, m.closes)
 	m.batchSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "meshd_batch_size", Help: "Rows per group-commit statement of the delivery road, by kind.",

@@ -17,18 +17,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
+	"github.com/meshd/meshd/api"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/fanout"
 	"github.com/meshd/meshd/ha"
+	"github.com/meshd/meshd/internal/httpx"
 	"github.com/meshd/meshd/store"
 )
 
 // Compile-time checks that the concrete types satisfy the broker's
-// interfaces (STYLE #3).
+// and the control plane's interfaces (STYLE #3).
 var (
 	_ broker.Store  = (*store.Store)(nil)
 	_ broker.Fanout = (*fanout.Bus)(nil)
 	_ broker.Pinger = (*fanout.Bus)(nil)
+	_ api.Store     = (*store.Store)(nil)
+	_ api.Publisher = (*fanout.Bus)(nil)
 )
 
 // shutdownBudget bounds the whole drain after SIGTERM.
@@ -148,9 +152,16 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh,
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
 		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
-		ExpectedMigration: cfg.ExpectedMigration,
-		LegacyAuth:        cfg.LegacyAuth, PublicURL: cfg.PublicURL, AppURL: cfg.AppURL,
-		HookRateLimitPerMin: cfg.HookRateLimitPerMin, StatusTTL: cfg.StatusTTL, JSONLDir: cfg.JSONLDir,
+		ExpectedMigration: cfg.ExpectedMigration, StatusTTL: cfg.StatusTTL, JSONLDir: cfg.JSONLDir,
+	})
+	if err != nil {
+		return err
+	}
+	ctl, err := api.New(api.Config{
+		Store: st, Fanout: bus, Registry: reg, Logger: log,
+		MaxMessageBytes: cfg.MaxMessageBytes, HookFreshWindow: cfg.HookFreshWindow,
+		HookRateLimitPerMin: cfg.HookRateLimitPerMin, LegacyAuth: cfg.LegacyAuth,
+		PublicURL: cfg.PublicURL, AppURL: cfg.AppURL,
 	})
 	if err != nil {
 		return err
@@ -166,7 +177,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err := runSingletons(srvCtx, cfg, log, reg, srv); err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: handler(log, srv, ctl), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("version", version).Str("gitSha", sha).
@@ -182,6 +193,15 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log.Info().Str("signal", context.Cause(ctx).Error()).Msg("shutdown signal")
 	return drain(srv, hs, log)
+}
+
+// handler serves the broker's and the control plane's routes on one mux,
+// with request ids, the access log and CORS around both.
+func handler(log zerolog.Logger, srv *broker.Server, ctl *api.Server) http.Handler {
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	ctl.Register(mux)
+	return httpx.Handler(log.With().Str("component", "http").Logger(), mux)
 }
 
 // singletonKey derives a job's advisory lock key from its name, in a range

@@ -1,4 +1,4 @@
-package broker
+package api
 
 import (
 	"context"
@@ -8,13 +8,20 @@ import (
 	"github.com/meshd/meshd/wire"
 )
 
-// Enrollment is what the CLI and enrollment HTTP routes (cli.go) ask of the
-// database (docs/protocol.md B.7, B.9.3-B.9.5).
-type Enrollment interface {
+// The control plane knows nothing about SQL or NATS subjects: it declares the
+// small interfaces it needs here and cmd/meshd wires store.Store and
+// fanout.Bus in (checked at compile time there).
+
+// Store is everything the control plane asks of the database (docs/protocol.md
+// B.6.4, B.7, B.9.3-B.9.5).
+type Store interface {
 	CLITokens
-	MeshAdmin
-	Invites
+	MeshOwner
+	MeshLookup
+	InviteIssuer
+	InviteRedeemer
 	GrantWriter
+	Hooks
 }
 
 // CLITokens validates and revokes CLI bearer tokens (B.9.3, A.3-15).
@@ -27,25 +34,29 @@ type CLITokens interface {
 	RevokeCLIToken(ctx context.Context, token string) (found bool, err error)
 }
 
-// MeshAdmin creates, finds, lists and archives meshes for their owners.
-type MeshAdmin interface {
+// MeshOwner creates and archives meshes for their owners.
+type MeshOwner interface {
 	// CreateOwnedMesh inserts mesh m (owner keys and root key included) and
 	// the owner's member row in one transaction. m.Slug is the base slug;
 	// the first free of base, base-2 … base-100 is used and written back.
 	// ok is false, with nothing written, when all are taken.
 	CreateOwnedMesh(ctx context.Context, m *meshd.Mesh, ownerSecretHex, rootKey string, owner *meshd.Member) (ok bool, err error)
-	// MeshBySlug returns the live mesh with slug; meshd.ErrNotFound if none.
-	MeshBySlug(ctx context.Context, slug string) (meshd.Mesh, error)
 	// ArchiveMesh sets archived_at on a live mesh; meshd.ErrNotFound if none.
 	ArchiveMesh(ctx context.Context, meshID string) error
+}
+
+// MeshLookup finds meshes by slug and lists a user's meshes.
+type MeshLookup interface {
+	// MeshBySlug returns the live mesh with slug; meshd.ErrNotFound if none.
+	MeshBySlug(ctx context.Context, slug string) (meshd.Mesh, error)
 	// UserMeshes calls fn for each live mesh userID owns or is an active
 	// member of, with the user's role, when they joined, the number of
 	// active members and of live presences.
 	UserMeshes(ctx context.Context, userID string, fn func(ms meshd.Mesh, role string, joinedAt time.Time, members, active int)) error
 }
 
-// Invites issues, resolves and redeems v1 signed invites (B.9.5).
-type Invites interface {
+// InviteIssuer issues v1 signed invites (B.9.5 step 3).
+type InviteIssuer interface {
 	// EnsureOwnerKeys returns the mesh's owner pubkey, owner secret (hex)
 	// and root key, storing the given ones first where they are missing.
 	EnsureOwnerKeys(ctx context.Context, meshID, pubkey, secretHex, rootKey string) (pub, secret, root string, err error)
@@ -53,6 +64,10 @@ type Invites interface {
 	// and returns its new short code, or "" when the token exists already
 	// (same mesh, role and expiry second): re-sign with another expiry.
 	CreateInvite(ctx context.Context, p *wire.InvitePayload, token string, maxUses int, createdBy string) (code string, err error)
+}
+
+// InviteRedeemer resolves short codes and redeems invites (B.9.5 step 1).
+type InviteRedeemer interface {
 	// InviteTokenByCode resolves a short code; meshd.ErrNotFound if unknown.
 	InviteTokenByCode(ctx context.Context, code string) (token string, err error)
 	// Join runs the database checks of POST /join after the signature
@@ -68,4 +83,28 @@ type GrantWriter interface {
 	// nil slice deletes the key) and returns the result; meshd.ErrNotFound
 	// when the user has no active member row there.
 	MergeGrants(ctx context.Context, meshID, userID string, patch meshd.Grants) (meshd.Grants, error)
+}
+
+// Hooks is what POST /hook/set-status (hook.go) asks of the database.
+type Hooks interface {
+	// HookPresences returns the live presences (grace leases included) a
+	// hook for (pid, cwd) addresses, in every mesh, newest first (B.6.4,
+	// A.3-14): every live presence with that (pid, cwd); else the newest
+	// live presence with that cwd and the others sharing its pid. pid 0
+	// means not given. No match is an empty slice.
+	HookPresences(ctx context.Context, pid int, cwd string) ([]meshd.Presence, error)
+	// AddPendingStatus stores a hook status for a presence that does not
+	// exist yet (B.6.5); Attach applies it.
+	AddPendingStatus(ctx context.Context, pid int, cwd string, status meshd.Status) error
+	// WriteStatus applies the B.6.2 write rules to one presence; a dnd row
+	// is only changed by a manual write. changed reports whether status or
+	// source changed; meshd.ErrNotFound when the presence does not exist.
+	WriteStatus(ctx context.Context, presenceID string, status meshd.Status,
+		source meshd.StatusSource, freshWindow time.Duration) (changed bool, err error)
+}
+
+// Publisher wakes sockets on whichever replica holds them: the hook
+// publishes an empty message on meshd.PeerTopic (the fan-out's Publish).
+type Publisher interface {
+	Publish(ctx context.Context, topic string, data []byte) error
 }

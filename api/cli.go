@@ -1,4 +1,4 @@
-package broker
+package api
 
 import (
 	"encoding/json"
@@ -18,25 +18,6 @@ const (
 	legacyDeprecation = `version="legacy-body-userid"; sunset="2026-05-15"`
 	legacyWarning     = `299 - "body.user_id auth is deprecated; send Authorization: Bearer <session_token>"`
 )
-
-// cliRoutes registers the enrollment and CLI routes (docs/protocol.md B.9.3-B.9.5,
-// A.1). Every handler reads its body (capped, B.9.2) before it
-// authenticates, so the legacy shim can see body.user_id, and answers every
-// failure with a specific JSON error; 500 is kept for database failures.
-func (s *Server) cliRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /cli/session/revoke", s.handleSessionRevoke)
-	mux.HandleFunc("GET /cli/meshes", s.handleMeshList)
-	mux.HandleFunc("POST /cli/mesh/create", s.handleMeshCreate)
-	mux.HandleFunc("POST /cli/mesh/{slug}/invite", s.handleInviteCreate)
-	mux.HandleFunc("POST /cli/mesh/{slug}/grants", s.handleGrants)
-	mux.HandleFunc("DELETE /cli/mesh/{slug}", s.handleMeshDelete)
-	mux.HandleFunc("POST /join", s.handleJoin)
-	// Short links resolve against meshd itself, so a deployment without the
-	// upstream web app can share invites (/i/ is what APP_URL links use;
-	// the second path is the web app's API the upstream CLI calls).
-	mux.HandleFunc("GET /i/{code}", s.handleInviteCode)
-	mux.HandleFunc("GET /api/public/invite-code/{code}", s.handleInviteCode)
-}
 
 // jsonBody is a request body read by readBody.
 type jsonBody struct {

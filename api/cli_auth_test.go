@@ -1,4 +1,4 @@
-package broker_test
+package api_test
 
 import (
 	"strings"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/meshd/meshd/api"
 	"github.com/meshd/meshd/broker"
 )
 
@@ -85,7 +86,7 @@ func TestCLISessionRevoke(t *testing.T) {
 // warn log; a bearer token takes precedence and carries no headers.
 func TestCLILegacyShim(t *testing.T) {
 	logs := &cliLogBuffer{}
-	e := newEnv(t, 1, func(c *broker.Config) {
+	e := newEnv(t, 1, func(_ *broker.Config, c *api.Config) {
 		c.LegacyAuth = true
 		c.Logger = zerolog.New(logs).Level(zerolog.WarnLevel)
 	})

@@ -1,4 +1,4 @@
-package broker_test
+package api_test
 
 import (
 	"context"
@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/api"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
 )
@@ -94,21 +93,6 @@ func wantStatus(t *testing.T, e *env, meshID, id string, st meshd.Status, src me
 	}
 }
 
-func queryInt(t testing.TB, dsn, sql string, args ...any) int {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // onlyReader hides the length of its reader so the request is chunked.
 type onlyReader struct{ io.Reader }
 
@@ -116,7 +100,7 @@ type onlyReader struct{ io.Reader }
 // (B.6.4, B.9.2, integration/health.test.ts 413 case); a valid request
 // after them still works.
 func TestHookRejections(t *testing.T) {
-	e := newEnv(t, 1, func(c *broker.Config) { c.MaxMessageBytes = 512 })
+	e := newEnv(t, 1, func(_ *broker.Config, c *api.Config) { c.MaxMessageBytes = 512 })
 	r := e.replicas[0]
 	big := `{"cwd":"/big","status":"idle","pad":"` + strings.Repeat("a", 600) + `"}`
 	tests := []struct {
@@ -167,7 +151,7 @@ func TestHookRejections(t *testing.T) {
 // while other keys still get 200 (integration/health.test.ts). The limit
 // applies before validation, and unparseable bodies share the key "0:".
 func TestHookRateLimit(t *testing.T) {
-	e := newEnv(t, 1, func(c *broker.Config) { c.HookRateLimitPerMin = 5 })
+	e := newEnv(t, 1, func(_ *broker.Config, c *api.Config) { c.HookRateLimitPerMin = 5 })
 	r := e.replicas[0]
 	for i := 0; i < 5; i++ {
 		hookOK(t, r, "/work/limited", 42, "working")
@@ -234,13 +218,13 @@ func TestHookPendingAppliedOnConnect(t *testing.T) {
 				time.Sleep(5 * time.Millisecond) // distinct created_at
 			}
 			if tt.age > 0 {
-				execSQL(t, e.dsn, `UPDATE mesh.pending_status SET created_at = created_at - make_interval(secs => $3)
+				e.cliExec(`UPDATE mesh.pending_status SET created_at = created_at - make_interval(secs => $3)
 WHERE pid = $1 AND cwd = $2`, pid, cwd, tt.age.Seconds())
 			}
 			id := e.enroll(mesh, fmt.Sprint("peer", i))
 			c := e.dial(0, id, func(cfg *client.Config) { cfg.CWD, cfg.PID = cwd, pid })
 			wantStatus(t, e, mesh.ID, c.HelloAck().PresenceID, tt.wantStatus, tt.wantSource)
-			applied := queryInt(t, e.dsn, `SELECT count(*) FROM mesh.pending_status
+			applied := e.cliInt(`SELECT count(*) FROM mesh.pending_status
 WHERE pid = $1 AND cwd = $2 AND applied_at IS NOT NULL`, pid, cwd)
 			if want := len(tt.hooks); tt.age > 0 && applied != 0 || tt.age == 0 && applied != want {
 				t.Fatalf("%d pending rows applied", applied)
@@ -257,7 +241,7 @@ func TestHookLeavesDNDAlone(t *testing.T) {
 	bob := e.enroll(mesh, "bob")
 	b := e.dial(0, bob, func(cfg *client.Config) { cfg.CWD, cfg.PID = "/work/dnd", 31 })
 	id := b.HelloAck().PresenceID
-	execSQL(t, e.dsn, `UPDATE mesh.presence SET status = 'dnd', status_source = 'manual' WHERE id = $1`, id)
+	e.cliExec(`UPDATE mesh.presence SET status = 'dnd', status_source = 'manual' WHERE id = $1`, id)
 	for _, st := range []string{"idle", "working", "dnd"} {
 		if ids := hookOK(t, e.replicas[0], "/work/dnd", 31, st); !slices.Equal(ids, []string{id}) {
 			t.Fatalf("hook %s: presence_ids %v, want [%s]", st, ids, id)
@@ -304,7 +288,7 @@ func TestHookUpdatesEveryMesh(t *testing.T) {
 // recipient on replica 1 and the hook hits replica 0; the periodic re-drain
 // is off, so only the hook's NATS wake-up can deliver it.
 func TestHookIdleDeliversHeldMessageAcrossReplicas(t *testing.T) {
-	e := newEnv(t, 2, func(c *broker.Config) { c.RedrainInterval = time.Hour })
+	e := newEnv(t, 2, func(c *broker.Config, _ *api.Config) { c.RedrainInterval = time.Hour })
 	mesh := e.newMesh("Wake")
 	alice, bob := e.enroll(mesh, "alice"), e.enroll(mesh, "bob")
 	a := e.dial(0, alice, nil)
@@ -315,8 +299,14 @@ func TestHookIdleDeliversHeldMessageAcrossReplicas(t *testing.T) {
 		t.Fatalf("presence_ids %v, want [%s]", ids, bobID)
 	}
 	wantStatus(t, e, mesh.ID, bobID, meshd.StatusWorking, meshd.SourceHook)
-	held := sendOK(t, a, bob.key.Pubkey, meshd.PriorityNext, "held until idle")
-	sendOK(t, a, bob.key.Pubkey, meshd.PriorityNow, "urgent")
+	ack, err := a.Send(context.Background(), bob.key.Pubkey, meshd.PriorityNext, []byte("held until idle"))
+	if err != nil || !ack.Queued {
+		t.Fatalf("send: %+v %v", ack, err)
+	}
+	held := ack.MessageID
+	if _, err := a.Send(context.Background(), bob.key.Pubkey, meshd.PriorityNow, []byte("urgent")); err != nil {
+		t.Fatal(err)
+	}
 	if m := recvPush(t, b, 5*time.Second); string(m.Plaintext) != "urgent" {
 		t.Fatalf("first push %q, want the now message", m.Plaintext)
 	}

@@ -1,4 +1,4 @@
-package broker_test
+package api_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/api"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/wire"
@@ -140,7 +141,7 @@ func TestCLIInviteCreateAndResolve(t *testing.T) {
 
 // BROKER_URL and APP_URL shape invites and links.
 func TestCLIInviteURLsFromConfig(t *testing.T) {
-	e := newEnv(t, 1, func(c *broker.Config) {
+	e := newEnv(t, 1, func(_ *broker.Config, c *api.Config) {
 		c.PublicURL = "wss://mesh.example.com/ws"
 		c.AppURL = "https://app.example.com/"
 	})
@@ -150,7 +151,7 @@ func TestCLIInviteURLsFromConfig(t *testing.T) {
 	if inv.payload.BrokerURL != "wss://mesh.example.com/ws" || inv.url != "https://app.example.com/i/"+inv.code {
 		t.Fatalf("broker %s url %s", inv.payload.BrokerURL, inv.url)
 	}
-	e2 := newEnv(t, 1, func(c *broker.Config) { c.PublicURL = "wss://mesh.example.com/ws" })
+	e2 := newEnv(t, 1, func(_ *broker.Config, c *api.Config) { c.PublicURL = "wss://mesh.example.com/ws" })
 	tok2 := e2.cliToken("owner")
 	e2.createMeshHTTP(tok2, "Derived")
 	if inv := e2.inviteHTTP(tok2, "derived", nil); inv.url != "https://mesh.example.com/i/"+inv.code {

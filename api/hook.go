@@ -1,4 +1,4 @@
-package broker
+package api
 
 import (
 	"context"
@@ -42,19 +42,19 @@ const (
 	errHookInternal    = "internal error"
 )
 
-// hookHandler serves the route. It lives in the mux, so its bucket is
-// created in New and dies with the Server.
+// hookHandler serves the route; its bucket is created in New and dies
+// with the Server.
 type hookHandler struct {
 	s         *Server                // immutable
 	rl        *ratelimit.TokenBucket // key "<pid or 0>:<cwd>"; per replica (B.10)
 	lastSweep atomic.Int64           // cfg.Now() in UnixNano of the last bucket sweep
 }
 
-func (s *Server) hookRoutes(mux *http.ServeMux) {
+func newHookHandler(s *Server) *hookHandler {
 	n := float64(s.cfg.HookRateLimitPerMin)
 	h := &hookHandler{s: s, rl: ratelimit.New(n, n)}
 	h.lastSweep.Store(s.cfg.Now().UnixNano())
-	mux.Handle("POST "+hookRoute, h)
+	return h
 }
 
 // hookRequest is the body {cwd, pid?, status, session_id?}; session_id is
@@ -211,7 +211,7 @@ func (h *hookHandler) apply(ctx context.Context, pid int, cwd string, st meshd.S
 		if err != nil {
 			return hookReply{}, err
 		}
-		if topic := peerTopic(p.MeshID, p.RoutingPubkey()); (st == meshd.StatusIdle || changed) && !woken[topic] {
+		if topic := meshd.PeerTopic(p.MeshID, p.RoutingPubkey()); (st == meshd.StatusIdle || changed) && !woken[topic] {
 			woken[topic] = true
 			h.wake(ctx, topic, p.ID)
 		}

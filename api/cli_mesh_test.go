@@ -1,4 +1,4 @@
-package broker_test
+package api_test
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/api"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
 )
@@ -14,7 +15,7 @@ import (
 // malformed JSON as 400 with a reason — before authentication, so neither
 // needs a token.
 func TestCLIBodyLimitsAndMalformedJSON(t *testing.T) {
-	e := newEnv(t, 1, func(c *broker.Config) { c.MaxMessageBytes = 1024 })
+	e := newEnv(t, 1, func(_ *broker.Config, c *api.Config) { c.MaxMessageBytes = 1024 })
 	tok := e.cliToken("owner")
 	routes := []struct{ method, path string }{
 		{"POST", "/cli/session/revoke"}, {"POST", "/cli/mesh/create"}, {"POST", "/cli/mesh/x/invite"},

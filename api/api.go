@@ -1,0 +1,138 @@
+// Package api owns the HTTP control plane of a replica: enrollment and CLI
+// routes (/cli/*, /join, invite short links, docs/protocol.md B.9.3-B.9.5)
+// and the Claude Code status hook (/hook/set-status, B.6.4). It never touches
+// a socket: it reads and writes Postgres through the small interfaces of
+// deps.go and wakes sockets on whichever replica holds them by publishing on
+// meshd.PeerTopic. cmd/meshd registers its routes on the same mux as the
+// broker's.
+package api
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/meshd/meshd/internal/httpx"
+)
+
+// Config configures a Server. Zero values take the documented defaults.
+type Config struct {
+	Store    Store                 // required
+	Fanout   Publisher             // required: hook wake-ups
+	Registry prometheus.Registerer // required: the control plane's metrics
+	Logger   zerolog.Logger
+
+	// MaxMessageBytes caps request bodies (B.9.2); default 65536.
+	MaxMessageBytes int
+	// HookFreshWindow is HOOK_FRESH_WINDOW_SECONDS (B.6.2); default 30s.
+	HookFreshWindow time.Duration
+	// HookRateLimitPerMin is the hook bucket capacity and refill (B.6.4);
+	// default 30.
+	HookRateLimitPerMin int
+	// LegacyAuth enables the BROKER_LEGACY_AUTH=1 body user_id shim (B.9.3).
+	LegacyAuth bool
+	// PublicURL is the broker's public WebSocket URL put into invites
+	// (BROKER_URL); default derived from the request's Host.
+	PublicURL string
+	// AppURL prefixes invite short links (APP_URL); default: this broker.
+	AppURL string
+
+	Now func() time.Time // default time.Now
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("api: Store required")
+	case c.Fanout == nil:
+		return errors.New("api: Fanout required")
+	case c.Registry == nil:
+		return errors.New("api: Registry required")
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 65536
+	}
+	if c.HookFreshWindow <= 0 {
+		c.HookFreshWindow = 30 * time.Second
+	}
+	if c.HookRateLimitPerMin <= 0 {
+		c.HookRateLimitPerMin = 30
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Server is one replica's control plane.
+type Server struct {
+	cfg  Config // immutable after New
+	log  zerolog.Logger
+	met  *metrics
+	hook *hookHandler
+}
+
+// New validates cfg and returns a Server; Register puts its routes on a mux.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With().Str("component", "api").Logger()}
+	met, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	s.met = met
+	s.hook = newHookHandler(s)
+	return s, nil
+}
+
+// Register adds the control plane's routes to mux. Every handler reads its
+// body (capped, B.9.2) before it authenticates, so the legacy shim can see
+// body.user_id, and answers every failure with a specific JSON error.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /cli/session/revoke", s.handleSessionRevoke)
+	mux.HandleFunc("GET /cli/meshes", s.handleMeshList)
+	mux.HandleFunc("POST /cli/mesh/create", s.handleMeshCreate)
+	mux.HandleFunc("POST /cli/mesh/{slug}/invite", s.handleInviteCreate)
+	mux.HandleFunc("POST /cli/mesh/{slug}/grants", s.handleGrants)
+	mux.HandleFunc("DELETE /cli/mesh/{slug}", s.handleMeshDelete)
+	mux.HandleFunc("POST /join", s.handleJoin)
+	// Short links resolve against meshd itself, so a deployment without the
+	// upstream web app can share invites (/i/ is what APP_URL links use;
+	// the second path is the web app's API the upstream CLI calls).
+	mux.HandleFunc("GET /i/{code}", s.handleInviteCode)
+	mux.HandleFunc("GET /api/public/invite-code/{code}", s.handleInviteCode)
+	mux.Handle("POST "+hookRoute, s.hook)
+}
+
+// writeJSON answers status with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) { httpx.WriteJSON(w, status, v) }
+
+// errorBody is {ok:false, error, requestId}; the request id lets a client
+// quote the request an operator finds in the access log.
+func errorBody(w http.ResponseWriter, msg string) map[string]any {
+	return map[string]any{"ok": false, "error": msg, "requestId": httpx.RequestID(w)}
+}
+
+// internalError logs err under a new error id and answers 500
+// {ok:false, error:"internal_error", errorId, requestId}: clients never see
+// database text (docs/protocol.md A, decision 24).
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error, what string) {
+	id := httpx.NewID()
+	s.log.Error().Err(err).Str("error_id", id).Str("request_id", httpx.RequestID(w)).
+		Str("route", r.Pattern).Msg(what)
+	body := errorBody(w, "internal_error")
+	body["errorId"] = id
+	writeJSON(w, http.StatusInternalServerError, body)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
