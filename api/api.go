@@ -118,13 +118,13 @@ func errorBody(w http.ResponseWriter, msg string) map[string]any {
 	return map[string]any{"ok": false, "error": msg, "requestId": httpx.RequestID(w)}
 }
 
-// internalError logs err under a new error id and answers 500
+// internalError finishes ev (the caller's log event, with its context) with
+// a new error id, the request id and the route, and answers 500
 // {ok:false, error:"internal_error", errorId, requestId}: clients never see
-// database text (docs/protocol.md A, decision 24).
-func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error, what string) {
+// database text (docs/protocol.md A, decision 24), operators grep the id.
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, ev *zerolog.Event, what string) {
 	id := httpx.NewID()
-	s.log.Error().Err(err).Str("error_id", id).Str("request_id", httpx.RequestID(w)).
-		Str("route", r.Pattern).Msg(what)
+	ev.Str("error_id", id).Str("request_id", httpx.RequestID(w)).Str("route", r.Pattern).Msg(what)
 	body := errorBody(w, "internal_error")
 	body["errorId"] = id
 	writeJSON(w, http.StatusInternalServerError, body)

@@ -35,14 +35,14 @@ type jsonBody struct {
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*jsonBody, bool) {
 	max := int64(s.cfg.MaxMessageBytes)
 	if r.ContentLength > max {
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"ok": false, "error": "payload too large"})
+		cliError(w, http.StatusRequestEntityTooLarge, "payload too large")
 		return nil, false
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"ok": false, "error": "payload too large"})
+		cliError(w, http.StatusRequestEntityTooLarge, "payload too large")
 		return nil, false
 	case err != nil:
 		badBody(w, "could not read body: "+err.Error())
@@ -75,7 +75,9 @@ func (b *jsonBody) decode(w http.ResponseWriter, dst any) bool {
 
 // badBody answers 400 Invalid body (B.7's wording) with a reason.
 func badBody(w http.ResponseWriter, reason string) {
-	writeJSON(w, http.StatusBadRequest, map[string]any{"ok": false, "error": "Invalid body", "reason": reason})
+	body := errorBody(w, "Invalid body")
+	body["reason"] = reason
+	writeJSON(w, http.StatusBadRequest, body)
 }
 
 // jsonReason turns a decode error into a reason a client can act on,
@@ -114,9 +116,9 @@ func jsonKind(t reflect.Type) string {
 	return "an object"
 }
 
-// cliError answers {ok:false, error:msg}.
+// cliError answers {ok:false, error:msg, requestId}.
 func cliError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]any{"ok": false, "error": msg})
+	writeJSON(w, status, errorBody(w, msg))
 }
 
 // cliAuth authenticates a CLI request (B.9.3, requireCliAuth). A header
@@ -142,8 +144,7 @@ func (s *Server) cliAuth(w http.ResponseWriter, r *http.Request, legacyUser stri
 			cliError(w, http.StatusUnauthorized, "invalid_or_revoked_token")
 			return "", false
 		case err != nil:
-			s.log.Error().Err(err).Str("route", r.Pattern).Msg("cli auth check failed")
-			cliError(w, http.StatusInternalServerError, "auth_check_failed")
+			s.internalError(w, r, s.log.Error().Err(err), "cli auth check failed")
 			return "", false
 		}
 		return user, true
@@ -178,8 +179,7 @@ func (s *Server) handleSessionRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	found, err := s.cfg.Store.RevokeCLIToken(r.Context(), strings.TrimSpace(req.Token))
 	if err != nil {
-		s.log.Error().Err(err).Msg("revoke cli token")
-		cliError(w, http.StatusInternalServerError, "revoke_failed")
+		s.internalError(w, r, s.log.Error().Err(err), "revoke cli token")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "found": found})

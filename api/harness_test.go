@@ -216,4 +216,3 @@ func recvPush(t *testing.T, c *client.Client, d time.Duration) client.Message {
 		}
 	}
 }
-

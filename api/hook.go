@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/internal/httpx"
 	"github.com/meshd/meshd/internal/ratelimit"
 )
 
@@ -39,7 +40,7 @@ const (
 	errHookRateLimited = "rate limited"
 	errHookRequired    = "cwd and status required"
 	errHookStatus      = "status must be idle, working or dnd"
-	errHookInternal    = "internal error"
+	errHookInternal    = "internal_error"
 )
 
 // hookHandler serves the route; its bucket is created in New and dies
@@ -81,6 +82,13 @@ type hookReply struct {
 	Pending     bool     `json:"pending,omitempty"`
 	PresenceID  string   `json:"presence_id,omitempty"`
 	PresenceIDs []string `json:"presence_ids,omitempty"`
+	RequestID   string   `json:"requestId,omitempty"` // on errors
+	ErrorID     string   `json:"errorId,omitempty"`   // on 500
+}
+
+// hookError answers an error reply carrying the request id.
+func hookError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, hookReply{Error: msg, RequestID: httpx.RequestID(w)})
 }
 
 func (h *hookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -93,11 +101,11 @@ func (h *hookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeJSON(w, http.StatusRequestEntityTooLarge, hookReply{Error: errHookTooLarge})
+			hookError(w, http.StatusRequestEntityTooLarge, errHookTooLarge)
 			return
 		}
 		s.log.Debug().Err(err).Str("route", hookRoute).Msg("hook body unreadable")
-		writeJSON(w, http.StatusBadRequest, hookReply{Error: "unreadable body"})
+		hookError(w, http.StatusBadRequest, "unreadable body")
 		return
 	}
 	var req hookRequest
@@ -108,20 +116,22 @@ func (h *hookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.rl.Take(hookKey(&req), now) {
 		s.met.hookRateLimited.Inc()
 		s.log.Info().Str("route", hookRoute).Str("cwd", req.CWD).Int("pid", req.pid()).Msg("hook rate limited")
-		writeJSON(w, http.StatusTooManyRequests, hookReply{Error: errHookRateLimited})
+		hookError(w, http.StatusTooManyRequests, errHookRateLimited)
 		return
 	}
 	if code, msg := validateHook(&req, perr); msg != "" {
 		s.log.Debug().Str("route", hookRoute).Int("code", code).Str("error", msg).Msg("hook rejected")
-		writeJSON(w, code, hookReply{Error: msg})
+		hookError(w, code, msg)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), hookTimeout)
 	defer cancel()
 	rep, err := h.apply(ctx, req.pid(), req.CWD, meshd.Status(req.Status))
 	if err != nil {
-		s.log.Error().Err(err).Str("route", hookRoute).Str("cwd", req.CWD).Int("pid", req.pid()).Msg("hook failed")
-		writeJSON(w, http.StatusInternalServerError, hookReply{Error: errHookInternal})
+		id := httpx.NewID()
+		s.log.Error().Err(err).Str("error_id", id).Str("request_id", httpx.RequestID(w)).Str("route", hookRoute).
+			Str("cwd", req.CWD).Int("pid", req.pid()).Msg("hook failed")
+		writeJSON(w, http.StatusInternalServerError, hookReply{Error: errHookInternal, ErrorID: id, RequestID: httpx.RequestID(w)})
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)

@@ -64,16 +64,14 @@ func (s *Server) handleInviteCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	owner, root, err := s.ownerKeys(r, ms)
 	if err != nil {
-		s.log.Error().Err(err).Str("mesh_id", ms.ID).Msg("invite owner keys")
-		cliError(w, http.StatusInternalServerError, "invite_create_failed")
+		s.internalError(w, r, s.log.Error().Err(err).Str("mesh_id", ms.ID), "invite owner keys")
 		return
 	}
 	p := &wire.InvitePayload{V: wire.InviteVersion, MeshID: ms.ID, MeshSlug: ms.Slug, BrokerURL: s.publicWSURL(r),
 		ExpiresAt: s.cfg.Now().Add(inviteTTL).Unix(), MeshRootKey: root, Role: role}
 	token, code, err := s.storeInvite(r, p, owner, uses, user)
 	if err != nil {
-		s.log.Error().Err(err).Str("mesh_id", ms.ID).Msg("create invite")
-		cliError(w, http.StatusInternalServerError, "invite_create_failed")
+		s.internalError(w, r, s.log.Error().Err(err).Str("mesh_id", ms.ID), "create invite")
 		return
 	}
 	s.log.Info().Str("mesh_id", ms.ID).Str("role", role).Int("max_uses", uses).Str("user_id", user).Msg("invite created")
@@ -144,8 +142,7 @@ func (s *Server) handleInviteCode(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, meshd.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]any{"found": false})
 	case err != nil:
-		s.log.Error().Err(err).Msg("invite by code")
-		writeJSON(w, http.StatusInternalServerError, map[string]any{"found": false, "error": "invite_lookup_failed"})
+		s.internalError(w, r, s.log.Error().Err(err), "invite by code")
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"found": true, "token": token})
 	}
@@ -191,8 +188,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	already, code, err := s.cfg.Store.Join(r.Context(), &p, req.InviteToken, &m)
 	switch {
 	case err != nil:
-		s.log.Error().Err(err).Str("mesh_id", p.MeshID).Msg("join")
-		cliError(w, http.StatusInternalServerError, "join_failed")
+		s.internalError(w, r, s.log.Error().Err(err).Str("mesh_id", p.MeshID), "join")
 		return
 	case code != "":
 		s.log.Info().Str("mesh_id", p.MeshID).Str("error", code).Msg("join rejected")

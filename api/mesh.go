@@ -69,7 +69,7 @@ func (s *Server) handleMeshCreate(w http.ResponseWriter, r *http.Request) {
 func (s *Server) createMesh(w http.ResponseWriter, r *http.Request, user, name, slug, pubkey string) {
 	ownerPub, ownerSec, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		cliError(w, http.StatusInternalServerError, "key generation failed")
+		s.internalError(w, r, s.log.Error().Err(err), "owner key generation")
 		return
 	}
 	mesh := meshd.Mesh{Slug: slug, Name: name, OwnerUserID: user, OwnerPubkey: hex.EncodeToString(ownerPub)}
@@ -77,8 +77,7 @@ func (s *Server) createMesh(w http.ResponseWriter, r *http.Request, user, name, 
 	created, err := s.cfg.Store.CreateOwnedMesh(r.Context(), &mesh, hex.EncodeToString(ownerSec), newRootKey(), &owner)
 	switch {
 	case err != nil:
-		s.log.Error().Err(err).Msg("create mesh")
-		cliError(w, http.StatusInternalServerError, "mesh_create_failed")
+		s.internalError(w, r, s.log.Error().Err(err), "create mesh")
 		return
 	case !created:
 		cliError(w, http.StatusConflict, "Too many meshes with this name")
@@ -149,8 +148,7 @@ func (s *Server) handleMeshList(w http.ResponseWriter, r *http.Request) {
 		})
 	})
 	if err != nil {
-		s.log.Error().Err(err).Msg("list meshes")
-		cliError(w, http.StatusInternalServerError, "mesh_list_failed")
+		s.internalError(w, r, s.log.Error().Err(err), "list meshes")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"meshes": out})
@@ -170,8 +168,7 @@ func (s *Server) ownedMesh(w http.ResponseWriter, r *http.Request, body *jsonBod
 		cliError(w, http.StatusNotFound, "Mesh not found")
 		return ms, "", false
 	case err != nil:
-		s.log.Error().Err(err).Msg("mesh by slug")
-		cliError(w, http.StatusInternalServerError, "mesh_lookup_failed")
+		s.internalError(w, r, s.log.Error().Err(err), "mesh by slug")
 		return ms, "", false
 	case forbidden != "" && ms.OwnerUserID != user:
 		cliError(w, http.StatusForbidden, forbidden)
@@ -197,8 +194,7 @@ func (s *Server) handleMeshDelete(w http.ResponseWriter, r *http.Request) {
 		cliError(w, http.StatusNotFound, "Mesh not found")
 		return
 	case err != nil:
-		s.log.Error().Err(err).Msg("archive mesh")
-		cliError(w, http.StatusInternalServerError, "mesh_delete_failed")
+		s.internalError(w, r, s.log.Error().Err(err), "archive mesh")
 		return
 	}
 	s.log.Info().Str("mesh_id", ms.ID).Str("slug", ms.Slug).Str("user_id", user).Msg("mesh archived")
@@ -232,8 +228,7 @@ func (s *Server) handleGrants(w http.ResponseWriter, r *http.Request) {
 		cliError(w, http.StatusForbidden, "Not a member of this mesh")
 		return
 	case err != nil:
-		s.log.Error().Err(err).Msg("merge grants")
-		cliError(w, http.StatusInternalServerError, "grants_update_failed")
+		s.internalError(w, r, s.log.Error().Err(err), "merge grants")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "grants": merged})
