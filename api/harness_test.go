@@ -91,7 +91,7 @@ func (e *env) startReplica(node string, tweak func(*broker.Config, *api.Config))
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("node", node).Logger()
 	bcfg := broker.Config{NodeID: node, Store: e.st, Fanout: bus, NATS: bus, Registry: reg, Logger: log,
 		RedrainInterval: 200 * time.Millisecond, SweepInterval: 200 * time.Millisecond}
 	acfg := api.Config{Store: e.st, Fanout: bus, Registry: reg, Logger: log}

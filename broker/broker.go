@@ -52,7 +52,7 @@ type Config struct {
 	Fanout   Fanout               // required
 	NATS     Pinger               // optional: reported by /health and /health/ready
 	Registry *prometheus.Registry // required: metrics are registered here and served on /metrics
-	Logger   zerolog.Logger
+	Logger   zerolog.Logger       // carries the "node" key (cmd/meshd adds it once for the process)
 
 	MaxMessageBytes       int           // WS frame and send size cap; default 65536
 	MaxConnectionsPerMesh int           // across all replicas; default 100
@@ -173,7 +173,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:     cfg,
-		log:     cfg.Logger.With().Str("component", "broker").Str("node", cfg.NodeID).Logger(),
+		log:     cfg.Logger.With().Str("component", "broker").Logger(), // the caller's logger names the node
 		sendRL:  ratelimit.New(cfg.SendBurst, cfg.SendPerMinute),
 		started: cfg.Now(),
 	}

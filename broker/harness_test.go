@@ -92,7 +92,7 @@ func (e *env) startReplica(node string, tweak func(*broker.Config)) *replica {
 	}
 	cfg := broker.Config{
 		NodeID: node, Store: e.st, Fanout: bus, NATS: bus, Registry: reg,
-		Logger:          zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		Logger:          zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("node", node).Logger(),
 		RedrainInterval: 200 * time.Millisecond, SweepInterval: 200 * time.Millisecond,
 	}
 	if tweak != nil {
