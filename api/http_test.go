@@ -76,3 +76,15 @@ func TestInternalErrorHidesDatabaseText(t *testing.T) {
 		t.Fatalf("no access log line: %s", logs.String())
 	}
 }
+
+// The control plane's series of docs/protocol.md B.9.1 are exported, at 0,
+// on the replica's /metrics.
+func TestMetricsExportControlPlaneSeries(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	text := cliDo(t, "GET", e.cliURL("/metrics"), "", nil).raw
+	for _, name := range []string{"broker_legacy_auth_hits_total", "broker_hook_requests_total", "broker_hook_requests_rate_limited_total"} {
+		if !strings.Contains(text, "# TYPE "+name+" counter\n") || !strings.Contains(text, "\n"+name+" 0\n") {
+			t.Errorf("%s not exported at 0", name)
+		}
+	}
+}
