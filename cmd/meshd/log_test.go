@@ -42,7 +42,9 @@ func TestServeLogLines(t *testing.T) {
 	var stderr lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &stderr)
+	}()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitHealthy(t, base, done, &stderr)
 	req, _ := http.NewRequest("GET", base+"/ws", nil) // not an upgrade: the broker logs it at debug
