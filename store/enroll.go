@@ -158,6 +158,22 @@ FROM mesh.mesh WHERE slug = $1 AND archived_at IS NULL`, slug).
 	return ms, nil
 }
 
+// MeshByRef resolves what an operator typed: a mesh id (archived meshes
+// included, their chains stay verifiable), else the slug of a live mesh.
+// meshd.ErrNotFound when neither matches.
+func (s *Store) MeshByRef(ctx context.Context, ref string) (meshd.Mesh, error) {
+	var ms meshd.Mesh
+	err := s.pool.QueryRow(ctx, `
+SELECT id, COALESCE(slug, ''), name, COALESCE(owner_user_id, ''), COALESCE(owner_pubkey, ''), archived_at
+FROM mesh.mesh WHERE id = $1 OR (slug = $1 AND archived_at IS NULL)
+ORDER BY (id = $1) DESC LIMIT 1`, ref).
+		Scan(&ms.ID, &ms.Slug, &ms.Name, &ms.OwnerUserID, &ms.OwnerPubkey, &ms.ArchivedAt)
+	if err != nil {
+		return meshd.Mesh{}, fmt.Errorf("mesh %q: %w", ref, notFound(err))
+	}
+	return ms, nil
+}
+
 // ArchiveMesh sets archived_at on the live mesh meshID (DELETE
 // /cli/mesh/:slug). Its slug becomes free; hellos and joins stop finding it.
 // meshd.ErrNotFound when it is not live.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/store"
 )
@@ -19,13 +20,13 @@ var _ broker.AuditLog = (*store.Store)(nil)
 // where the chain breaks.
 var errChainBroken = errors.New("audit chain broken")
 
-const auditUsage = `usage: meshd audit verify --mesh <id>
+const auditUsage = `usage: meshd audit verify --mesh <id or slug>
 
 Walks the mesh's audit hash chain (docs/protocol.md B.8) oldest first, recomputing
 every row's hash from its stored fields and checking that it links to the row
 before it. Prints one summary line; exits 0 when the chain is valid (an empty
-chain is valid), 1 when it is broken or on error. Reads DATABASE_URL; does not
-migrate or write anything.
+chain is valid), 1 when it is broken or on error, 2 when no mesh has that id
+(nor, live, that slug). Reads DATABASE_URL; does not migrate or write anything.
 `
 
 // auditCmd runs `meshd audit <subcommand>`.
@@ -44,7 +45,7 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stdout, auditUsage) }
-	mesh := fs.String("mesh", "", "id of the mesh whose chain to verify (required)")
+	mesh := fs.String("mesh", "", "id or slug of the mesh whose chain to verify (required)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -53,12 +54,12 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if *mesh == "" || fs.NArg() > 0 {
 		fmt.Fprint(stderr, auditUsage)
-		return errors.New("audit verify: --mesh <id> is required and takes no other arguments")
+		return errors.New("audit verify: --mesh <id or slug> is required and takes no other arguments")
 	}
 	return auditVerify(ctx, *mesh, getenv, stdout, stderr)
 }
 
-func auditVerify(ctx context.Context, meshID string, getenv func(string) string, stdout, stderr io.Writer) error {
+func auditVerify(ctx context.Context, ref string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
@@ -68,6 +69,14 @@ func auditVerify(ctx context.Context, meshID string, getenv func(string) string,
 		return err
 	}
 	defer st.Close()
+	ms, err := st.MeshByRef(ctx, ref)
+	switch {
+	case errors.Is(err, meshd.ErrNotFound):
+		return exitError{code: 2, err: fmt.Errorf("audit verify: unknown mesh %q (give its id or its slug)", ref)}
+	case err != nil:
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	meshID := ms.ID
 	v, err := st.VerifyAuditDetail(ctx, meshID)
 	if err != nil {
 		return fmt.Errorf("audit verify: %w", err)
@@ -80,6 +89,15 @@ func auditVerify(ctx context.Context, meshID string, getenv func(string) string,
 		meshID, v.Entries, *v.BrokenAt, v.BrokenIndex, v.Entries, brokenReason(v.Reason))
 	return errChainBroken
 }
+
+// exitError makes run exit with code instead of 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
 
 func brokenReason(r string) string {
 	if r == "prev_hash" {

@@ -20,6 +20,7 @@ import (
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/fanout"
 	"github.com/meshd/meshd/internal/testpg"
+	"github.com/meshd/meshd/store"
 )
 
 // The issue's audit test: two real meshd processes on one PostgreSQL and
@@ -223,6 +224,7 @@ func TestAuditCommandLine(t *testing.T) {
 	if code := run(ctx, []string{"migrate"}, getenv, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
 		t.Fatalf("migrate exit %d", code)
 	}
+	ms := createMesh(t, dsn, "Verify")
 	cases := []struct {
 		name   string
 		args   []string
@@ -230,13 +232,16 @@ func TestAuditCommandLine(t *testing.T) {
 		stdout string // substring
 		stderr string // substring
 	}{
-		{"help", []string{"audit", "--help"}, 0, "usage: meshd audit verify --mesh <id>", ""},
+		{"help", []string{"audit", "--help"}, 0, "usage: meshd audit verify --mesh <id or slug>", ""},
 		{"verify help", []string{"audit", "verify", "--help"}, 0, "usage: meshd audit verify", ""},
 		{"no subcommand", []string{"audit"}, 1, "usage:", "missing subcommand"},
 		{"unknown subcommand", []string{"audit", "repair"}, 1, "", `unknown subcommand "repair"`},
-		{"missing --mesh", []string{"audit", "verify"}, 1, "", "--mesh <id> is required"},
+		{"missing --mesh", []string{"audit", "verify"}, 1, "", "--mesh <id or slug> is required"},
 		{"unknown flag", []string{"audit", "verify", "--mesh", "m", "--fix"}, 1, "", "flag provided but not defined"},
-		{"empty chain is valid", []string{"audit", "verify", "--mesh", "nosuchmesh"}, 0, "mesh nosuchmesh: 0 entries, chain valid\n", ""},
+		{"unknown mesh", []string{"audit", "verify", "--mesh", "nosuchmesh"}, 2, "", `unknown mesh "nosuchmesh"`},
+		{"empty chain by id is valid", []string{"audit", "verify", "--mesh", ms.ID}, 0, "mesh " + ms.ID + ": 0 entries, chain valid\n", ""},
+		{"by slug", []string{"audit", "verify", "--mesh", ms.Slug}, 0, "mesh " + ms.ID + ": 0 entries, chain valid\n", ""},
+		{"slug typo", []string{"audit", "verify", "--mesh", ms.Slug + "x"}, 2, "", "unknown mesh"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -254,4 +259,19 @@ func TestAuditCommandLine(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, stderr.String())
 		}
 	})
+}
+
+// createMesh makes a mesh with a slug in dsn's database.
+func createMesh(t *testing.T, dsn, name string) meshd.Mesh {
+	t.Helper()
+	st, err := store.New(context.Background(), store.Config{URL: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ms := meshd.Mesh{Name: name, Slug: strings.ToLower(name) + "-" + meshd.NewID()[24:], OwnerUserID: "owner"}
+	if err := st.CreateMesh(context.Background(), &ms); err != nil {
+		t.Fatal(err)
+	}
+	return ms
 }

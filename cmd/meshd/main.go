@@ -5,12 +5,13 @@
 //	meshd [serve]                    run the broker (default)
 //	meshd migrate                    apply database migrations and exit
 //	meshd token create --user <id>   print a new CLI bearer token
-//	meshd audit verify --mesh <id>   verify a mesh's audit chain
+//	meshd audit verify --mesh <id>   verify a mesh's audit chain (id or slug)
 //	meshd version                    print version and git SHA
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,7 +36,7 @@ const usage = `usage:
   meshd [serve]                    run the broker (env: see docs/env-vars.md)
   meshd migrate                    apply database migrations and exit
   meshd token create --user <id>   create a CLI bearer token (printed once)
-  meshd audit verify --mesh <id>   verify a mesh's audit hash chain (exit 1 if broken)
+  meshd audit verify --mesh <id>   verify a mesh's audit hash chain (id or slug; exit 1 if broken, 2 if unknown)
   meshd version                    print version and git SHA
 `
 
@@ -68,6 +69,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "meshd: %v\n", err)
+		var ee exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
 		return 1
 	}
 	return 0
