@@ -250,7 +250,7 @@ func (s *Server) announce(ctx context.Context, q *meshd.QueuedMessage, from send
 	s.audit(ctx, q.MeshID, "message_sent", from.member.ID, from.name,
 		map[string]any{"targetSpec": q.TargetSpec, "priority": string(q.Priority)})
 	if !multicast {
-		if err := s.cfg.Fanout.Publish(ctx, peerTopic(q.MeshID, q.TargetSpec), nil); err != nil {
+		if err := s.cfg.Fanout.Publish(ctx, meshd.PeerTopic(q.MeshID, q.TargetSpec), nil); err != nil {
 			s.log.Warn().Err(err).Str("mesh_id", q.MeshID).Msg("publish wake-up")
 		}
 		return

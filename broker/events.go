@@ -9,14 +9,10 @@ import (
 	"github.com/meshd/meshd/wire"
 )
 
-// Topic scheme (logical; the fanout prefixes and maps them to subjects):
-//
-//	mesh.<meshId>               broadcasts, multicasts and system events of a mesh
-//	peer.<meshId>.<pubkey>      wake-up for a member or session pubkey's queued rows
-//	presence.<presenceId>       control for one presence's socket (close)
-func meshTopic(meshID string) string         { return "mesh." + meshID }
-func peerTopic(meshID, pubkey string) string { return "peer." + meshID + "." + pubkey }
-func presenceTopic(presenceID string) string { return "presence." + presenceID }
+// Topics (meshd.MeshTopic, PeerTopic, PresenceTopic; the fanout prefixes
+// and maps them to subjects): mesh.<id> carries broadcasts, multicasts and
+// system events of a mesh; peer.<mesh>.<pubkey> wakes the sockets of a
+// member or session key; presence.<id> closes one presence's socket.
 
 const (
 	kindBroadcast = "broadcast"
@@ -54,7 +50,7 @@ func (s *Server) publishMesh(ctx context.Context, meshID string, ev meshEventMsg
 	if err != nil {
 		return err
 	}
-	return s.cfg.Fanout.Publish(ctx, meshTopic(meshID), data)
+	return s.cfg.Fanout.Publish(ctx, meshd.MeshTopic(meshID), data)
 }
 
 // publishFrame sends frame to every socket of the mesh on every replica
@@ -126,12 +122,12 @@ func (s *Server) subscribeConn(c *conn, pres meshd.Presence, member meshd.Member
 		return nil
 	}
 	wake := func([]byte) { c.wake() }
-	err := sub(peerTopic(pres.MeshID, member.Pubkey), wake)
+	err := sub(meshd.PeerTopic(pres.MeshID, member.Pubkey), wake)
 	if err == nil && pres.SessionPubkey != "" {
-		err = sub(peerTopic(pres.MeshID, pres.SessionPubkey), wake)
+		err = sub(meshd.PeerTopic(pres.MeshID, pres.SessionPubkey), wake)
 	}
 	if err == nil {
-		err = sub(presenceTopic(pres.ID), func(data []byte) { s.onPresenceControl(c, data) })
+		err = sub(meshd.PresenceTopic(pres.ID), func(data []byte) { s.onPresenceControl(c, data) })
 	}
 	if err != nil {
 		releaseAll(rels)
@@ -167,5 +163,5 @@ func (s *Server) closePresence(ctx context.Context, presenceID, socketID string,
 	if err != nil {
 		return err
 	}
-	return s.cfg.Fanout.Publish(ctx, presenceTopic(presenceID), data)
+	return s.cfg.Fanout.Publish(ctx, meshd.PresenceTopic(presenceID), data)
 }

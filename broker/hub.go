@@ -10,6 +10,7 @@ import (
 
 	"github.com/olahol/melody"
 
+	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/wire"
 )
 
@@ -236,7 +237,7 @@ func (h *Hub) addAuthed(c *conn, meshID string) error {
 	if subscribed {
 		return nil
 	}
-	rel, err := h.srv.cfg.Fanout.Subscribe(meshTopic(meshID), func(data []byte) { h.enqueue(meshID, data) })
+	rel, err := h.srv.cfg.Fanout.Subscribe(meshd.MeshTopic(meshID), func(data []byte) { h.enqueue(meshID, data) })
 	if err != nil {
 		h.removeAuthed(c, meshID)
 		return fmt.Errorf("subscribe mesh topic: %w", err)
