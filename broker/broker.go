@@ -66,7 +66,16 @@ type Config struct {
 	HookFreshWindow       time.Duration // HOOK_FRESH_WINDOW_SECONDS; default 30s
 	SendBurst             float64       // per-member send bucket capacity; default 10
 	SendPerMinute         float64       // per-member refill; default 60
-	WriteBuffer           int           // pushes queued per socket before it is a slow consumer; default 512
+	WriteBuffer           int           // frames queued per socket before it is a slow consumer; default 512
+	// PushWindow is the credit of a client that sends client_ack: at most
+	// this many pushes in flight without an ack; the next rows are claimed
+	// as acks arrive, so a reconnecting client gets its backlog at its own
+	// pace. Default 256 (docs/benchmarks.md).
+	PushWindow int
+	// SlowConsumerAfter closes (slow_consumer) an acking client whose
+	// window stayed full this long; its claims are released at once.
+	// Default 60s.
+	SlowConsumerAfter time.Duration
 
 	// ExpectedMigration, when set, makes /health/ready fail with
 	// migration_missing until the newest applied migration has this file
@@ -123,6 +132,10 @@ func (c *Config) validate() error {
 	if c.WriteBuffer <= 0 {
 		c.WriteBuffer = 512
 	}
+	if c.PushWindow <= 0 {
+		c.PushWindow = 256
+	}
+	def(&c.SlowConsumerAfter, 60*time.Second)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

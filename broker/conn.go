@@ -48,6 +48,10 @@ type conn struct {
 	written    chan string // bounded; overflow leaves the row claimed (redelivered after the lease)
 	markerDone chan struct{}
 	drainDone  chan struct{}
+	// credit is the flow control of an acking client (A.3-5): the rows
+	// pushed and not yet client_acked, at most Config.PushWindow.
+	credit credit
+
 	// pendingAcks counts client_acks posted to the ack batch and not yet
 	// committed; the close path waits for them.
 	pendingAcks sync.WaitGroup

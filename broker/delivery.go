@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshd/meshd"
@@ -343,6 +344,9 @@ func (c *conn) drain() {
 		Refresh:          &meshd.StatusRefresh{Inferred: c.inferredStatus(pres), FreshWindow: c.srv.cfg.HookFreshWindow},
 	}
 	for {
+		if req.Limit = c.claimLimit(); req.Limit == 0 {
+			return // the window is full: the next ack wakes us
+		}
 		rows, err := c.srv.cfg.Store.Claim(ctx, req)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -350,10 +354,19 @@ func (c *conn) drain() {
 			}
 			return
 		}
-		if n := c.pushRows(rows); n < len(rows) || len(rows) < claimBatch {
+		if n := c.pushRows(rows); n < len(rows) || len(rows) < req.Limit {
 			return
 		}
 	}
+}
+
+// claimLimit is how many rows the next claim may take: a batch, or for an
+// acking client what its window has left (0 when it is full).
+func (c *conn) claimLimit() int {
+	if !c.acks.Load() {
+		return claimBatch
+	}
+	return min(claimBatch, c.credit.free(c.srv.cfg.PushWindow, c.srv.cfg.Now()))
 }
 
 // inferredStatus is what the JSONL fallback would set (B.6.3): idle on a
@@ -380,6 +393,9 @@ func (c *conn) pushRows(rows []meshd.Delivery) int {
 		if err != nil || !c.writeTracked(data, d.ID) {
 			c.srv.met.pushDropped.WithLabelValues(dropReason(c)).Inc()
 			return i
+		}
+		if c.acks.Load() {
+			c.credit.take(d.ID, d.ClientMessageID)
 		}
 		c.srv.met.messagesRouted.WithLabelValues(string(d.Priority)).Inc()
 	}
@@ -462,6 +478,78 @@ func dropReason(c *conn) string {
 	return "closed"
 }
 
+// credit tracks an acking client's pushes in flight (guarded by mu).
+type credit struct {
+	mu       sync.Mutex
+	inflight map[string]string // broker message id → client message id
+	byClient map[string]string // client message id → broker message id
+	fullAt   time.Time         // when the window filled; zero while it has room
+}
+
+// free returns the room left in a window of size w, noting when it fills.
+func (cr *credit) free(w int, now time.Time) int {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	n := max(w-len(cr.inflight), 0)
+	if n == 0 && cr.fullAt.IsZero() {
+		cr.fullAt = now
+	}
+	return n
+}
+
+// take records a push in flight.
+func (cr *credit) take(id, clientID string) {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if cr.inflight == nil {
+		cr.inflight, cr.byClient = map[string]string{}, map[string]string{}
+	}
+	cr.inflight[id] = clientID
+	if clientID != "" {
+		cr.byClient[clientID] = id
+	}
+}
+
+// give settles an ack; it reports whether the window had been full (the
+// drain stopped and must be woken).
+func (cr *credit) give(id, clientID string) bool {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if id == "" {
+		id = cr.byClient[clientID]
+	}
+	cid, ok := cr.inflight[id]
+	if !ok {
+		return false
+	}
+	delete(cr.inflight, id)
+	delete(cr.byClient, cid)
+	full := !cr.fullAt.IsZero()
+	cr.fullAt = time.Time{}
+	return full
+}
+
+// stalledSince reports when the window filled (zero: it has room).
+func (cr *credit) stalledSince() time.Time {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	return cr.fullAt
+}
+
+// closeStalled closes the acking clients whose window stayed full longer
+// than SlowConsumerAfter (slow_consumer, "reconnect"); their close releases
+// their claims at once, so the rows wait for them or another socket of the
+// same key instead of being re-pushed into a socket that does not read.
+func (s *Server) closeStalled() {
+	now := s.cfg.Now()
+	for _, c := range s.hub.allConns() {
+		if at := c.credit.stalledSince(); !at.IsZero() && now.Sub(at) > s.cfg.SlowConsumerAfter {
+			c.logger().Warn().Dur("stalled", now.Sub(at)).Int("window", s.cfg.PushWindow).Msg("slow consumer: push window full; closing")
+			c.close(wire.ReasonSlowConsumer, "")
+		}
+	}
+}
+
 // handleClientAck marks a pushed row delivered (B.4.4). The first
 // client_ack also switches the connection to acking mode (A.3-4).
 func (s *Server) handleClientAck(ctx context.Context, c *conn, data []byte, _ string) error {
@@ -472,6 +560,9 @@ func (s *Server) handleClientAck(ctx context.Context, c *conn, data []byte, _ st
 	c.acks.Store(true)
 	if m.ClientMessageID == "" && m.BrokerMessageID == "" {
 		return nil
+	}
+	if c.credit.give(m.BrokerMessageID, m.ClientMessageID) {
+		c.wake() // the window had been full
 	}
 	pres, member, _ := c.snapshot()
 	keys := []string{member.Pubkey}
@@ -566,6 +657,7 @@ func (s *Server) redrainLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		s.redrain(ctx)
+		s.closeStalled()
 	}
 }
 

@@ -283,6 +283,17 @@ func (h *Hub) meshConns(meshID string) []*conn {
 	return out
 }
 
+// allConns returns a snapshot of every socket.
+func (h *Hub) allConns() []*conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
 // localMeshes lists meshes with at least one local authenticated socket.
 func (h *Hub) localMeshes() []string {
 	h.mu.Lock()

@@ -121,7 +121,7 @@ func (s *Store) Claim(ctx context.Context, req meshd.ClaimRequest) ([]meshd.Deli
 func (s *Store) claimRows(ctx context.Context, req meshd.ClaimRequest, prios []string, limit *int, statusOf *string, lease float64) (pgx.Rows, error) {
 	args := []any{req.MeshID, prios, claimTargets(req), limit, req.ClaimerPresenceID, lease, statusOf}
 	if req.Refresh == nil || statusOf == nil {
-		return s.pool.Query(ctx, claimSQL, args...)
+		return s.lease.Query(ctx, claimSQL, args...)
 	}
 	inferred := req.Refresh.Inferred
 	if !inferred.Valid() || inferred == meshd.StatusDND {
@@ -130,7 +130,7 @@ func (s *Store) claimRows(ctx context.Context, req meshd.ClaimRequest, prios []s
 	b := &pgx.Batch{}
 	b.Queue(writeStatusSQL(refreshPred), string(inferred), string(meshd.SourceJSONL), secs(req.Refresh.FreshWindow), *statusOf)
 	b.Queue(claimSQL, args...)
-	br := s.pool.SendBatch(ctx, b)
+	br := s.lease.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		br.Close()
 		return nil, fmt.Errorf("refresh status: %w", err)
@@ -196,7 +196,7 @@ func (s *Store) MarkDelivered(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx,
+	_, err := s.lease.Exec(ctx,
 		"UPDATE mesh.message_queue SET delivered_at = now() WHERE id = ANY($1) AND delivered_at IS NULL", ids)
 	if err != nil {
 		return fmt.Errorf("mark delivered: %w", err)
@@ -208,7 +208,7 @@ func (s *Store) MarkDelivered(ctx context.Context, ids []string) error {
 // claimID (a socket that closed before its pushes were written), so the
 // rows are claimable again at once instead of after the lease.
 func (s *Store) ReleaseClaims(ctx context.Context, claimID string) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE mesh.message_queue SET claimed_at = NULL, claim_id = NULL, claim_expires_at = NULL
+	tag, err := s.lease.Exec(ctx, `UPDATE mesh.message_queue SET claimed_at = NULL, claim_id = NULL, claim_expires_at = NULL
 WHERE claim_id = $1 AND delivered_at IS NULL`, claimID)
 	if err != nil {
 		return 0, fmt.Errorf("release claims: %w", err)
@@ -227,7 +227,7 @@ func (s *Store) ClientAck(ctx context.Context, meshID string, keys []string, cli
 	if keys == nil {
 		keys = []string{}
 	}
-	tag, err := s.pool.Exec(ctx, `
+	tag, err := s.lease.Exec(ctx, `
 UPDATE mesh.message_queue SET delivered_at = now()
 WHERE mesh_id = $1 AND delivered_at IS NULL
 	AND (id = $2 OR client_message_id = $3)

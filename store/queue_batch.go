@@ -79,7 +79,7 @@ func (s *Store) ClientAckBatch(ctx context.Context, acks []meshd.AckByID) (int64
 	for i, a := range acks {
 		mesh[i], ids[i], keys[i] = a.MeshID, a.ID, strings.Join(a.Keys, ",")
 	}
-	tag, err := s.pool.Exec(ctx, `
+	tag, err := s.lease.Exec(ctx, `
 UPDATE mesh.message_queue q SET delivered_at = now()
 FROM unnest($1::text[], $2::text[], $3::text[]) AS a(mesh, id, keys)
 WHERE q.id = a.id AND q.mesh_id = a.mesh AND q.delivered_at IS NULL

@@ -58,6 +58,18 @@ type Config struct {
 type Store struct {
 	pool *pgxpool.Pool  // immutable after New; closed by Close
 	log  zerolog.Logger // immutable after New
+
+	// lease is a second, smaller pool whose sessions run with
+	// synchronous_commit=off, for the writes whose loss in a PostgreSQL
+	// crash costs at most a redelivery: claims and their release, delivered
+	// marks, client_acks and the status refresh before a drain. Their
+	// commits do not wait for the WAL flush (the durable writes — queue
+	// rows, whose commit backs an ack{queued:true}, and everything else —
+	// stay on pool). A crash can forget the last such commits: a forgotten
+	// claim or delivered mark makes the row claimable again, so the
+	// recipient may get the push twice, with the same messageId
+	// (docs/architecture.md, at-least-once).
+	lease *pgxpool.Pool // immutable after New; closed by Close
 }
 
 // New validates cfg and returns a Store with a connection pool. The pool
@@ -89,15 +101,26 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if rp["application_name"] == "" {
 		rp["application_name"] = "meshd"
 	}
+	lc := pc.Copy()
+	lc.MaxConns = max(pc.MaxConns/2, 2)
+	lc.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("store: pool: %w", err)
 	}
-	return &Store{pool: pool, log: cfg.Logger.With().Str("component", "store").Logger()}, nil
+	lease, err := pgxpool.NewWithConfig(ctx, lc)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: lease pool: %w", err)
+	}
+	return &Store{pool: pool, lease: lease, log: cfg.Logger.With().Str("component", "store").Logger()}, nil
 }
 
-// Close closes the pool, waiting for acquired connections to be released.
-func (s *Store) Close() { s.pool.Close() }
+// Close closes the pools, waiting for acquired connections to be released.
+func (s *Store) Close() {
+	s.pool.Close()
+	s.lease.Close()
+}
 
 // Ping reports whether the database answers a trivial query.
 func (s *Store) Ping(ctx context.Context) error {

@@ -30,6 +30,8 @@ type config struct {
 	JSONLDir              string
 	ExpectedMigration     string
 	SendPerMinute         int
+	PushWindow            int
+	SlowConsumerAfter     time.Duration
 	LogLevel              string
 	SkipMigrate           bool
 	GitSHA                string
@@ -68,6 +70,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.HookRateLimitPerMin = intVar(getenv, "HOOK_RATE_LIMIT_PER_MIN", 30, 1, 1_000_000, &errs)
 	c.StatusTTL = time.Duration(intVar(getenv, "STATUS_TTL_SECONDS", 60, 1, 86400*30, &errs)) * time.Second
 	c.SendBurst = intVar(getenv, "SEND_RATE_BURST", 10, 1, 1_000_000_000, &errs)
+	c.PushWindow = intVar(getenv, "PUSH_WINDOW", 256, 1, 100_000, &errs)
+	c.SlowConsumerAfter = time.Duration(intVar(getenv, "SLOW_CONSUMER_SECONDS", 60, 1, 86400, &errs)) * time.Second
 	c.SendPerMinute = intVar(getenv, "SEND_RATE_PER_MIN", 60, 1, 1_000_000_000, &errs)
 	if c.NodeID == "" {
 		host, _ := os.Hostname()

@@ -152,6 +152,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh,
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
 		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
+		PushWindow: cfg.PushWindow, SlowConsumerAfter: cfg.SlowConsumerAfter,
 		ExpectedMigration: cfg.ExpectedMigration, StatusTTL: cfg.StatusTTL, JSONLDir: cfg.JSONLDir,
 	})
 	if err != nil {
