@@ -2,7 +2,11 @@ package broker
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"time"
+
+	"github.com/meshd/meshd"
 )
 
 // batcher is the group commit of the delivery road: requests from every
@@ -115,6 +119,21 @@ func (b *batcher[T]) failQueued(err error) {
 			r.finish(err)
 		default:
 			return
+		}
+	}
+}
+
+// idClock hands out queue row ids (meshd.NewID's shape: 16 hex digits of
+// Unix nanoseconds, then 16 random hex digits) whose time part strictly
+// increases, so rows of one batch sort in submission order.
+type idClock struct{ last atomic.Int64 }
+
+func (c *idClock) next() string {
+	for {
+		last := c.last.Load()
+		n := max(time.Now().UnixNano(), last+1)
+		if c.last.CompareAndSwap(last, n) {
+			return fmt.Sprintf("%016x%s", uint64(n), meshd.NewID()[16:])
 		}
 	}
 }

@@ -170,6 +170,7 @@ type Server struct {
 
 	// The group commit of the delivery road (delivery.go), run by Start.
 	enqueues  *batcher[*enqueueItem]
+	ids       idClock
 	acks      *batcher[meshd.AckByID]
 	delivered *batcher[[]string]
 	mux       http.Handler

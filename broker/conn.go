@@ -52,6 +52,9 @@ type conn struct {
 	// pushed and not yet client_acked, at most Config.PushWindow.
 	credit credit
 
+	// sendSlots bounds this socket's sends waiting for the group commit.
+	sendSlots chan struct{}
+
 	// pendingAcks counts client_acks posted to the ack batch and not yet
 	// committed; the close path waits for them.
 	pendingAcks sync.WaitGroup
@@ -77,6 +80,7 @@ func newConn(srv *Server, sess *melody.Session) *conn {
 		written:    make(chan string, 256),
 		markerDone: make(chan struct{}),
 		drainDone:  make(chan struct{}),
+		sendSlots:  make(chan struct{}, sendPipeline),
 		log:        srv.log,
 	}
 }

@@ -126,17 +126,34 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 		TargetSpec: m.TargetSpec, Priority: meshd.Priority(m.Priority), Nonce: *m.Nonce,
 		Ciphertext: *m.Ciphertext, ClientMessageID: m.ClientMessageID, RequestFingerprint: m.RequestFingerprint,
 	}
-	if err == nil {
-		err = s.enqueue(ctx, q, multicast)
-	}
 	if err != nil {
 		id := s.logInternal(c, err, "send")
 		return nack("unavailable", "unavailable: the message could not be stored; retry (error id "+id+")")
 	}
-	c.send(wire.Ack{Type: wire.TypeAck, ID: m.ID, MessageID: q.ID, Queued: true})
-	s.announce(ctx, q, from, multicast, announceOpts{replyTo: m.ReplyToID})
+	// The row joins the group commit and the read loop moves on, so this
+	// socket's client_acks are not held behind its sends; the ack (and the
+	// announce) follow the commit. At most sendPipeline sends of one socket
+	// wait at once: the next one blocks the read loop (TCP backpressure).
+	c.sendSlots <- struct{}{}
+	it := &enqueueItem{q: q, multicast: multicast}
+	s.enqueues.post(ctx, it, func(err error) {
+		<-c.sendSlots
+		if err == nil {
+			err = it.err
+		}
+		if err != nil {
+			id := s.logInternal(c, err, "send")
+			nack("unavailable", "unavailable: the message could not be stored; retry (error id "+id+")")
+			return
+		}
+		c.send(wire.Ack{Type: wire.TypeAck, ID: m.ID, MessageID: q.ID, Queued: true})
+		s.announce(s.ctx, q, from, multicast, announceOpts{replyTo: m.ReplyToID})
+	})
 	return nil
 }
+
+// sendPipeline bounds one socket's sends waiting for the group commit.
+const sendPipeline = 64
 
 func validateSend(m *wire.Send) error {
 	switch {
@@ -174,22 +191,17 @@ type enqueueItem struct {
 	err       error // this row's own failure when the batch had to be split
 }
 
-// enqueue stores q through the group commit and returns once its row is
-// committed (the ack may then say queued:true).
-func (s *Server) enqueue(ctx context.Context, q *meshd.QueuedMessage, multicast bool) error {
-	it := &enqueueItem{q: q, multicast: multicast}
-	if err := s.enqueues.do(ctx, it); err != nil {
-		return err
-	}
-	return it.err
-}
-
-// runEnqueues inserts a batch in one statement. A batch the database
+// runEnqueues inserts a batch in one statement. Rows get ids in batch
+// order from a clock that never repeats or goes back, so FIFO by
+// (created_at, id) holds within the batch (one statement: one now()). A batch the database
 // refuses (a sender deleted mid-send, say) is retried row by row so one bad
 // row fails only its own send.
 func (s *Server) runEnqueues(ctx context.Context, items []*enqueueItem) error {
 	qs, dl := make([]*meshd.QueuedMessage, len(items)), make([]bool, len(items))
 	for i, it := range items {
+		if it.q.ID == "" {
+			it.q.ID = s.ids.next()
+		}
 		qs[i], dl[i] = it.q, it.multicast
 	}
 	err := s.cfg.Store.EnqueueBatch(ctx, qs, dl)

@@ -72,6 +72,16 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*meshd.QueuedMessage, del
 	return nil
 }
 
+// clientAckBatchSQL marks the acked rows; `q.id = ANY($2)` makes the plan
+// go through the primary key (a join on unnest alone can hash-join a seq
+// scan of the whole queue, which grows with history).
+const clientAckBatchSQL = `
+UPDATE mesh.message_queue q SET delivered_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[]) AS a(mesh, id, keys)
+WHERE q.id = ANY($2::text[]) AND q.id = a.id AND q.mesh_id = a.mesh AND q.delivered_at IS NULL
+	AND (q.target_spec = ANY(string_to_array(a.keys, ',')) OR q.target_spec = '*'
+		OR q.target_spec LIKE '@%' OR q.target_spec LIKE '#%')`
+
 // ClientAckBatch applies acks in one statement through the primary key.
 // Returns the number of rows marked.
 func (s *Store) ClientAckBatch(ctx context.Context, acks []meshd.AckByID) (int64, error) {
@@ -79,12 +89,7 @@ func (s *Store) ClientAckBatch(ctx context.Context, acks []meshd.AckByID) (int64
 	for i, a := range acks {
 		mesh[i], ids[i], keys[i] = a.MeshID, a.ID, strings.Join(a.Keys, ",")
 	}
-	tag, err := s.lease.Exec(ctx, `
-UPDATE mesh.message_queue q SET delivered_at = now()
-FROM unnest($1::text[], $2::text[], $3::text[]) AS a(mesh, id, keys)
-WHERE q.id = a.id AND q.mesh_id = a.mesh AND q.delivered_at IS NULL
-	AND (q.target_spec = ANY(string_to_array(a.keys, ',')) OR q.target_spec = '*'
-		OR q.target_spec LIKE '@%' OR q.target_spec LIKE '#%')`, mesh, ids, keys)
+	tag, err := s.lease.Exec(ctx, clientAckBatchSQL, mesh, ids, keys)
 	if err != nil {
 		return 0, fmt.Errorf("client ack batch: %w", err)
 	}

@@ -552,6 +552,38 @@ func TestClientAckBatch(t *testing.T) {
 	if got := f.claimFor(f.alice, "p", allPrios); len(got) != 1 || got[0].ID != other.ID {
 		t.Fatalf("alice's row was acked by bob: %+v", got)
 	}
+	// With a long history the batch reads by index (primary key or the
+	// pending-only partial index), never the whole table.
+	f.exec(`INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, nonce, ciphertext, delivered_at)
+SELECT md5(g::text), $1, $2, $3, 'n', 'c', now() FROM generate_series(1, 20000) g`, f.mesh.ID, f.alice.ID, f.bob.Pubkey)
+	f.exec(`ANALYZE mesh.message_queue`)
+	ids := make([]string, 300)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%032d", i)
+	}
+	keys := make([]string, len(ids))
+	plan := f.explain(clientAckBatchSQL, ids, ids, keys)
+	if strings.Contains(plan, "Seq Scan on message_queue") {
+		t.Fatalf("ack batch plan scans the queue:\n%s", plan)
+	}
+}
+
+// explain returns the plan of sql with args.
+func (f *fixture) explain(sql string, args ...any) string {
+	f.t.Helper()
+	rows, err := f.s.pool.Query(f.ctx, "EXPLAIN "+sql, args...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			f.t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	return strings.Join(plan, "\n")
 }
 
 // The claim reads only the claimer's targets: with many pending rows for
