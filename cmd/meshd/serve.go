@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -172,10 +173,16 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srvCtx, stopSrv := context.WithCancel(context.Background())
-	defer stopSrv()
+	srvCtx, stopSrv := context.WithCancelCause(context.Background())
+	var leaders sync.WaitGroup
+	defer func() {
+		// The leader loops release their locks and close their connections
+		// before serve returns (they own a database connection each).
+		stopSrv(errors.New("meshd: serve returned"))
+		leaders.Wait()
+	}()
 	srv.Start(srvCtx)
-	if err := runSingletons(srvCtx, cfg, log, reg, srv); err != nil {
+	if err := runSingletons(srvCtx, &leaders, cfg, log, reg, srv); err != nil {
 		return err
 	}
 	hs := &http.Server{Handler: handler(log, srv, ctl), ReadHeaderTimeout: 10 * time.Second}
@@ -214,7 +221,7 @@ func singletonKey(name string) int64 {
 
 // runSingletons campaigns for each cluster-wide job; whichever replica
 // holds a job's lock runs it, and another takes over when it is lost.
-func runSingletons(ctx context.Context, cfg config, log zerolog.Logger, reg prometheus.Registerer, srv *broker.Server) error {
+func runSingletons(ctx context.Context, wg *sync.WaitGroup, cfg config, log zerolog.Logger, reg prometheus.Registerer, srv *broker.Server) error {
 	jobs := map[string]func(context.Context){
 		"status_sweeps": srv.RunStatusSweeps,
 		"upkeep":        srv.RunUpkeep,
@@ -226,11 +233,11 @@ func runSingletons(ctx context.Context, cfg config, log zerolog.Logger, reg prom
 		if err != nil {
 			return fmt.Errorf("leader %s: %w", name, err)
 		}
-		go func() {
+		wg.Go(func() {
 			if err := l.Run(ctx, job); err != nil {
 				log.Error().Err(err).Str("singleton", name).Msg("leader loop stopped")
 			}
-		}()
+		})
 	}
 	return nil
 }
