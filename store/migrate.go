@@ -20,7 +20,10 @@ import (
 
 // migrationFS holds meshd's own versioned schema (A.3-2). Files are applied
 // in lexicographic order and never edited once released: a changed file is
-// only warned about, so a fix must be a new file.
+// only warned about, so a fix must be a new file. Numbers need not be
+// contiguous: 0006 was taken by a migration that was dropped before it was
+// ever committed, and renumbering 0007+ would make databases that applied
+// them by name apply them twice.
 //
 //go:embed migrations/*.sql
 var migrationFS embed.FS
