@@ -19,6 +19,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/meshd/meshd/internal/opstools"
 )
 
 const composeFile = "docker-compose.ha-local.yml"
@@ -80,7 +82,6 @@ func decodeStrict(t *testing.T, path string, v any) {
 // The subset of the Compose specification this file uses; anything else
 // (a misspelt key) fails the strict decode.
 type composeSpec struct {
-	Name       string                    `yaml:"name"`
 	Services   map[string]composeService `yaml:"services"`
 	Volumes    map[string]any            `yaml:"volumes"`
 	Extensions map[string]any            `yaml:",inline"` // x-… anchors
@@ -156,6 +157,9 @@ func TestComposeServices(t *testing.T) {
 		s := c.Services[name]
 		if s.Build.Context != ".." {
 			t.Errorf("%s: build context %q, want the repository root", name, s.Build.Context)
+		}
+		if got := s.Build.Args["GIT_SHA"]; !strings.HasPrefix(got, "${GIT_SHA") {
+			t.Errorf("%s: build arg GIT_SHA %q: want it from the environment (${GIT_SHA:-unknown}) so /health reports the commit", name, got)
 		}
 		if s.StopGracePeriod == "" {
 			t.Errorf("%s: no stop_grace_period for the drain", name)
@@ -462,16 +466,38 @@ func TestComposeMountsAndProvisioning(t *testing.T) {
 	}
 }
 
-// docker compose config, when a Compose binary is installed (it is not on
-// the CI machines; the tests above are the check there).
-func TestComposeConfigWhenAvailable(t *testing.T) {
-	bin, err := exec.LookPath("docker-compose")
+// The file must load in both Compose generations: Debian's docker-compose
+// 1.29 (v1, its own JSON schema) and compose-go v2 (Docker Compose v2's
+// loader). scripts/ops-tools.sh installs both; each test skips, with the
+// reason, only when its tool is missing.
+func TestComposeConfigV1(t *testing.T) {
+	bin := opstools.Find(t, "docker-compose")
+	t.Log(strings.TrimSpace(opstools.Run(t, ".", bin, "version", "--short")))
+	opstools.Run(t, ".", bin, "-p", "meshd-ha-local", "-f", composeFile, "config", "-q")
+}
+
+func TestComposeConfigV2(t *testing.T) {
+	bin := opstools.Find(t, "composecheck")
+	t.Log(strings.TrimSpace(opstools.Run(t, ".", bin, "-p", "meshd-ha-local", composeFile)))
+}
+
+// Both loaders must reject a misspelt key, or the tests above prove nothing.
+func TestComposeLoadersRejectTypos(t *testing.T) {
+	raw, err := os.ReadFile(composeFile)
 	if err != nil {
-		t.Log("docker-compose not installed; static checks only")
-		return
+		t.Fatal(err)
 	}
-	if out, err := exec.Command(bin, "-f", composeFile, "config", "-q").CombinedOutput(); err != nil {
-		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	bad := filepath.Join(t.TempDir(), composeFile)
+	if err := os.WriteFile(bad, bytes.Replace(raw, []byte("stop_grace_period:"), []byte("stop_grace_perod:"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"docker-compose", "-f", bad, "config", "-q"}, {"composecheck", bad}} {
+		t.Run(args[0], func(t *testing.T) {
+			out, err := exec.Command(opstools.Find(t, args[0]), args[1:]...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "stop_grace_perod") {
+				t.Fatalf("misspelt key accepted: %v\n%s", err, out)
+			}
+		})
 	}
 }
 
