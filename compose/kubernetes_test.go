@@ -14,6 +14,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -21,6 +22,10 @@ import (
 )
 
 const k8sDir = "kubernetes"
+
+// baseDir holds what `kubectl apply -k` always applies; components/ holds
+// the optional parts.
+var baseDir = filepath.Join(k8sDir, "base")
 
 // shutdownDrain is how long meshd may take to drain after SIGTERM
 // (cmd/meshd shutdownBudget).
@@ -50,13 +55,23 @@ type serviceMonitor struct {
 	} `json:"spec"`
 }
 
+// kustomization is a Kustomization or a Component (the fields used here).
 type kustomization struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Labels     []struct {
 		Pairs map[string]string `json:"pairs"`
 	} `json:"labels"`
-	Resources []string `json:"resources"`
+	Resources  []string `json:"resources"`
+	Components []string `json:"components"`
+	Patches    []struct {
+		Path string `json:"path"`
+	} `json:"patches"`
+	Images []struct {
+		Name   string `json:"name"`
+		NewTag string `json:"newTag"`
+	} `json:"images"`
+	dir string
 }
 
 // manifests holds every decoded object.
@@ -68,36 +83,52 @@ type manifests struct {
 	pdbs        []policyv1.PodDisruptionBudget
 	hpas        []autoscalingv2.HorizontalPodAutoscaler
 	jobs        []batchv1.Job
+	ingresses   []networkingv1.Ingress
+	accounts    []corev1.ServiceAccount
 	monitors    []serviceMonitor
 	kustomize   []kustomization
 	files       map[string][]string // file → kinds
+	external    map[string]bool     // Secrets created out of band
 }
 
 var docSep = regexp.MustCompile(`(?m)^---\s*$`)
 
-// loadManifests decodes every document of every *.yaml in kubernetes/
-// strictly into its real API type, chosen by apiVersion and kind.
-func loadManifests(t *testing.T) manifests {
+// loadManifests decodes every document of every *.yaml under dir (all of
+// kubernetes/ when dir is k8sDir) strictly into its real API type, chosen
+// by apiVersion and kind. files is keyed by the path below dir.
+func loadManifests(t *testing.T, dir string) manifests {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(k8sDir, "*.y*ml"))
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no manifests: %v", err)
-	}
 	m := manifests{files: map[string][]string{}}
-	for _, p := range paths {
+	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() || !strings.HasSuffix(p, ".yaml") {
+			return err
+		}
 		raw, err := os.ReadFile(p)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		for _, doc := range docSep.Split(string(raw), -1) {
-			if strings.TrimSpace(regexp.MustCompile(`(?m)^\s*#.*$`).ReplaceAllString(doc, "")) == "" {
-				continue
-			}
-			kind := m.decode(t, p, []byte(doc))
-			m.files[filepath.Base(p)] = append(m.files[filepath.Base(p)], kind)
-		}
+		rel, _ := filepath.Rel(dir, p)
+		m.decodeAll(t, p, rel, raw)
+		return nil
+	})
+	if err != nil || len(m.files) == 0 {
+		t.Fatalf("no manifests under %s: %v", dir, err)
 	}
 	return m
+}
+
+var commentLine = regexp.MustCompile(`(?m)^\s*#.*$`)
+
+// decodeAll decodes each document of a multi-document YAML file.
+func (m *manifests) decodeAll(t *testing.T, path, key string, raw []byte) {
+	t.Helper()
+	for _, doc := range docSep.Split(string(raw), -1) {
+		if strings.TrimSpace(commentLine.ReplaceAllString(doc, "")) == "" {
+			continue
+		}
+		kind := m.decode(t, path, []byte(doc))
+		m.files[key] = append(m.files[key], kind)
+	}
 }
 
 func strict(t *testing.T, path string, doc []byte, v any) {
@@ -145,13 +176,22 @@ func (m *manifests) decode(t *testing.T, path string, doc []byte) string {
 		var o batchv1.Job
 		strict(t, path, doc, &o)
 		m.jobs = append(m.jobs, o)
+	case "networking.k8s.io/v1 Ingress":
+		var o networkingv1.Ingress
+		strict(t, path, doc, &o)
+		m.ingresses = append(m.ingresses, o)
+	case "v1 ServiceAccount":
+		var o corev1.ServiceAccount
+		strict(t, path, doc, &o)
+		m.accounts = append(m.accounts, o)
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		var o serviceMonitor
 		strict(t, path, doc, &o)
 		m.monitors = append(m.monitors, o)
-	case "kustomize.config.k8s.io/v1beta1 Kustomization":
+	case "kustomize.config.k8s.io/v1beta1 Kustomization", "kustomize.config.k8s.io/v1alpha1 Component":
 		var o kustomization
 		strict(t, path, doc, &o)
+		o.dir = filepath.Dir(path)
 		m.kustomize = append(m.kustomize, o)
 	default:
 		t.Fatalf("%s: unexpected %s %s", path, tm.APIVersion, tm.Kind)
@@ -169,7 +209,7 @@ func one[T any](t *testing.T, what string, xs []T) T {
 
 // A typo in a field name must fail the decode.
 func TestKubernetesStrictDecodeRejectsTypos(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(k8sDir, "deployment.yaml"))
+	raw, err := os.ReadFile(filepath.Join(baseDir, "deployment.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,12 +221,18 @@ func TestKubernetesStrictDecodeRejectsTypos(t *testing.T) {
 }
 
 func TestKubernetesDeployment(t *testing.T) {
-	m := loadManifests(t)
+	m := loadBase(t)
 	d := one(t, "Deployment", m.deployments)
-	pod := d.Spec.Template.Spec
-	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
-		t.Errorf("replicas %v, want ≥ 2", d.Spec.Replicas)
+	if d.Spec.Replicas != nil {
+		t.Errorf("replicas %d set beside the HPA, which owns the count", *d.Spec.Replicas)
 	}
+	checkDeployment(t, m, d)
+}
+
+// checkDeployment checks a meshd Deployment (kustomize base or Helm).
+func checkDeployment(t *testing.T, m manifests, d appsv1.Deployment) {
+	t.Helper()
+	pod := d.Spec.Template.Spec
 	if ml := d.Spec.Selector.MatchLabels; len(ml) == 0 || !labels.SelectorFromSet(ml).Matches(labels.Set(d.Spec.Template.Labels)) {
 		t.Fatalf("selector %v does not match the pod labels %v", d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
 	}
@@ -243,9 +289,12 @@ func TestKubernetesDeployment(t *testing.T) {
 	if !nodeID {
 		t.Error("MESHD_NODE_ID must come from the pod name (unique per replica)")
 	}
-	if !slices.ContainsFunc(c.EnvFrom, func(e corev1.EnvFromSource) bool { return e.SecretRef != nil }) ||
-		!slices.ContainsFunc(c.EnvFrom, func(e corev1.EnvFromSource) bool { return e.ConfigMapRef != nil }) {
-		t.Error("env must come from both the ConfigMap and the Secret")
+	secretDB := slices.ContainsFunc(c.EnvFrom, func(e corev1.EnvFromSource) bool { return e.SecretRef != nil }) ||
+		slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+			return e.Name == "DATABASE_URL" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil
+		})
+	if !secretDB || !slices.ContainsFunc(c.EnvFrom, func(e corev1.EnvFromSource) bool { return e.ConfigMapRef != nil }) {
+		t.Error("env must come from the ConfigMap, and DATABASE_URL from a Secret")
 	}
 }
 
@@ -257,18 +306,22 @@ func portIs7900(p intstr.IntOrString, c corev1.Container) bool {
 }
 
 // checkPodEnv: every variable a container gets is one meshd documents, and
-// envFrom references exist.
+// envFrom references exist (or name a Secret created out of band).
 func checkPodEnv(t *testing.T, m manifests, where string, c corev1.Container) {
 	t.Helper()
 	var names []string
 	for _, e := range c.Env {
 		names = append(names, e.Name)
+		if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil && !m.external[r.SecretKeyRef.Name] {
+			findByName(t, m.secrets, r.SecretKeyRef.Name, func(o corev1.Secret) string { return o.Name })
+		}
 	}
 	for _, ef := range c.EnvFrom {
 		switch {
 		case ef.ConfigMapRef != nil:
 			cm := findByName(t, m.configMaps, ef.ConfigMapRef.Name, func(o corev1.ConfigMap) string { return o.Name })
 			names = append(names, sortedKeys(cm.Data)...)
+		case ef.SecretRef != nil && m.external[ef.SecretRef.Name]:
 		case ef.SecretRef != nil:
 			s := findByName(t, m.secrets, ef.SecretRef.Name, func(o corev1.Secret) string { return o.Name })
 			names = append(names, sortedKeys(s.StringData)...)
@@ -290,25 +343,50 @@ func findByName[T any](t *testing.T, xs []T, name string, nameOf func(T) string)
 	return zero
 }
 
+// loadBase loads the base; meshd-secrets is created by the operator.
+func loadBase(t *testing.T) manifests {
+	t.Helper()
+	m := loadManifests(t, baseDir)
+	m.external = map[string]bool{secretName: true}
+	return m
+}
+
+// secretName is the Secret the base reads DATABASE_URL from.
+const secretName = "meshd-secrets"
+
 func TestKubernetesConfigAndSecret(t *testing.T) {
-	m := loadManifests(t)
+	m := loadBase(t)
 	cm := one(t, "ConfigMap", m.configMaps)
 	checkEnvDocumented(t, "ConfigMap "+cm.Name, sortedKeys(cm.Data))
 	if cm.Data["NATS_URL"] == "" {
 		t.Error("ConfigMap must set NATS_URL: replicas only see each other through a shared NATS")
 	}
-	s := one(t, "Secret", m.secrets)
-	checkEnvDocumented(t, "Secret "+s.Name, sortedKeys(s.StringData))
-	if !strings.Contains(s.StringData["DATABASE_URL"], "CHANGE_ME") {
-		t.Error("the committed Secret must hold a placeholder DATABASE_URL")
-	}
 	if _, ok := cm.Data["DATABASE_URL"]; ok {
 		t.Error("DATABASE_URL carries a password: keep it in the Secret")
+	}
+	// The base must not carry a Secret (kubectl apply -k would overwrite the
+	// operator's real one with a placeholder); the dev-secret component
+	// does, with the name the base reads.
+	if len(m.secrets) != 0 {
+		t.Errorf("the base defines Secrets %v", m.secrets)
+	}
+	dev := loadManifests(t, filepath.Join(k8sDir, "components", "dev-secret"))
+	s := one(t, "Secret", dev.secrets)
+	checkEnvDocumented(t, "Secret "+s.Name, sortedKeys(s.StringData))
+	if s.Name != secretName || !strings.Contains(s.StringData["DATABASE_URL"], "CHANGE_ME") {
+		t.Errorf("dev-secret: %s with DATABASE_URL %q, want %s holding a placeholder", s.Name, s.StringData["DATABASE_URL"], secretName)
 	}
 }
 
 func TestKubernetesServicePDBHPA(t *testing.T) {
-	m := loadManifests(t)
+	m := loadBase(t)
+	checkServicePDBHPA(t, m, true)
+}
+
+// checkServicePDBHPA checks the Service, the PDB and (when hpa) the HPA
+// against the Deployment.
+func checkServicePDBHPA(t *testing.T, m manifests, hpa bool) {
+	t.Helper()
 	d := one(t, "Deployment", m.deployments)
 	podLabels := labels.Set(d.Spec.Template.Labels)
 	svc := one(t, "Service", m.services)
@@ -327,21 +405,27 @@ func TestKubernetesServicePDBHPA(t *testing.T) {
 	if pdb.Spec.Selector == nil || !labels.SelectorFromSet(pdb.Spec.Selector.MatchLabels).Matches(podLabels) {
 		t.Error("PDB selector does not select the pods")
 	}
-
-	hpa := one(t, "HorizontalPodAutoscaler", m.hpas)
-	ref := hpa.Spec.ScaleTargetRef
+	if !hpa {
+		return
+	}
+	h := one(t, "HorizontalPodAutoscaler", m.hpas)
+	ref := h.Spec.ScaleTargetRef
 	if ref.Kind != "Deployment" || ref.Name != d.Name || ref.APIVersion != "apps/v1" {
 		t.Errorf("HPA targets %+v, want Deployment %s", ref, d.Name)
 	}
-	if hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas < 2 || hpa.Spec.MaxReplicas < *hpa.Spec.MinReplicas || len(hpa.Spec.Metrics) == 0 {
-		t.Errorf("HPA min %v max %d metrics %d: want min ≥ 2 ≤ max and a metric", hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas, len(hpa.Spec.Metrics))
+	if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 2 || h.Spec.MaxReplicas < *h.Spec.MinReplicas || len(h.Spec.Metrics) == 0 {
+		t.Errorf("HPA min %v max %d metrics %d: want min ≥ 2 ≤ max and a metric", h.Spec.MinReplicas, h.Spec.MaxReplicas, len(h.Spec.Metrics))
 	}
 }
 
 func TestKubernetesServiceMonitor(t *testing.T) {
-	m := loadManifests(t)
-	svc := one(t, "Service", m.services)
-	sm := one(t, "ServiceMonitor", m.monitors)
+	svc := one(t, "Service", loadBase(t).services)
+	sm := one(t, "ServiceMonitor", loadManifests(t, filepath.Join(k8sDir, "components", "servicemonitor")).monitors)
+	checkServiceMonitor(t, svc, sm)
+}
+
+func checkServiceMonitor(t *testing.T, svc corev1.Service, sm serviceMonitor) {
+	t.Helper()
 	sel := sm.Spec.Selector.MatchLabels
 	if len(sel) == 0 || !labels.SelectorFromSet(sel).Matches(labels.Set(svc.Labels)) {
 		t.Errorf("ServiceMonitor selector %v does not select Service labels %v", sel, svc.Labels)
@@ -361,8 +445,71 @@ func TestKubernetesServiceMonitor(t *testing.T) {
 	}
 }
 
+// The Ingress examples route / (WebSocket and HTTP) to the Service's port,
+// keep idle WebSockets open past meshd's 30 s ping, and set a sticky cookie.
+func TestKubernetesIngress(t *testing.T) {
+	svc := one(t, "Service", loadBase(t).services)
+	nginx := one(t, "Ingress", loadManifests(t, filepath.Join(k8sDir, "components", "ingress-nginx")).ingresses)
+	checkIngress(t, svc, nginx)
+	checkNginxAnnotations(t, nginx.Annotations)
+
+	tr := loadManifests(t, filepath.Join(k8sDir, "components", "ingress-traefik"))
+	checkIngress(t, svc, one(t, "Ingress", tr.ingresses))
+	patch := one(t, "Service patch", tr.services)
+	if patch.Name != svc.Name {
+		t.Errorf("Traefik patch targets Service %q, want %q", patch.Name, svc.Name)
+	}
+	checkTraefikAnnotations(t, patch.Annotations)
+}
+
+func checkIngress(t *testing.T, svc corev1.Service, ing networkingv1.Ingress) {
+	t.Helper()
+	if ing.Spec.IngressClassName == nil || *ing.Spec.IngressClassName == "" || len(ing.Spec.TLS) == 0 {
+		t.Errorf("Ingress %s: want an ingressClassName and TLS (BROKER_URL is wss://)", ing.Name)
+	}
+	var root bool
+	for _, r := range ing.Spec.Rules {
+		if r.HTTP == nil {
+			continue
+		}
+		for _, p := range r.HTTP.Paths {
+			b := p.Backend.Service
+			if b == nil || b.Name != svc.Name || !slices.ContainsFunc(svc.Spec.Ports, func(sp corev1.ServicePort) bool {
+				return (b.Port.Name != "" && sp.Name == b.Port.Name) || (b.Port.Number != 0 && sp.Port == b.Port.Number)
+			}) {
+				t.Errorf("Ingress %s path %s: backend %+v is not a port of Service %s", ing.Name, p.Path, b, svc.Name)
+			}
+			root = root || (p.Path == "/" && p.PathType != nil && *p.PathType == networkingv1.PathTypePrefix)
+		}
+	}
+	if !root {
+		t.Errorf("Ingress %s: /ws and HTTP must share one host: want path / (Prefix)", ing.Name)
+	}
+}
+
+func checkNginxAnnotations(t *testing.T, a map[string]string) {
+	t.Helper()
+	const p = "nginx.ingress.kubernetes.io/"
+	for _, k := range []string{"proxy-read-timeout", "proxy-send-timeout"} {
+		if n, err := strconv.Atoi(a[p+k]); err != nil || n < 60 {
+			t.Errorf("%s%s = %q: want ≥ 60 s (meshd pings every 30 s)", p, k, a[p+k])
+		}
+	}
+	if a[p+"affinity"] != "cookie" || a[p+"session-cookie-name"] == "" {
+		t.Errorf("ingress-nginx sticky cookie not set: %v", a)
+	}
+}
+
+func checkTraefikAnnotations(t *testing.T, a map[string]string) {
+	t.Helper()
+	const p = "traefik.ingress.kubernetes.io/service.sticky.cookie"
+	if a[p] != "true" || a[p+".name"] == "" {
+		t.Errorf("Traefik sticky cookie not set on the Service: %v", a)
+	}
+}
+
 func TestKubernetesMigrateJob(t *testing.T) {
-	m := loadManifests(t)
+	m := loadBase(t)
 	job := one(t, "Job", m.jobs)
 	c := one(t, "container", job.Spec.Template.Spec.Containers)
 	if !slices.Equal(c.Args, []string{"migrate"}) {
@@ -374,21 +521,45 @@ func TestKubernetesMigrateJob(t *testing.T) {
 	checkPodEnv(t, m, "Job", c)
 }
 
-// kustomization.yaml lists every manifest except the ones applied on their
-// own.
+// Every file under kubernetes/ decodes strictly (loadManifests); every
+// kustomization names files that exist, each component lists all its
+// files, and the base lists every manifest except the ones applied on
+// their own — and nothing that needs a CRD or overwrites a Secret.
 func TestKubernetesKustomization(t *testing.T) {
-	m := loadManifests(t)
-	k := one(t, "Kustomization", m.kustomize)
-	standalone := map[string]bool{"kustomization.yaml": true, "migrate-job.yaml": true}
-	for _, r := range k.Resources {
-		if _, ok := m.files[r]; !ok {
-			t.Errorf("kustomization lists %s, which does not exist", r)
+	all := loadManifests(t, k8sDir)
+	if len(all.kustomize) < 6 {
+		t.Fatalf("%d kustomizations, want base, 4 components and an overlay", len(all.kustomize))
+	}
+	for _, k := range all.kustomize {
+		refs := slices.Clone(k.Resources)
+		refs = append(refs, k.Components...)
+		for _, p := range k.Patches {
+			refs = append(refs, p.Path)
+		}
+		for _, r := range refs {
+			if _, err := os.Stat(filepath.Join(k.dir, r)); err != nil {
+				t.Errorf("%s lists %s: %v", k.dir, r, err)
+			}
+		}
+		if k.Kind == "Component" {
+			entries, _ := os.ReadDir(k.dir)
+			for _, e := range entries {
+				if e.Name() != "kustomization.yaml" && !slices.Contains(refs, e.Name()) {
+					t.Errorf("%s: %s is not listed", k.dir, e.Name())
+				}
+			}
 		}
 	}
-	for f := range m.files {
+	base := loadBase(t)
+	k := one(t, "base Kustomization", base.kustomize)
+	standalone := map[string]bool{"kustomization.yaml": true, "migrate-job.yaml": true}
+	for f := range base.files {
 		if !standalone[f] && !slices.Contains(k.Resources, f) {
-			t.Errorf("%s is not in kustomization.yaml", f)
+			t.Errorf("base/%s is not in base/kustomization.yaml", f)
 		}
+	}
+	if len(base.monitors) != 0 || len(base.secrets) != 0 {
+		t.Error("the base must not need prometheus-operator nor carry a Secret")
 	}
 	if _, err := os.Stat(filepath.Join(k8sDir, "README.md")); err != nil {
 		t.Error(err)
