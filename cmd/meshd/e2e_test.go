@@ -351,4 +351,50 @@ func TestCommands(t *testing.T) {
 	if err != nil || user != "alice" {
 		t.Fatalf("token lookup: %q %v", user, err)
 	}
+	checkTokenCommands(t, dsn, st, runCmd)
+}
+
+// checkTokenCommands drives token create --ttl, list and revoke through
+// the real binary.
+func checkTokenCommands(t *testing.T, dsn string, st *store.Store, runCmd func([]string, ...string) (string, string, int)) {
+	t.Helper()
+	env := []string{"DATABASE_URL=" + dsn}
+	ctx := context.Background()
+	if _, errOut, code := runCmd(env, "token", "create", "--user", "bob", "--ttl", "soon"); code != 1 || !strings.Contains(errOut, "want a duration") {
+		t.Fatalf("bad ttl: %d %q", code, errOut)
+	}
+	tok, errOut, code := runCmd(env, "token", "create", "--user", "bob", "--ttl", "30d")
+	if code != 0 || !strings.Contains(errOut, `"audit":true`) || !strings.Contains(errOut, `"msg":"cli token created"`) {
+		t.Fatalf("token create --ttl: %d %q %s", code, tok, errOut)
+	}
+	tok = strings.TrimSpace(tok)
+	if user, _, err := st.LookupCLIToken(ctx, tok); err != nil || user != "bob" {
+		t.Fatalf("ttl token lookup: %q %v", user, err)
+	}
+	out, errOut, code := runCmd(env, "token", "list", "--user", "bob")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "ID ") || strings.Contains(out, tok) {
+		t.Fatalf("token list: %d %q %s", code, out, errOut)
+	}
+	id := strings.Fields(lines[1])[0]
+	if exp := strings.Fields(lines[1])[4]; exp == "never" {
+		t.Errorf("token list shows no expiry for the --ttl token: %q", lines[1])
+	}
+	if _, errOut, code := runCmd(env, "token", "revoke"); code != 1 || !strings.Contains(errOut, "exactly one of --id and --user") {
+		t.Fatalf("revoke without target: %d %q", code, errOut)
+	}
+	out, errOut, code = runCmd(env, "token", "revoke", "--id", id)
+	if code != 0 || !strings.Contains(out, "revoked 1 token(s): "+id) || !strings.Contains(errOut, `"msg":"cli token revoked"`) {
+		t.Fatalf("token revoke: %d %q %s", code, out, errOut)
+	}
+	if _, _, err := st.LookupCLIToken(ctx, tok); err == nil {
+		t.Fatal("revoked token still authenticates")
+	}
+	if _, errOut, code := runCmd(env, "token", "revoke", "--id", id); code != 1 || !strings.Contains(errOut, "no active token matched") {
+		t.Fatalf("second revoke: %d %q", code, errOut)
+	}
+	out, _, _ = runCmd(env, "token", "list", "--all")
+	if !strings.Contains(out, id) || !strings.Contains(out, "revoked ") || !strings.Contains(out, "alice") {
+		t.Fatalf("token list --all: %q", out)
+	}
 }

@@ -4,7 +4,9 @@
 //
 //	meshd [serve]                    run the broker (default)
 //	meshd migrate                    apply database migrations and exit
-//	meshd token create --user <id>   print a new CLI bearer token
+//	meshd token create --user <id> [--ttl 30d]   print a new CLI bearer token
+//	meshd token list [--user <id>] [--all]       list CLI tokens (ids, never tokens)
+//	meshd token revoke --id <id> | --user <id>   revoke CLI tokens
 //	meshd audit verify --mesh <id>   verify a mesh's audit chain (id or slug)
 //	meshd version                    print version and git SHA
 package main
@@ -35,7 +37,9 @@ func main() {
 const usage = `usage:
   meshd [serve]                    run the broker (env: see docs/env-vars.md)
   meshd migrate                    apply database migrations and exit
-  meshd token create --user <id>   create a CLI bearer token (printed once)
+  meshd token create --user <id> [--ttl 30d]   create a CLI bearer token (printed once)
+  meshd token list [--user <id>] [--all]       list CLI tokens (ids, never tokens)
+  meshd token revoke --id <id> | --user <id>   revoke one token, or all of a user's
   meshd audit verify --mesh <id>   verify a mesh's audit hash chain (id or slug; exit 1 if broken, 2 if unknown)
   meshd version                    print version and git SHA
 `

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -83,36 +81,6 @@ func migrate(ctx context.Context, getenv func(string) string, stderr io.Writer) 
 	return nil
 }
 
-func token(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		return errors.New("usage: meshd token create --user <user-id>")
-	}
-	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	user := fs.String("user", "", "user id the token authenticates as (required)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if *user == "" {
-		return errors.New("token create: --user is required")
-	}
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg, newLogger(cfg.LogLevel, stderr), !cfg.SkipMigrate)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	tok, err := st.CreateCLIToken(ctx, *user)
-	if err != nil {
-		return fmt.Errorf("token create: %w", err)
-	}
-	fmt.Fprintln(stdout, tok)
-	return nil
-}
-
 // serve runs one replica until ctx is cancelled (SIGTERM/SIGINT), then
 // drains: readiness fails, sockets close with 1001, presences enter their
 // grace lease, and the process exits 0 within shutdownBudget.
@@ -141,7 +109,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		log.Info().Str("url", natsURL).Msg("NATS_URL unset: started embedded NATS (single node only)")
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newBuildInfo(version, sha))
 	bus, err := fanout.New(ctx, fanout.Config{URL: natsURL, Prefix: cfg.SubjectPrefix, Name: "meshd-" + cfg.NodeID, Logger: log, Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
