@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -176,6 +177,7 @@ var ownSeries = []wantSeries{
 	{"broker_leader", "gauge", []string{"singleton"}, nil},
 	{"go_goroutines", "gauge", nil, nil},
 	{"process_resident_memory_bytes", "gauge", nil, nil},
+	{"meshd_build_info", "gauge", []string{"git_sha", "go_version", "version"}, []string{"abc1234"}},
 }
 
 func checkSeries(t *testing.T, fams map[string]family, want []wantSeries) {
@@ -216,6 +218,9 @@ func checkOwnSeries(t *testing.T, fams map[string]family) {
 	checkSeries(t, fams, ownSeries)
 	if f := fams["broker_nats_connected"]; f.sample != 1 {
 		t.Errorf("broker_nats_connected = %v while connected", f.sample)
+	}
+	if f := fams["meshd_build_info"]; f.sample != 1 || !slices.Equal(f.values["version"], []string{"e2e"}) || !slices.Equal(f.values["go_version"], []string{runtime.Version()}) {
+		t.Errorf("meshd_build_info = %v %v, want 1 with the stamped version e2e and %s", f.sample, f.values, runtime.Version())
 	}
 	if f := fams["broker_draining"]; f.sample != 0 {
 		t.Errorf("broker_draining = %v before SIGTERM", f.sample)
