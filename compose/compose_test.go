@@ -562,6 +562,24 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("not multi-stage: %v", froms)
 	}
 	last := strings.Fields(froms[len(froms)-1])[1]
+	// Every base image is pinned: a digest, or an exact x.y.z tag.
+	pinned := regexp.MustCompile(`^[\w./-]+(:[\w.-]*\d+\.\d+\.\d+[\w.-]*)?(@sha256:[0-9a-f]{64})?$`)
+	for _, f := range froms {
+		img := strings.Fields(f)[1]
+		if !pinned.MatchString(img) || (!strings.Contains(img, "@sha256:") && !strings.Contains(img, ":")) {
+			t.Errorf("%s: base image not pinned to a digest or an exact x.y.z tag", f)
+		}
+	}
+	for _, l := range []string{"version=\"${VERSION}\"", "revision=\"${GIT_SHA}\"", "source="} {
+		if !slices.ContainsFunc(final, func(line string) bool {
+			return strings.HasPrefix(line, "LABEL ") && strings.Contains(line, "org.opencontainers.image."+l)
+		}) {
+			t.Errorf("final stage lacks the OCI label org.opencontainers.image.%s", l)
+		}
+	}
+	if !strings.Contains(string(raw), "BuildKit") {
+		t.Error("the Dockerfile uses RUN --mount: say that it needs BuildKit")
+	}
 	if !strings.HasPrefix(last, "alpine") && !strings.HasPrefix(last, "busybox") {
 		t.Errorf("final image %s: want alpine or busybox (the HEALTHCHECK needs wget; meshd has no healthcheck command)", last)
 	}
