@@ -6,6 +6,7 @@
 #   composecheck    compose-go v2 (Compose v2's loader), compose/tools module
 #   helm            helm.sh/helm/v3/cmd/helm@HELM_VERSION
 #   promtool        github.com/prometheus/prometheus/cmd/promtool@PROMETHEUS_VERSION
+#   systemd-analyze Debian's systemd, for compose/systemd/meshd.service
 #
 # A tool that cannot be installed is reported here with the reason, and the
 # tests that need it skip; everything else (a tool that rejects a file)
@@ -44,6 +45,23 @@ go_tool helm "$HELM_VERSION" env GOBIN="$dir" go install "helm.sh/helm/v3/cmd/he
 go_tool promtool "$PROMETHEUS_VERSION" env GOBIN="$dir" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
 go_tool composecheck "$(sha256sum compose/tools/go.sum compose/tools/composecheck/main.go | sha256sum | cut -c1-16)" \
 	sh -c "cd compose/tools && go build -o '$dir/composecheck' ./composecheck"
+
+# apt_tool CMD PACKAGE: install a Debian package when CMD is missing.
+apt_tool() {
+	local cmd=$1 pkg=$2 start=$SECONDS
+	if command -v "$cmd" >/dev/null 2>&1; then
+		say "$cmd present"
+	elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		if { apt-get install -y -qq "$pkg" || { apt-get update -qq && apt-get install -y -qq "$pkg"; }; } >/dev/null 2>&1; then
+			say "$cmd installed from Debian package $pkg in $((SECONDS - start)) s"
+		else
+			say "$cmd NOT installed (apt-get install $pkg failed; its tests skip)"
+		fi
+	else
+		say "$cmd NOT installed (not root or no apt-get; its tests skip)"
+	fi
+}
+apt_tool systemd-analyze systemd
 
 if command -v docker-compose >/dev/null 2>&1; then
 	say "$(docker-compose --version 2>&1 | head -n 1) present"
