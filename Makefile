@@ -34,11 +34,17 @@ vet:
 
 # go vet + the whole suite with the race detector, against one real
 # throwaway PostgreSQL started here and real (embedded) NATS servers.
-test: vet
+test: vet tools
 	@set -e; rm -rf $(TESTPG); \
 	url=$$(scripts/pg.sh start $(TESTPG)); \
 	trap 'scripts/pg.sh stop $(TESTPG); rm -rf $(TESTPG)' EXIT; \
 	MESHD_TEST_DATABASE_URL="$$url" $(GO) test -race -timeout $(TEST_TIMEOUT) -count=1 ./...
+
+# The real tools the deployment tests run (docker-compose v1, compose-go v2,
+# helm, promtool, systemd-analyze), installed into bin/tools or from
+# Debian; see scripts/ops-tools.sh.
+tools:
+	@scripts/ops-tools.sh
 
 bench:
 	@set -e; rm -rf $(TESTPG); \
