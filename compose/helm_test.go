@@ -58,12 +58,7 @@ func renderChart(t *testing.T, valuesFiles ...string) manifests {
 
 func TestHelmChartDefaults(t *testing.T) {
 	m := renderChart(t)
-	d := one(t, "Deployment", m.deployments)
-	if d.Spec.Replicas != nil {
-		t.Errorf("replicas %d rendered beside the HPA", *d.Spec.Replicas)
-	}
-	checkDeployment(t, m, d)
-	checkServicePDBHPA(t, m, true)
+	checkHPADeployment(t, m)
 	checkHelmCommon(t, m)
 	if len(m.ingresses)+len(m.monitors)+len(m.secrets) != 0 {
 		t.Errorf("defaults render an Ingress, ServiceMonitor or Secret: %v", m.files)
@@ -72,10 +67,9 @@ func TestHelmChartDefaults(t *testing.T) {
 
 func TestHelmChartAllEnabled(t *testing.T) {
 	m := renderChart(t, "ci/all-enabled-values.yaml")
-	d := one(t, "Deployment", m.deployments)
-	checkDeployment(t, m, d)
-	checkServicePDBHPA(t, m, true)
+	checkHPADeployment(t, m)
 	checkHelmCommon(t, m)
+	d := one(t, "Deployment", m.deployments)
 	svc := one(t, "Service", m.services)
 	ing := one(t, "Ingress", m.ingresses)
 	checkIngress(t, svc, ing)

@@ -84,7 +84,6 @@ type manifests struct {
 	hpas        []autoscalingv2.HorizontalPodAutoscaler
 	jobs        []batchv1.Job
 	ingresses   []networkingv1.Ingress
-	accounts    []corev1.ServiceAccount
 	monitors    []serviceMonitor
 	kustomize   []kustomization
 	files       map[string][]string // file → kinds
@@ -149,45 +148,23 @@ func (m *manifests) decode(t *testing.T, path string, doc []byte) string {
 	}
 	switch tm.APIVersion + " " + tm.Kind {
 	case "apps/v1 Deployment":
-		var o appsv1.Deployment
-		strict(t, path, doc, &o)
-		m.deployments = append(m.deployments, o)
+		add(t, path, doc, &m.deployments)
 	case "v1 Service":
-		var o corev1.Service
-		strict(t, path, doc, &o)
-		m.services = append(m.services, o)
+		add(t, path, doc, &m.services)
 	case "v1 ConfigMap":
-		var o corev1.ConfigMap
-		strict(t, path, doc, &o)
-		m.configMaps = append(m.configMaps, o)
+		add(t, path, doc, &m.configMaps)
 	case "v1 Secret":
-		var o corev1.Secret
-		strict(t, path, doc, &o)
-		m.secrets = append(m.secrets, o)
+		add(t, path, doc, &m.secrets)
 	case "policy/v1 PodDisruptionBudget":
-		var o policyv1.PodDisruptionBudget
-		strict(t, path, doc, &o)
-		m.pdbs = append(m.pdbs, o)
+		add(t, path, doc, &m.pdbs)
 	case "autoscaling/v2 HorizontalPodAutoscaler":
-		var o autoscalingv2.HorizontalPodAutoscaler
-		strict(t, path, doc, &o)
-		m.hpas = append(m.hpas, o)
+		add(t, path, doc, &m.hpas)
 	case "batch/v1 Job":
-		var o batchv1.Job
-		strict(t, path, doc, &o)
-		m.jobs = append(m.jobs, o)
+		add(t, path, doc, &m.jobs)
 	case "networking.k8s.io/v1 Ingress":
-		var o networkingv1.Ingress
-		strict(t, path, doc, &o)
-		m.ingresses = append(m.ingresses, o)
-	case "v1 ServiceAccount":
-		var o corev1.ServiceAccount
-		strict(t, path, doc, &o)
-		m.accounts = append(m.accounts, o)
+		add(t, path, doc, &m.ingresses)
 	case "monitoring.coreos.com/v1 ServiceMonitor":
-		var o serviceMonitor
-		strict(t, path, doc, &o)
-		m.monitors = append(m.monitors, o)
+		add(t, path, doc, &m.monitors)
 	case "kustomize.config.k8s.io/v1beta1 Kustomization", "kustomize.config.k8s.io/v1alpha1 Component":
 		var o kustomization
 		strict(t, path, doc, &o)
@@ -197,6 +174,14 @@ func (m *manifests) decode(t *testing.T, path string, doc []byte) string {
 		t.Fatalf("%s: unexpected %s %s", path, tm.APIVersion, tm.Kind)
 	}
 	return tm.Kind
+}
+
+// add decodes doc strictly into a new T and appends it to xs.
+func add[T any](t *testing.T, path string, doc []byte, xs *[]T) {
+	t.Helper()
+	var o T
+	strict(t, path, doc, &o)
+	*xs = append(*xs, o)
 }
 
 func one[T any](t *testing.T, what string, xs []T) T {
@@ -221,12 +206,19 @@ func TestKubernetesStrictDecodeRejectsTypos(t *testing.T) {
 }
 
 func TestKubernetesDeployment(t *testing.T) {
-	m := loadBase(t)
+	checkHPADeployment(t, loadBase(t))
+}
+
+// checkHPADeployment checks the Deployment of a set with an HPA: the HPA
+// owns the replica count, so the Deployment must not set one.
+func checkHPADeployment(t *testing.T, m manifests) {
+	t.Helper()
 	d := one(t, "Deployment", m.deployments)
 	if d.Spec.Replicas != nil {
 		t.Errorf("replicas %d set beside the HPA, which owns the count", *d.Spec.Replicas)
 	}
 	checkDeployment(t, m, d)
+	checkServicePDBHPA(t, m, true)
 }
 
 // checkDeployment checks a meshd Deployment (kustomize base or Helm).
@@ -376,11 +368,6 @@ func TestKubernetesConfigAndSecret(t *testing.T) {
 	if s.Name != secretName || !strings.Contains(s.StringData["DATABASE_URL"], "CHANGE_ME") {
 		t.Errorf("dev-secret: %s with DATABASE_URL %q, want %s holding a placeholder", s.Name, s.StringData["DATABASE_URL"], secretName)
 	}
-}
-
-func TestKubernetesServicePDBHPA(t *testing.T) {
-	m := loadBase(t)
-	checkServicePDBHPA(t, m, true)
 }
 
 // checkServicePDBHPA checks the Service, the PDB and (when hpa) the HPA
