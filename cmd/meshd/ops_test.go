@@ -158,6 +158,9 @@ var extraValues = map[string][]string{
 	// A.3-9: a socket that sends no hello within 10 s is closed 1008
 	// hello_timeout and counted as a rejected connection.
 	"broker_connections_rejected_total": {"hello_timeout"},
+	// A send the broker could not take (database or bus down) is rejected
+	// with reason unavailable.
+	"broker_messages_rejected_total": {"unavailable"},
 }
 
 // ownSeries are meshd's additions (issue 6 "Metrics"); label values are
