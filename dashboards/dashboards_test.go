@@ -368,3 +368,26 @@ func TestReadmeMapsEveryPanelAndRule(t *testing.T) {
 		}
 	}
 }
+
+// In a Prometheus shared with other services every Go process exports
+// go_goroutines and process_resident_memory_bytes: the per-replica panels
+// filter by the job and instance variables.
+func TestDashboardJobFilter(t *testing.T) {
+	d, panels := loadDashboard(t)
+	var job bool
+	for _, v := range d.Templating.List {
+		q, _ := v.Query.(map[string]any)
+		job = job || (v.Name == "job" && v.Type == "query" && q["query"] == "label_values(broker_connections_active, job)")
+	}
+	if !job {
+		t.Error(`no "job" query variable over broker_connections_active`)
+	}
+	for _, p := range panels {
+		for _, tg := range p.Targets {
+			runtime := strings.Contains(tg.Expr, "go_") || strings.Contains(tg.Expr, "process_")
+			if (runtime || strings.Contains(tg.Expr, `$instance`)) && !strings.Contains(tg.Expr, `job=~"$job", instance=~"$instance"`) {
+				t.Errorf("panel %q: %s does not filter by job and instance", p.Title, tg.Expr)
+			}
+		}
+	}
+}
