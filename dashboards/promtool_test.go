@@ -73,4 +73,3 @@ func TestEveryAlertHasPromtoolTest(t *testing.T) {
 		}
 	}
 }
-
