@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -136,4 +137,64 @@ func (c *idClock) next() string {
 			return fmt.Sprintf("%016x%s", uint64(n), meshd.NewID()[16:])
 		}
 	}
+}
+
+// runner runs a function on a goroutine of its own only while there is
+// work: kick starts it when idle, or asks a running one to go once more;
+// it exits when a run finds nothing new. A socket thus holds no goroutine
+// of ours while it is idle (melody's read and write pumps are its only
+// two), and close waits for the one in flight.
+type runner struct {
+	mu      sync.Mutex
+	running bool
+	again   bool
+	stopped bool
+	idle    chan struct{} // closed when a stopped runner's last run ends
+}
+
+// kick runs fn now (on a new goroutine) or after the current run.
+func (r *runner) kick(fn func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.stopped:
+	case r.running:
+		r.again = true
+	default:
+		r.running = true
+		go r.loop(fn)
+	}
+}
+
+func (r *runner) loop(fn func()) {
+	for {
+		fn()
+		r.mu.Lock()
+		if r.again && !r.stopped {
+			r.again = false
+			r.mu.Unlock()
+			continue
+		}
+		r.running = false
+		if r.idle != nil {
+			close(r.idle)
+			r.idle = nil
+		}
+		r.mu.Unlock()
+		return
+	}
+}
+
+// stop refuses further kicks and waits for the run in flight.
+func (r *runner) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	if !r.running {
+		r.mu.Unlock()
+		return
+	}
+	idle := make(chan struct{})
+	r.idle = idle
+	r.mu.Unlock()
+	<-idle
 }

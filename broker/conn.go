@@ -45,9 +45,13 @@ type conn struct {
 	// batches MarkDelivered.
 	wmu        sync.Mutex
 	wrote      writeRecord
-	written    chan string // bounded; overflow leaves the row claimed (redelivered after the lease)
-	markerDone chan struct{}
-	drainDone  chan struct{}
+	// marks are written rows not yet marked delivered (guarded by
+	// marksMu, bounded by the write record); marker flushes them.
+	marksMu sync.Mutex
+	marks   []string
+	marker  runner
+	// drainer claims and pushes; one run at a time keeps pushes FIFO (B.5).
+	drainer runner
 	// credit is the flow control of an acking client (A.3-5): the rows
 	// pushed and not yet client_acked, at most Config.PushWindow.
 	credit credit
@@ -62,7 +66,6 @@ type conn struct {
 	acks      atomic.Bool // client acks pushes (A.3-4)
 	slow      atomic.Bool // output buffer overflowed: stop pushing
 	closing   atomic.Bool // a close frame was queued
-	drainCh   chan struct{}
 	done      chan struct{} // closed on disconnect
 	helloTime *time.Timer
 }
@@ -75,11 +78,7 @@ func newConn(srv *Server, sess *melody.Session) *conn {
 		socketID:   meshd.NewID(),
 		ctx:        ctx,
 		cancel:     cancel,
-		drainCh:    make(chan struct{}, 1),
 		done:       make(chan struct{}),
-		written:    make(chan string, 256),
-		markerDone: make(chan struct{}),
-		drainDone:  make(chan struct{}),
 		sendSlots:  make(chan struct{}, sendPipeline),
 		log:        srv.log,
 	}

@@ -310,27 +310,9 @@ func isoTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
-// wake asks the drain goroutine to claim and push; never blocks, coalesces.
-func (c *conn) wake() {
-	select {
-	case c.drainCh <- struct{}{}:
-	default:
-	}
-}
-
-// drainLoop is the only goroutine that claims rows for this connection, so
-// pushes leave in FIFO order (B.5).
-func (c *conn) drainLoop() {
-	defer close(c.drainDone)
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-c.drainCh:
-		}
-		c.drain()
-	}
-}
+// wake asks for a drain; never blocks, coalesces: a wake during a drain
+// makes it run once more.
+func (c *conn) wake() { c.drainer.kick(c.drain) }
 
 const claimBatch = 256
 
@@ -426,61 +408,39 @@ func (c *conn) writeTracked(data []byte, id string) bool {
 
 // onWritten runs on melody's write pump after a text frame was written; it
 // pops the frame's entry from the write record and, for a tracked push,
-// hands its row id to the marker.
+// queues its row id for the marker.
 func (c *conn) onWritten() {
 	id, ok := c.wrote.pop()
 	if !ok || id == "" {
 		return
 	}
-	select {
-	case c.written <- id:
-	default:
-		// Left claimed: the lease expires and the row is redelivered.
-		c.srv.met.pushDropped.WithLabelValues("mark_overflow").Inc()
-	}
+	c.marksMu.Lock()
+	c.marks = append(c.marks, id)
+	c.marksMu.Unlock()
+	c.marker.kick(c.flushMarks)
 }
 
-// markerLoop batches the ids of written pushes into MarkDelivered calls;
-// on close it flushes what is left, then signals markerDone.
-func (c *conn) markerLoop() {
-	defer close(c.markerDone)
-	batch := make([]string, 0, 256)
+// flushMarks marks the written rows delivered, in batches.
+func (c *conn) flushMarks() {
 	for {
-		select {
-		case id := <-c.written:
-			batch = c.markDelivered(drainInto(append(batch, id), c.written))
-		case <-c.done:
-			c.markDelivered(drainInto(batch, c.written))
+		c.marksMu.Lock()
+		batch := c.marks
+		c.marks = nil
+		c.marksMu.Unlock()
+		if len(batch) == 0 {
 			return
 		}
+		c.markDelivered(batch)
 	}
 }
 
-// drainInto appends what ch holds now, up to cap(batch).
-func drainInto(batch []string, ch <-chan string) []string {
-	for len(batch) < cap(batch) {
-		select {
-		case id := <-ch:
-			batch = append(batch, id)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
-func (c *conn) markDelivered(batch []string) []string {
-	if len(batch) == 0 {
-		return batch
-	}
-	// Not c.ctx: the final flush runs after the socket closed. The batch
-	// is copied: the marker reuses its buffer while the statement runs.
+func (c *conn) markDelivered(batch []string) {
+	// Not c.ctx: the final flush runs after the socket closed.
 	ctx, cancel := context.WithTimeout(c.srv.ctx, 10*time.Second)
 	defer cancel()
-	if err := c.srv.delivered.do(ctx, append([]string(nil), batch...)); err != nil {
+	if err := c.srv.delivered.do(ctx, batch); err != nil {
 		c.logger().Warn().Err(err).Msg("mark delivered")
 	}
-	return batch[:0]
 }
 
 func dropReason(c *conn) string {

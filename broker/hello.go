@@ -256,8 +256,6 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 	if c.helloTime != nil {
 		c.helloTime.Stop()
 	}
-	go c.drainLoop()
-	go c.markerLoop()
 	// Fan-out interest first, confirmed by the NATS server, then hello_ack:
 	// a kick, disconnect or wake-up published by another replica the
 	// moment the client sees hello_ack must find this socket subscribed.

@@ -60,6 +60,9 @@ func (s *Server) newMelody() *melody.Melody {
 	m.Config.PingPeriod = s.cfg.PingPeriod
 	m.Config.PongWait = s.cfg.PongWait
 	m.Config.MessageBufferSize = s.cfg.WriteBuffer
+	// Idle sockets hold no write buffer: gorilla takes one from the pool
+	// for each write and gives it back (issue 10: memory per connection).
+	m.Upgrader.WriteBufferPool = &sync.Pool{}
 	m.HandleConnect(s.onConnect)
 	m.HandleDisconnect(s.onDisconnect)
 	m.HandleMessage(s.onMessage)
@@ -145,12 +148,10 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 	defer cancel()
 	// Rows this socket claimed but never wrote become claimable again at
 	// once (after the written ones are marked), so a reattach gets them.
-	<-c.drainDone        // the drain stops at once: c.ctx is cancelled
+	c.drainer.stop()     // the drain stops at once: c.ctx is cancelled
 	c.pendingAcks.Wait() // bounded by the batch timeout
-	select {
-	case <-c.markerDone:
-	case <-time.After(5 * time.Second):
-	}
+	c.marker.stop()      // written rows are marked before the release
+	c.flushMarks()
 	if n, err := s.cfg.Store.ReleaseClaims(ctx, c.socketID); err != nil {
 		c.logger().Warn().Err(err).Msg("release claims")
 	} else if n > 0 {
