@@ -43,8 +43,8 @@ type conn struct {
 	// order melody's write pump sends them; the sent handler pops one entry
 	// per frame and hands tracked row ids to the marker goroutine, which
 	// batches MarkDelivered.
-	wmu        sync.Mutex
-	wrote      writeRecord
+	wmu   sync.Mutex
+	wrote writeRecord
 	// marks are written rows not yet marked delivered (guarded by
 	// marksMu, bounded by the write record); marker flushes them.
 	marksMu sync.Mutex
@@ -63,9 +63,9 @@ type conn struct {
 	// committed; the close path waits for them.
 	pendingAcks sync.WaitGroup
 
-	acks      atomic.Bool // client acks pushes (A.3-4)
-	slow      atomic.Bool // output buffer overflowed: stop pushing
-	closing   atomic.Bool // a close frame was queued
+	acks      atomic.Bool   // client acks pushes (A.3-4)
+	slow      atomic.Bool   // output buffer overflowed: stop pushing
+	closing   atomic.Bool   // a close frame was queued
 	done      chan struct{} // closed on disconnect
 	helloTime *time.Timer
 }
@@ -73,14 +73,14 @@ type conn struct {
 func newConn(srv *Server, sess *melody.Session) *conn {
 	ctx, cancel := context.WithCancelCause(srv.ctx)
 	return &conn{
-		srv:        srv,
-		sess:       sess,
-		socketID:   meshd.NewID(),
-		ctx:        ctx,
-		cancel:     cancel,
-		done:       make(chan struct{}),
-		sendSlots:  make(chan struct{}, sendPipeline),
-		log:        srv.log,
+		srv:       srv,
+		sess:      sess,
+		socketID:  meshd.NewID(),
+		ctx:       ctx,
+		cancel:    cancel,
+		done:      make(chan struct{}),
+		sendSlots: make(chan struct{}, sendPipeline),
+		log:       srv.log,
 	}
 }
 
