@@ -190,6 +190,10 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.internalError(w, r, s.log.Error().Err(err).Str("mesh_id", p.MeshID), "join")
 		return
+	case code == joinMemberBanned:
+		s.log.Warn().Str("mesh_id", p.MeshID).Str("pubkey", m.Pubkey).Msg("join refused: banned pubkey")
+		cliError(w, http.StatusForbidden, code)
+		return
 	case code != "":
 		s.log.Info().Str("mesh_id", p.MeshID).Str("error", code).Msg("join rejected")
 		cliError(w, http.StatusBadRequest, code)
@@ -234,3 +238,7 @@ func (s *Server) linkBase(r *http.Request) string {
 	}
 	return scheme + "://" + u.Host + strings.TrimRight(strings.TrimSuffix(u.Path, "/ws"), "/")
 }
+
+// joinMemberBanned is the store's join code for a pubkey banned in the
+// mesh: 403, not 400, since the request is well formed but refused.
+const joinMemberBanned = "member_banned"

@@ -19,6 +19,32 @@ func canModerate(mesh meshd.Mesh, member meshd.Member) bool {
 	return member.Role == "admin" || (mesh.OwnerUserID != "" && mesh.OwnerUserID == member.UserID)
 }
 
+// isOwner reports whether member is the mesh owner's (issue 12 item 3: an
+// admin can neither ban, kick nor disconnect the owner).
+func isOwner(mesh meshd.Mesh, member meshd.Member) bool {
+	return mesh.OwnerUserID != "" && mesh.OwnerUserID == member.UserID
+}
+
+// ownerMembers returns the ids of the owner's member rows in meshID, or nil
+// when the actor is the owner (nothing to protect from them).
+func (s *Server) ownerMembers(ctx context.Context, c *conn) (map[string]bool, error) {
+	mesh := c.meshOf()
+	if _, self, _ := c.snapshot(); isOwner(mesh, self) || mesh.OwnerUserID == "" {
+		return nil, nil
+	}
+	members, err := s.cfg.Store.MeshMembers(ctx, mesh.ID)
+	if err != nil {
+		return nil, err
+	}
+	owners := map[string]bool{}
+	for _, mb := range members {
+		if isOwner(mesh, mb) {
+			owners[mb.ID] = true
+		}
+	}
+	return owners, nil
+}
+
 func (c *conn) meshOf() meshd.Mesh {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -72,11 +98,20 @@ func (s *Server) kickOrDisconnect(ctx context.Context, c *conn, data []byte, req
 	if err != nil {
 		return fmt.Errorf("%s failed: %w", verb, err)
 	}
+	owners, err := s.ownerMembers(ctx, c)
+	if err != nil {
+		return fmt.Errorf("%s failed: %w", verb, err)
+	}
 	reason := kickReason(kick, m.Stale != nil)
 	affected, skipped := []string{}, []string{}
 	var ended []string
+	ownerHit := false
 	for _, p := range peers {
 		if p.ID == self.ID || !matchesKick(p, m, s.cfg.Now()) {
+			continue
+		}
+		if owners[p.MemberID] {
+			ownerHit = true
 			continue
 		}
 		if kick && p.Role == meshd.RoleControlPlane {
@@ -88,6 +123,10 @@ func (s *Server) kickOrDisconnect(ctx context.Context, c *conn, data []byte, req
 		}
 		affected = append(affected, p.DisplayName)
 		ended = append(ended, p.ID)
+	}
+	if ownerHit && len(affected) == 0 && len(skipped) == 0 && !m.All && m.Stale == nil {
+		c.sendError("forbidden", "the mesh owner cannot be "+verb+"ed", reqID)
+		return nil
 	}
 	if kick && len(ended) > 0 {
 		if err := s.cfg.Store.Disconnect(ctx, ended); err != nil {
@@ -173,6 +212,10 @@ func (s *Server) handleBan(ctx context.Context, c *conn, data []byte, reqID stri
 	}
 	if target.ID == self.ID {
 		c.sendError("invalid", "cannot ban yourself", reqID)
+		return nil
+	}
+	if mesh := c.meshOf(); isOwner(mesh, target) && !isOwner(mesh, self) {
+		c.sendError("forbidden", "the mesh owner cannot be banned", reqID)
 		return nil
 	}
 	if err := s.cfg.Store.RevokeMember(ctx, pres.MeshID, target.ID); err != nil {

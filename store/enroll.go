@@ -29,15 +29,19 @@ import (
 // invite row was issued with, so an old admin payload cannot ride on a fresh
 // member invite's token.
 const (
-	JoinMeshNotFound       = "mesh_not_found"
-	JoinMissingOwnerKey    = "mesh_missing_owner_key"
-	JoinOwnerMismatch      = "invite_owner_mismatch"
-	JoinInviteNotFound     = "invite_not_found"
-	JoinMeshMismatch       = "invite_mesh_mismatch"
-	JoinPayloadMismatch    = "invite_payload_mismatch"
-	JoinInviteRevoked      = "invite_revoked"
-	JoinInviteExpired      = "invite_expired"
-	JoinInviteExhausted    = "invite_exhausted"
+	JoinMeshNotFound    = "mesh_not_found"
+	JoinMissingOwnerKey = "mesh_missing_owner_key"
+	JoinOwnerMismatch   = "invite_owner_mismatch"
+	JoinInviteNotFound  = "invite_not_found"
+	JoinMeshMismatch    = "invite_mesh_mismatch"
+	JoinPayloadMismatch = "invite_payload_mismatch"
+	JoinInviteRevoked   = "invite_revoked"
+	JoinInviteExpired   = "invite_expired"
+	JoinInviteExhausted = "invite_exhausted"
+	// JoinMemberBanned is meshd's own: the pubkey has a revoked (banned)
+	// member row in the mesh and no active one, so a still-valid invite
+	// does not let it back in until unban (issue 12 item 3).
+	JoinMemberBanned       = "member_banned"
 	JoinMemberInsertFailed = "member_insert_failed"
 )
 
@@ -353,6 +357,15 @@ FROM mesh.invite WHERE token = $1 FOR UPDATE`, token).
 		return true, "", nil
 	} else if !errors.Is(err, pgx.ErrNoRows) {
 		return false, "", err
+	}
+	var banned bool
+	if err := tx.QueryRow(ctx,
+		"SELECT EXISTS (SELECT 1 FROM mesh.member WHERE mesh_id = $1 AND peer_pubkey = $2 AND revoked_at IS NOT NULL)",
+		p.MeshID, m.Pubkey).Scan(&banned); err != nil {
+		return false, "", err
+	}
+	if banned {
+		return false, JoinMemberBanned, nil
 	}
 	if inv.used >= inv.max {
 		return false, JoinInviteExhausted, nil
