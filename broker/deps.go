@@ -101,6 +101,9 @@ type Fanout interface {
 	// message and must not block. release drops the interest; the last
 	// release unsubscribes (after a short linger).
 	Subscribe(topic string, deliver func(data []byte)) (release func(), err error)
+	// SubscribeAll subscribes deliver[i] to topics[i], all or none, and
+	// returns once the server confirmed them (one round trip).
+	SubscribeAll(topics []string, deliver []func(data []byte)) (release func(), err error)
 }
 
 // Migrations reports the newest applied migration (readiness gate).

@@ -112,28 +112,18 @@ func (s *Server) handleMeshEvent(ctx context.Context, ev meshEvent) {
 // subscribeConn takes this socket's fan-out interest: wake-ups for its
 // member and session pubkeys and control messages for its presence.
 func (s *Server) subscribeConn(c *conn, pres meshd.Presence, member meshd.Member) ([]func(), error) {
-	var rels []func()
-	sub := func(topic string, fn func([]byte)) error {
-		rel, err := s.cfg.Fanout.Subscribe(topic, fn)
-		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", topic, err)
-		}
-		rels = append(rels, rel)
-		return nil
-	}
 	wake := func([]byte) { c.wake() }
-	err := sub(meshd.PeerTopic(pres.MeshID, member.Pubkey), wake)
-	if err == nil && pres.SessionPubkey != "" {
-		err = sub(meshd.PeerTopic(pres.MeshID, pres.SessionPubkey), wake)
+	topics := []string{meshd.PeerTopic(pres.MeshID, member.Pubkey), meshd.PresenceTopic(pres.ID)}
+	deliver := []func([]byte){wake, func(data []byte) { s.onPresenceControl(c, data) }}
+	if pres.SessionPubkey != "" {
+		topics = append(topics, meshd.PeerTopic(pres.MeshID, pres.SessionPubkey))
+		deliver = append(deliver, wake)
 	}
-	if err == nil {
-		err = sub(meshd.PresenceTopic(pres.ID), func(data []byte) { s.onPresenceControl(c, data) })
-	}
+	rel, err := s.cfg.Fanout.SubscribeAll(topics, deliver)
 	if err != nil {
-		releaseAll(rels)
-		return nil, err
+		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	return rels, nil
+	return []func(){rel}, nil
 }
 
 func releaseAll(rels []func()) {

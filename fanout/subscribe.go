@@ -58,23 +58,65 @@ func (in *interest) list() []callback { return *in.callbacks.Load() }
 // bounded queue and return. A message already being delivered when release
 // returns may still reach the released callback once.
 func (b *Bus) Subscribe(topic string, deliver func(data []byte)) (release func(), err error) {
-	if deliver == nil {
-		return nil, errors.New("fanout: subscribe: nil callback")
+	return b.SubscribeAll([]string{topic}, []func([]byte){deliver})
+}
+
+// SubscribeAll is Subscribe for several topics at once (deliver[i] for
+// topics[i]), all or none, with one confirming round trip to the server
+// for the topics it creates (a hello takes three: its member key, its
+// session key and its presence).
+func (b *Bus) SubscribeAll(topics []string, deliver []func(data []byte)) (release func(), err error) {
+	if len(topics) != len(deliver) {
+		return nil, fmt.Errorf("fanout: subscribe: %d topics, %d callbacks", len(topics), len(deliver))
 	}
-	if err := validTopic(topic); err != nil {
-		return nil, fmt.Errorf("fanout: subscribe: %w", err)
+	for i, t := range topics {
+		if deliver[i] == nil {
+			return nil, errors.New("fanout: subscribe: nil callback")
+		}
+		if err := validTopic(t); err != nil {
+			return nil, fmt.Errorf("fanout: subscribe: %w", err)
+		}
 	}
+	var rels []func()
+	var created, joined []*interest
+	releaseAll := func() {
+		for _, r := range rels {
+			r()
+		}
+	}
+	for i, t := range topics {
+		in, isNew, rel, err := b.addCallback(t, deliver[i])
+		if err != nil {
+			releaseAll()
+			return nil, err
+		}
+		rels = append(rels, rel)
+		if isNew {
+			created = append(created, in)
+		} else {
+			joined = append(joined, in)
+		}
+	}
+	if err := b.confirm(created, joined); err != nil {
+		releaseAll()
+		return nil, err
+	}
+	return releaseAll, nil
+}
+
+// addCallback registers deliver on topic, creating its NATS subscription
+// when it is the first; the release is idempotent.
+func (b *Bus) addCallback(topic string, deliver func([]byte)) (in *interest, created bool, release func(), err error) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
-		b.mu.Unlock()
-		return nil, ErrClosed
+		return nil, false, nil, ErrClosed
 	}
-	in := b.topics[topic]
-	created := in == nil
+	in = b.topics[topic]
+	created = in == nil
 	if created {
 		if in, err = b.subscribeLocked(topic); err != nil {
-			b.mu.Unlock()
-			return nil, err
+			return nil, false, nil, err
 		}
 	}
 	b.nextID++
@@ -82,34 +124,32 @@ func (b *Bus) Subscribe(topic string, deliver func(data []byte)) (release func()
 	cbs := append(slices.Clone(in.list()), callback{id: id, deliver: deliver})
 	in.callbacks.Store(&cbs)
 	in.stopLingerLocked()
-	b.mu.Unlock()
 	var once sync.Once
-	release = func() { once.Do(func() { b.release(in, id) }) }
-	if err := b.confirm(in, created); err != nil {
-		release()
-		return nil, err
-	}
-	return release, nil
+	return in, created, func() { once.Do(func() { b.release(in, id) }) }, nil
 }
 
-// confirm makes the server register the interest before the caller relies
-// on it: a publish right after, from another replica (a kick sent the
-// moment hello_ack arrives), must reach us. The creator of the topic does
-// the round trip; later subscribers wait for it. While disconnected the
-// SUB is replayed on reconnect, so that is not an error.
-func (b *Bus) confirm(in *interest, created bool) error {
-	if !created {
+// confirm makes the server register the interests before the caller relies
+// on them: a publish right after, from another replica (a kick sent the
+// moment hello_ack arrives), must reach us. One round trip covers every
+// topic this call created; topics another caller created are waited for.
+// While disconnected the SUBs are replayed on reconnect, so that is not an
+// error.
+func (b *Bus) confirm(created, joined []*interest) error {
+	if len(created) > 0 {
+		err := b.nc.FlushTimeout(subscribeFlushTimeout)
+		for _, in := range created {
+			close(in.confirmed)
+		}
+		if err != nil && b.nc.IsConnected() {
+			return fmt.Errorf("fanout: subscribe %s: confirm: %w", created[0].topic, err)
+		}
+	}
+	for _, in := range joined {
 		select {
 		case <-in.confirmed:
-			return nil
 		case <-time.After(subscribeFlushTimeout):
 			return fmt.Errorf("fanout: subscribe %s: not confirmed within %s", in.topic, subscribeFlushTimeout)
 		}
-	}
-	err := b.nc.FlushTimeout(subscribeFlushTimeout)
-	close(in.confirmed)
-	if err != nil && b.nc.IsConnected() {
-		return fmt.Errorf("fanout: subscribe %s: confirm: %w", in.topic, err)
 	}
 	return nil
 }
