@@ -17,6 +17,8 @@ type bench struct {
 	start time.Time
 	led   *ledger
 	rss   *rssSampler
+	// throttle slows the slow consumers' reads (steady --slow).
+	throttle throttle
 
 	mu      sync.Mutex
 	fleet   *fleet            // guarded by mu
@@ -24,6 +26,7 @@ type bench struct {
 	figures map[string]string // guarded by mu; mode-specific results
 	order   []string          // guarded by mu; figure keys in insertion order
 	problem []string          // guarded by mu; contract violations
+	hostile *HostileStats     // guarded by mu; steady --hostile
 }
 
 func newBench(cfg Config, stderr io.Writer) *bench {
@@ -35,6 +38,10 @@ func newBench(cfg Config, stderr io.Writer) *bench {
 		fmt.Fprintf(stderr, "meshbench [%6.1fs] %s\n", time.Since(b.start).Seconds(), fmt.Sprintf(format, a...))
 	}
 	b.rss = newRSSSampler(cfg.PIDs)
+	b.throttle.bps = cfg.SlowBPS
+	if cfg.Disrupt > 0 {
+		b.led.disruptAfter = cfg.Disrupt
+	}
 	return b
 }
 

@@ -37,6 +37,13 @@ type Config struct {
 	Reattach time.Duration // storm: budget for every client to come back
 	Progress time.Duration // stderr progress period
 	Payload  int           // plaintext bytes per DM (at least the header)
+
+	// steady only, for the chaos suite (docs/chaos.md):
+	Slow      int           // the last Slow members read their socket slowly
+	SlowBPS   int           // bytes/s a slow consumer reads while the load runs
+	Hostile   int           // hostile frames interleaved with the load
+	ReadyFile string        // created when the first DM is sent
+	Disrupt   time.Duration // a DM pushed later than this after its schedule counts as disrupted
 }
 
 // multi is a repeatable string flag.
@@ -86,6 +93,11 @@ func parseConfig(mode string, args []string, getenv func(string) string, stderr 
 	fs.DurationVar(&c.Reattach, "reattach", 60*time.Second, "storm: budget for every client to reattach")
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "progress line period on stderr")
 	fs.IntVar(&c.Payload, "payload", 64, "plaintext bytes per DM")
+	fs.IntVar(&c.Slow, "slow", 0, "steady: the last N members are slow consumers (half the senders address them)")
+	fs.IntVar(&c.SlowBPS, "slow-bps", 4000, "steady: bytes/s a slow consumer reads from its socket while the load runs")
+	fs.IntVar(&c.Hostile, "hostile", 0, "steady: hostile frames/hellos interleaved with the load")
+	fs.StringVar(&c.ReadyFile, "ready-file", "", "steady: create this file when the first DM is sent")
+	fs.DurationVar(&c.Disrupt, "disrupt", time.Second, "steady: e2e latency past which a DM counts as disrupted (recovery figure)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -123,6 +135,12 @@ func (c Config) validate() error {
 		if v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
+	}
+	if c.Slow < 0 || c.Hostile < 0 || c.SlowBPS <= 0 || c.Disrupt <= 0 {
+		errs = append(errs, errors.New("--slow and --hostile must be ≥ 0, --slow-bps and --disrupt positive"))
+	}
+	if c.Slow > 0 && c.Slow*2 > c.Peers {
+		errs = append(errs, errors.New("--slow must be at most half of --peers"))
 	}
 	if c.MeshSize < 2 {
 		errs = append(errs, errors.New("--mesh-size must be at least 2"))

@@ -28,10 +28,21 @@ type fleet struct {
 	links   []*linkLog
 	up      atomic.Int64 // sockets currently attached
 	recv    sync.WaitGroup
+	// picked counts, per member, the messages its receiver took from
+	// Pushes(); bounds[i][k] is how many messages member i's client had
+	// offered to Pushes() when its socket k+1 closed (see epoch).
+	picked  []atomic.Int64
+	barrier []chan chan int64 // bound → receiver: drain, answer the count
+	bmu     sync.Mutex
+	bounds  [][]int64 // guarded by bmu
 }
 
 func newFleet(b *bench, members []*member, opts fleetOpts) *fleet {
-	f := &fleet{b: b, members: members, opts: opts, clients: make([]*client.Client, len(members)), links: make([]*linkLog, len(members))}
+	f := &fleet{b: b, members: members, opts: opts, clients: make([]*client.Client, len(members)), links: make([]*linkLog, len(members)),
+		picked: make([]atomic.Int64, len(members)), bounds: make([][]int64, len(members)), barrier: make([]chan chan int64, len(members))}
+	for i := range f.barrier {
+		f.barrier[i] = make(chan chan int64)
+	}
 	for i := range f.links {
 		f.links[i] = &linkLog{}
 	}
@@ -48,19 +59,63 @@ func (f *fleet) config(mb *member) client.Config {
 		URL: mb.wsURL, MeshID: mb.mesh, MemberID: mb.id, Member: mb.key,
 		SessionID: fmt.Sprintf("bench-%s-%d", f.b.runID, mb.idx), DisplayName: fmt.Sprintf("bench-%d", mb.idx),
 		CWD: "/bench", PID: 20000 + mb.idx, AckPushes: true, Reconnect: f.opts.reconnect,
-		Dialer: dialer, RequestTimeout: 60 * time.Second, PushBuffer: 16384,
-		OnEvent: func(ev client.Event) { f.event(links, ev) },
+		Dialer: f.b.dialerFor(mb), RequestTimeout: 60 * time.Second, PushBuffer: 16384,
+		OnEvent: func(ev client.Event) { f.event(mb.idx, links, ev) },
 	}
 }
 
-func (f *fleet) event(l *linkLog, ev client.Event) {
+func (f *fleet) event(idx int, l *linkLog, ev client.Event) {
 	switch ev.Kind {
 	case client.EventConnected:
 		f.up.Add(1)
 	case client.EventDisconnected:
 		f.up.Add(-1)
+		f.bound(idx)
 	}
 	l.record(ev)
+}
+
+// bound records how many messages member idx's client had offered to
+// Pushes() when a socket closed. The client emits EventDisconnected after
+// the socket's read loop ended and before it dials again, so nothing is
+// offered meanwhile: the receiver drains what is buffered and answers
+// with its count (a barrier in the same stream as the pushes). Without a
+// receiver (idle, storm) there is nothing to account for.
+func (f *fleet) bound(idx int) {
+	if !f.opts.receive {
+		return
+	}
+	reply := make(chan int64, 1)
+	var offered int64
+	select {
+	case f.barrier[idx] <- reply:
+		offered = <-reply
+	case <-time.After(10 * time.Second):
+		// The receiver did not answer (it should within milliseconds):
+		// count the bound as unknown, which makes no duplicate explained.
+		offered = -1
+	}
+	f.bmu.Lock()
+	f.bounds[idx] = append(f.bounds[idx], offered)
+	f.bmu.Unlock()
+}
+
+// epoch is the socket generation (0 for the first) on which member idx's
+// client read the message it picked as number pick (1-based): the number
+// of its sockets that had closed before that message was offered.
+func (f *fleet) epoch(idx int, pick int64) int {
+	f.bmu.Lock()
+	defer f.bmu.Unlock()
+	e := 0
+	for _, b := range f.bounds[idx] {
+		if b < 0 {
+			return -1 << 30
+		}
+		if b < pick {
+			e++
+		}
+	}
+	return e
 }
 
 // dialAll connects every member with cfg.Dials dials in flight.
@@ -109,7 +164,7 @@ func (f *fleet) dialOne(ctx context.Context, mb *member, hello *samples) error {
 	f.b.mu.Unlock()
 	if f.opts.receive {
 		f.recv.Add(1)
-		go f.receive(c)
+		go f.receive(c, mb.idx)
 	} else {
 		go discard(c)
 	}
@@ -117,16 +172,43 @@ func (f *fleet) dialOne(ctx context.Context, mb *member, hello *samples) error {
 }
 
 // receive feeds c's bench DMs into the ledger.
-func (f *fleet) receive(c *client.Client) {
+// Every message picked counts toward f.picked, system pushes included,
+// since the socket bounds count them too.
+func (f *fleet) receive(c *client.Client, idx int) {
 	defer f.recv.Done()
-	for m := range c.Pushes() {
-		if m.System() {
-			continue
+	for {
+		select {
+		case m, ok := <-c.Pushes():
+			if !ok {
+				return
+			}
+			f.take(idx, m)
+		case reply := <-f.barrier[idx]:
+			for drained := false; !drained; {
+				select {
+				case m, ok := <-c.Pushes():
+					if ok {
+						f.take(idx, m)
+					} else {
+						drained = true
+					}
+				default:
+					drained = true
+				}
+			}
+			reply <- f.picked[idx].Load()
 		}
-		at := time.Now()
-		if sentAt, ok := parsePayload(m.Plaintext); ok {
-			f.b.led.received(m.Push.MessageID, sentAt, at)
-		}
+	}
+}
+
+// take books one message member idx picked from Pushes().
+func (f *fleet) take(idx int, m client.Message) {
+	pick := f.picked[idx].Add(1)
+	if m.System() {
+		return
+	}
+	if sentAt, ok := parsePayload(m.Plaintext); ok {
+		f.b.led.receivedBy(m.Push.MessageID, sentAt, time.Now(), pushAt{member: idx, pick: pick})
 	}
 }
 

@@ -71,20 +71,43 @@ func (l Latency) String() string {
 // (queued:true) by messageId, pushes received by messageId, and the
 // latencies. It is what "lost" and "duplicates" are computed from.
 type ledger struct {
-	mu       sync.Mutex
-	acked    map[string]bool // messageId → acked; guarded by mu
-	pushes   map[string]int  // messageId → pushes received; guarded by mu
-	attempts int             // guarded by mu
-	sendErrs map[string]int  // error text → count; guarded by mu
-	first    time.Time       // first send; guarded by mu
-	last     time.Time       // last push of a DM; guarded by mu
+	mu     sync.Mutex
+	acked  map[string]time.Time // messageId → scheduled send time of an acked DM; guarded by mu
+	pushes map[string]int       // messageId → pushes received; guarded by mu
+	// where records, per messageId, the recipient and pickup index of
+	// each push (see epochs); guarded by mu.
+	where map[string][]pushAt
+	// lastBad is the latest scheduled send time of a disrupted DM: send
+	// failed, or first push more than disruptAfter after it was
+	// scheduled; guarded by mu.
+	lastBad      time.Time
+	disruptAfter time.Duration
+	attempts     int            // guarded by mu
+	sendErrs     map[string]int // error text → count; guarded by mu
+	first        time.Time      // first send; guarded by mu
+	last         time.Time      // last push of a DM; guarded by mu
 
 	e2e samples // send → push, from the timestamp inside the plaintext
 	ack samples // send → ack
 }
 
 func newLedger() *ledger {
-	return &ledger{acked: map[string]bool{}, pushes: map[string]int{}, sendErrs: map[string]int{}}
+	return &ledger{acked: map[string]time.Time{}, pushes: map[string]int{}, sendErrs: map[string]int{},
+		where: map[string][]pushAt{}, disruptAfter: time.Second}
+}
+
+// pushAt is one push as its recipient picked it from Pushes(): the
+// member index and the 1-based count of messages that member had picked.
+type pushAt struct {
+	member int
+	pick   int64
+}
+
+// bad books a disrupted DM scheduled at t; the caller holds mu.
+func (l *ledger) bad(t time.Time) {
+	if t.After(l.lastBad) {
+		l.lastBad = t
+	}
 }
 
 // sending records an attempt at t.
@@ -102,12 +125,13 @@ func (l *ledger) sent(t time.Time, messageID string, err error) {
 	if err != nil {
 		l.mu.Lock()
 		l.sendErrs[errKey(err)]++
+		l.bad(t)
 		l.mu.Unlock()
 		return
 	}
 	l.ack.add(time.Since(t))
 	l.mu.Lock()
-	l.acked[messageID] = true
+	l.acked[messageID] = t
 	l.mu.Unlock()
 }
 
@@ -125,11 +149,22 @@ func errKey(err error) string {
 
 // received records a push of a bench DM whose plaintext carried sentAt.
 func (l *ledger) received(messageID string, sentAt, at time.Time) {
+	l.receivedBy(messageID, sentAt, at, pushAt{member: -1})
+}
+
+// receivedBy is received with where the push was picked up (see epochs).
+func (l *ledger) receivedBy(messageID string, sentAt, at time.Time, w pushAt) {
 	l.mu.Lock()
 	l.pushes[messageID]++
 	n := l.pushes[messageID]
+	if w.member >= 0 {
+		l.where[messageID] = append(l.where[messageID], w)
+	}
 	if at.After(l.last) {
 		l.last = at
+	}
+	if n == 1 && at.Sub(sentAt) > l.disruptAfter {
+		l.bad(sentAt)
 	}
 	l.mu.Unlock()
 	if n == 1 {
@@ -147,29 +182,73 @@ type Delivery struct {
 	Unacked    int            `json:"pushed_unacked"`   // pushed, but the sender saw no ack
 	SendErrors map[string]int `json:"send_errors"`      // by error text
 	Span       float64        `json:"span_s,omitempty"` // first send → last push
+	// Explained duplicates: the recipient's socket closed between the
+	// first push of the messageId and this one (see docs/chaos.md);
+	// Unexplained: every other duplicate. Set by splitDuplicates.
+	Explained      int      `json:"duplicates_explained"`
+	Unexplained    int      `json:"duplicates_unexplained"`
+	UnexplainedIDs []string `json:"unexplained_ids,omitempty"` // up to 10, for the logs
+	// LastDisrupted is the scheduled send time (unix ms) of the latest DM
+	// whose send failed, that was lost, or whose first push came more
+	// than the disruption threshold after it was scheduled; 0 if none.
+	LastDisrupted int64 `json:"last_disrupted_unix_ms"`
 }
 
 func (l *ledger) delivery() Delivery {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	d := Delivery{Attempted: l.attempts, Acked: len(l.acked), SendErrors: maps.Clone(l.sendErrs)}
-	for id := range l.acked {
+	lastBad := l.lastBad
+	for id, t := range l.acked {
 		if l.pushes[id] > 0 {
 			d.Delivered++
 		} else {
 			d.Lost++
+			if t.After(lastBad) {
+				lastBad = t
+			}
 		}
 	}
 	for id, n := range l.pushes {
 		d.Duplicates += n - 1
-		if !l.acked[id] {
+		if _, ok := l.acked[id]; !ok {
 			d.Unacked++
 		}
+	}
+	if !lastBad.IsZero() {
+		d.LastDisrupted = lastBad.UnixMilli()
 	}
 	if !l.first.IsZero() && l.last.After(l.first) {
 		d.Span = l.last.Sub(l.first).Seconds()
 	}
 	return d
+}
+
+// splitDuplicates sorts d's duplicates into explained and unexplained:
+// a push of a messageId beyond the first is explained when epoch (the
+// recipient's socket generation at a pickup, see fleet.epoch) is higher
+// than at the previous push of that messageId, i.e. the recipient's
+// socket closed in between and the broker redelivered what it had not
+// seen acknowledged. Pushes without a recorded pickup are unexplained.
+func (l *ledger) splitDuplicates(d *Delivery, epoch func(member int, pick int64) int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, n := range l.pushes {
+		if n < 2 {
+			continue
+		}
+		w := l.where[id]
+		for k := 1; k < n; k++ {
+			if k < len(w) && w[k].member == w[k-1].member && epoch(w[k].member, w[k].pick) > epoch(w[k-1].member, w[k-1].pick) {
+				d.Explained++
+				continue
+			}
+			d.Unexplained++
+			if len(d.UnexplainedIDs) < 10 {
+				d.UnexplainedIDs = append(d.UnexplainedIDs, id)
+			}
+		}
+	}
 }
 
 // missing is how many acked DMs have not been pushed yet.

@@ -106,3 +106,39 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 }
+
+// A duplicate is explained only when its recipient's socket closed
+// between the two pushes (a higher socket generation).
+func TestSplitDuplicates(t *testing.T) {
+	l := newLedger()
+	t0 := time.Now()
+	for _, id := range []string{"a", "b", "c"} {
+		l.sent(t0, id, nil)
+	}
+	// member 0: picks 1 (a), 2 (b); socket closes after 2 offered; picks
+	// 3 (a again: explained); picks 4 (b again, same socket as 3 but
+	// after b's first push on the old one: explained); picks 5 (b a third
+	// time, same socket as pick 4: unexplained).
+	l.receivedBy("a", t0, t0, pushAt{member: 0, pick: 1})
+	l.receivedBy("b", t0, t0, pushAt{member: 0, pick: 2})
+	l.receivedBy("a", t0, t0, pushAt{member: 0, pick: 3})
+	l.receivedBy("b", t0, t0, pushAt{member: 0, pick: 4})
+	l.receivedBy("b", t0, t0, pushAt{member: 0, pick: 5})
+	l.receivedBy("c", t0, t0, pushAt{member: 1, pick: 1})
+	l.receivedBy("c", t0, t0, pushAt{member: 1, pick: 2})
+	bounds := map[int][]int64{0: {2}}
+	epoch := func(m int, pick int64) int {
+		e := 0
+		for _, b := range bounds[m] {
+			if b < pick {
+				e++
+			}
+		}
+		return e
+	}
+	d := l.delivery()
+	l.splitDuplicates(&d, epoch)
+	if d.Duplicates != 4 || d.Explained != 2 || d.Unexplained != 2 {
+		t.Fatalf("duplicates %d explained %d unexplained %d, want 4 2 2", d.Duplicates, d.Explained, d.Unexplained)
+	}
+}

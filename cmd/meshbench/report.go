@@ -29,6 +29,7 @@ type Report struct {
 	PeakRSS   int64             `json:"peak_rss_bytes,omitempty"`
 	Figures   map[string]string `json:"figures"`
 	Problems  []string          `json:"problems"`
+	Hostile   *HostileStats     `json:"hostile,omitempty"`
 	Error     string            `json:"error,omitempty"`
 
 	order []string
@@ -36,17 +37,20 @@ type Report struct {
 
 func (b *bench) report(runErr error) Report {
 	b.mu.Lock()
-	ds, figs, order, probs := b.dial, b.figures, b.order, b.problem
+	ds, figs, order, probs, hostile := b.dial, b.figures, b.order, b.problem, b.hostile
 	b.mu.Unlock()
 	r := Report{Mode: b.cfg.Mode, URLs: b.cfg.URLs, Config: b.cfg, Params: params(b.cfg), Wall: time.Since(b.start).Seconds(),
 		Conns: ds.OK, DialFail: ds.Failed, HelloRate: ds.rate(), HelloPer: ds.rate() / float64(len(b.cfg.URLs)),
 		E2E: b.led.e2e.summary(), AckLat: b.led.ack.summary(), PeakRSS: b.rss.peakBytes(),
-		Figures: figs, Problems: probs, order: order}
+		Figures: figs, Problems: probs, Hostile: hostile, order: order}
 	if ds.Hello != nil {
 		r.Hello = ds.Hello.summary()
 	}
 	if b.cfg.Mode == "burst" || b.cfg.Mode == "steady" {
 		d := b.led.delivery()
+		if f := b.getFleet(); f != nil {
+			b.led.splitDuplicates(&d, f.epoch)
+		}
 		r.Delivery = &d
 	}
 	if runErr != nil {
@@ -113,7 +117,7 @@ func (r Report) rows() [][2]string {
 		rows = append(rows,
 			[2]string{"delivered/expected", fmt.Sprintf("%d/%d acked (%d attempted)", d.Delivered, d.Acked, d.Attempted)},
 			[2]string{"lost (acked, never pushed)", fmt.Sprint(d.Lost)},
-			[2]string{"duplicates (by messageId)", fmt.Sprint(d.Duplicates)},
+			[2]string{"duplicates (by messageId)", fmt.Sprintf("%d (%d after the recipient's socket closed, %d unexplained)", d.Duplicates, d.Explained, d.Unexplained)},
 			[2]string{"e2e latency", r.E2E.String()},
 			[2]string{"send→ack latency", r.AckLat.String()})
 		if len(d.SendErrors) > 0 {

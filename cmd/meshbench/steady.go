@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 )
@@ -23,9 +24,36 @@ func runSteady(ctx context.Context, b *bench) error {
 	if err != nil {
 		return err
 	}
+	pairs = b.slowPairs(pairs, f.members)
 	b.logf("steady: %.0f DMs/s for %s over %d sender→recipient pairs", b.cfg.Rate, b.cfg.Duration, len(pairs))
+	if b.cfg.ReadyFile != "" {
+		if err := os.WriteFile(b.cfg.ReadyFile, []byte(time.Now().Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	var hostileDone chan *hostile
+	if b.cfg.Hostile > 0 {
+		hostileDone = make(chan *hostile, 1)
+		go func() {
+			h, err := runHostile(ctx, b, b.cfg.Hostile, b.cfg.Duration)
+			if err != nil {
+				b.fail("%v", err)
+			}
+			hostileDone <- h
+		}()
+	}
+	b.throttle.on.Store(b.cfg.Slow > 0)
 	start := time.Now()
 	skipped, issued := offer(ctx, b, f, pairs, start)
+	b.throttle.on.Store(false)
+	if b.cfg.Slow > 0 {
+		b.figure("slow consumers", "%d reading %d B/s while the load ran (then full speed)", b.cfg.Slow, b.cfg.SlowBPS)
+	}
+	if hostileDone != nil {
+		if h := <-hostileDone; h != nil {
+			h.report(b)
+		}
+	}
 	if skipped > 0 {
 		b.fail("%d scheduled sends skipped: more than %d in flight (the broker does not keep up with %.0f/s)", skipped, maxInFlight, b.cfg.Rate)
 	}
@@ -95,4 +123,33 @@ func pickCross(members []*member, from *member) *member {
 		}
 	}
 	return same
+}
+
+// slowPairs points every other sender that is not itself slow at a slow
+// consumer of its mesh (round robin), when there are slow consumers.
+func (b *bench) slowPairs(pairs [][2]*member, members []*member) [][2]*member {
+	if b.cfg.Slow == 0 {
+		return pairs
+	}
+	var slow []*member
+	for _, m := range members {
+		if b.slow(m.idx) {
+			slow = append(slow, m)
+		}
+	}
+	k := 0
+	for i, p := range pairs {
+		if b.slow(p[0].idx) || i%2 != 0 {
+			continue
+		}
+		for range slow {
+			to := slow[k%len(slow)]
+			k++
+			if to.mesh == p[0].mesh {
+				pairs[i][1] = to
+				break
+			}
+		}
+	}
+	return pairs
 }
