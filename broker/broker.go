@@ -255,9 +255,14 @@ var errShutdown = errors.New("broker: shutdown")
 // Draining reports whether Shutdown has begun.
 func (s *Server) Draining() bool { return s.draining.Load() }
 
+// pingLoop keeps dbUp: down after pingFailures consecutive failed pings
+// (one slow answer under a load the replica is serving is not an outage),
+// up after one success. Store.Ping has a connection of its own, so the
+// ping never queues behind the busy pool.
 func (s *Server) pingLoop(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	failed := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -267,16 +272,25 @@ func (s *Server) pingLoop(ctx context.Context) {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err := s.cfg.Store.Ping(pctx)
 		cancel()
-		was := s.dbUp.Swap(err == nil)
+		if err != nil {
+			failed++
+		} else {
+			failed = 0
+		}
+		up := failed < pingFailures
+		was := s.dbUp.Swap(up)
 		switch {
-		case err != nil && was:
-			s.log.Warn().Err(err).Msg("db ping failed")
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn().Err(err).Int("consecutive", failed).Bool("ready", up).Msg("db ping failed")
 		case err == nil && !was:
 			s.log.Info().Msg("db healthy")
 		}
 		s.setDBGauge()
 	}
 }
+
+// pingFailures is how many consecutive failed pings mark the DB down.
+const pingFailures = 2
 
 func (s *Server) setDBGauge() {
 	if s.dbUp.Load() {

@@ -70,6 +70,12 @@ type Store struct {
 	// recipient may get the push twice, with the same messageId
 	// (docs/architecture.md, at-least-once).
 	lease *pgxpool.Pool // immutable after New; closed by Close
+
+	// health is one connection of its own for Ping, so readiness measures
+	// whether PostgreSQL answers, not how long the busy pool's queue is
+	// (issue 11: /health/ready flapped during a 9,500-client reattach the
+	// replica was serving).
+	health *pgxpool.Pool // immutable after New; closed by Close
 }
 
 // New validates cfg and returns a Store with a connection pool. The pool
@@ -113,18 +119,27 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store: lease pool: %w", err)
 	}
-	return &Store{pool: pool, lease: lease, log: cfg.Logger.With().Str("component", "store").Logger()}, nil
+	hc := pc.Copy()
+	hc.MaxConns, hc.MinConns = 1, 0
+	health, err := pgxpool.NewWithConfig(ctx, hc)
+	if err != nil {
+		pool.Close()
+		lease.Close()
+		return nil, fmt.Errorf("store: health pool: %w", err)
+	}
+	return &Store{pool: pool, lease: lease, health: health, log: cfg.Logger.With().Str("component", "store").Logger()}, nil
 }
 
 // Close closes the pools, waiting for acquired connections to be released.
 func (s *Store) Close() {
 	s.pool.Close()
 	s.lease.Close()
+	s.health.Close()
 }
 
 // Ping reports whether the database answers a trivial query.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
+	if err := s.health.Ping(ctx); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
 	"github.com/meshd/meshd"
@@ -182,5 +183,30 @@ func TestNewSessionIsUTC(t *testing.T) {
 	}
 	if got := s.pool.Config().MaxConns; got != DefaultMaxConns {
 		t.Fatalf("MaxConns = %d, want %d", got, DefaultMaxConns)
+	}
+}
+
+// Ping does not queue behind a busy pool: with every pool connection taken
+// (a reattach storm), readiness still measures PostgreSQL itself (issue 11:
+// the survivor of a kill -9 reported db_down under load it was serving).
+func TestPingWithPoolExhausted(t *testing.T) {
+	f := newFixture(t)
+	var held []*pgxpool.Conn
+	defer func() {
+		for _, c := range held {
+			c.Release()
+		}
+	}()
+	for range f.s.pool.Config().MaxConns {
+		c, err := f.s.pool.Acquire(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 2*time.Second)
+	defer cancel()
+	if err := f.s.Ping(ctx); err != nil {
+		t.Fatalf("ping with the pool exhausted: %v", err)
 	}
 }
