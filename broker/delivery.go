@@ -382,7 +382,15 @@ func (c *conn) inferredStatus(pres meshd.Presence) meshd.Status {
 // were queued; the rest stay claimed and are released when the socket
 // closes.
 func (c *conn) pushRows(rows []meshd.Delivery) int {
+	now := c.srv.cfg.Now()
 	for i, d := range rows {
+		if c.acks.Load() && c.credit.progressing(d.ID, now, c.srv.cfg.ClaimLease) {
+			// Re-claimed after its lease while still in flight to a client
+			// that keeps acking: it is queued behind a slow reader, and a
+			// second push would only be a duplicate (issue 11). A client
+			// that stopped acking does get it again (A.3-5).
+			continue
+		}
 		data, err := json.Marshal(pushOf(d))
 		if err != nil || !c.writeTracked(data, d.ID) {
 			c.srv.met.pushDropped.WithLabelValues(dropReason(c)).Inc()
@@ -456,6 +464,16 @@ type credit struct {
 	inflight map[string]string // broker message id → client message id
 	byClient map[string]string // client message id → broker message id
 	fullAt   time.Time         // when the window filled; zero while it has room
+	lastAck  time.Time         // when the client last acked a push in flight
+}
+
+// progressing reports whether id is already in flight to a client that
+// acked something within lease.
+func (cr *credit) progressing(id string, now time.Time, lease time.Duration) bool {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	_, ok := cr.inflight[id]
+	return ok && !cr.lastAck.IsZero() && now.Sub(cr.lastAck) < lease
 }
 
 // free returns the room left in a window of size w, noting when it fills.
@@ -484,7 +502,7 @@ func (cr *credit) take(id, clientID string) {
 
 // give settles an ack; it reports whether the window had been full (the
 // drain stopped and must be woken).
-func (cr *credit) give(id, clientID string) bool {
+func (cr *credit) give(id, clientID string, now time.Time) bool {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	if id == "" {
@@ -494,6 +512,7 @@ func (cr *credit) give(id, clientID string) bool {
 	if !ok {
 		return false
 	}
+	cr.lastAck = now
 	delete(cr.inflight, id)
 	delete(cr.byClient, cid)
 	full := !cr.fullAt.IsZero()
@@ -533,7 +552,7 @@ func (s *Server) handleClientAck(ctx context.Context, c *conn, data []byte, _ st
 	if m.ClientMessageID == "" && m.BrokerMessageID == "" {
 		return nil
 	}
-	if c.credit.give(m.BrokerMessageID, m.ClientMessageID) {
+	if c.credit.give(m.BrokerMessageID, m.ClientMessageID, s.cfg.Now()) {
 		c.wake() // the window had been full
 	}
 	pres, member, _ := c.snapshot()

@@ -94,3 +94,61 @@ func TestPushWindowPacesAckingClient(t *testing.T) {
 		return queryInt(t, e.dsn, `SELECT count(*) FROM mesh.message_queue WHERE mesh_id = $1 AND delivered_at IS NULL`, mesh.ID) == 0
 	})
 }
+
+// A client that keeps acking, slowly, is never pushed a row twice on the
+// same socket: rows re-claimed after their lease while still in flight to
+// it are left in flight (chaos scenario "slow": 140–172 duplicates on a
+// live socket before).
+func TestSlowAckingClientGetsNoDuplicates(t *testing.T) {
+	const rows = 8
+	lease := 2 * time.Second
+	e := newEnv(t, 1, func(c *broker.Config) { c.ClaimLease, c.RedrainInterval = lease, 100*time.Millisecond })
+	mesh := e.newMesh("SlowAck")
+	alice, bob := e.enroll(mesh, "alice"), e.enroll(mesh, "bob")
+	rc := e.raw(0)
+	f := helloFrame(bob, time.Now())
+	f["capabilities"] = []string{"client_ack"}
+	rc.send(f)
+	rc.expectFrame("hello_ack")
+	for i := range rows {
+		q := &meshd.QueuedMessage{MeshID: mesh.ID, SenderMemberID: alice.member.ID, TargetSpec: bob.key.Pubkey,
+			Priority: meshd.PriorityNow, Ciphertext: fmt.Sprintf("row %d", i)}
+		if err := e.st.Enqueue(context.Background(), q, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pushes := make(chan string, 4*rows)
+	go func() {
+		defer close(pushes)
+		for {
+			m, ce, err := rc.next(30 * time.Second)
+			if err != nil || ce != nil {
+				return
+			}
+			if m["type"] == "push" {
+				pushes <- m["messageId"].(string)
+			}
+		}
+	}()
+	seen := map[string]int{}
+	// Ack one row every 300 ms: the last acks come well after the first
+	// rows' lease ended, while the client keeps making progress.
+	for len(seen) < rows {
+		id := <-pushes
+		seen[id]++
+		if seen[id] == 1 {
+			time.Sleep(300 * time.Millisecond)
+			rc.send(map[string]any{"type": "client_ack", "brokerMessageId": id})
+		}
+	}
+	time.Sleep(lease) // a re-push would be due by now
+	rc.ws.Close()
+	for id := range pushes {
+		seen[id]++
+	}
+	for id, n := range seen {
+		if n > 1 {
+			t.Errorf("row %s pushed %d times on one live socket", id, n)
+		}
+	}
+}
