@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/collab"
 	"github.com/meshd/meshd/internal/ratelimit"
 	"github.com/meshd/meshd/wire"
 )
@@ -53,6 +54,11 @@ type Config struct {
 	NATS     Pinger               // optional: reported by /health and /health/ready
 	Registry *prometheus.Registry // required: metrics are registered here and served on /metrics
 	Logger   zerolog.Logger       // carries the "node" key (cmd/meshd adds it once for the process)
+	// CollabStore holds the rows of the 66 collaboration verbs (package
+	// collab; cmd/meshd passes store.Store). The broker builds the handler
+	// itself so collab can publish through it. Nil leaves those types
+	// answered with unknown_message_type.
+	CollabStore collab.Store
 
 	MaxMessageBytes       int           // WS frame and send size cap; default 65536
 	MaxConnectionsPerMesh int           // across all replicas; default 100
@@ -175,6 +181,7 @@ type Server struct {
 	delivered *batcher[[]string]
 	mux       http.Handler
 	frames    map[string]frameHandler // immutable after New
+	collab    *collab.Handler         // immutable after New; nil without Config.CollabStore
 	aw        *auditWriter            // immutable after New; loops started by Start
 	stopOnce  sync.Once
 }
@@ -197,6 +204,10 @@ func New(cfg Config) (*Server, error) {
 	s.newBatchers()
 	s.m = s.newMelody()
 	s.frames = s.handlers()
+	var err error
+	if s.collab, err = s.newCollab(); err != nil {
+		return nil, err
+	}
 	s.aw = &auditWriter{srv: s}
 	s.mux = s.routes()
 	return s, nil

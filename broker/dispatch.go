@@ -53,6 +53,9 @@ func (s *Server) onMessage(sess *melody.Session, data []byte) {
 		return
 	}
 	h, ok := s.frames[env.Type]
+	if !ok && s.handleCollab(ctx, c, env.Type, data) {
+		return
+	}
 	if !ok {
 		c.sendError("unknown_message_type", "unknown message type: "+truncate(env.Type, 64), env.ReqID)
 		return

@@ -91,7 +91,7 @@ func (e *env) startReplica(node string, tweak func(*broker.Config)) *replica {
 		t.Fatal(err)
 	}
 	cfg := broker.Config{
-		NodeID: node, Store: e.st, Fanout: bus, NATS: bus, Registry: reg,
+		NodeID: node, Store: e.st, CollabStore: e.st, Fanout: bus, NATS: bus, Registry: reg,
 		Logger:          zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("node", node).Logger(),
 		RedrainInterval: 200 * time.Millisecond, SweepInterval: 200 * time.Millisecond,
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshd/meshd/api"
 	"github.com/meshd/meshd/broker"
+	"github.com/meshd/meshd/collab"
 	"github.com/meshd/meshd/fanout"
 	"github.com/meshd/meshd/ha"
 	"github.com/meshd/meshd/internal/httpx"
@@ -31,6 +32,7 @@ var (
 	_ broker.Store  = (*store.Store)(nil)
 	_ broker.Fanout = (*fanout.Bus)(nil)
 	_ broker.Pinger = (*fanout.Bus)(nil)
+	_ collab.Store  = (*store.Store)(nil)
 	_ api.Store     = (*store.Store)(nil)
 	_ api.Publisher = (*fanout.Bus)(nil)
 )
@@ -119,7 +121,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	defer bus.Close()
 
 	srv, err := broker.New(broker.Config{
-		NodeID: cfg.NodeID, Store: st, Fanout: bus, NATS: bus, Registry: reg, Logger: log,
+		NodeID: cfg.NodeID, Store: st, CollabStore: st, Fanout: bus, NATS: bus, Registry: reg, Logger: log,
 		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh,
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
 		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
