@@ -76,6 +76,9 @@ type Mesh struct {
 	OwnerUserID string
 	OwnerPubkey string // 64 hex; empty when unset
 	ArchivedAt  *time.Time
+	// SelfEditable is mesh.self_editable verbatim (the hello_ack
+	// meshPolicy); nil when the column is NULL or was not read.
+	SelfEditable json.RawMessage
 }
 
 // Label is the name shown in the revoked message (B.2 step 4a):

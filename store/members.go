@@ -27,10 +27,11 @@ func memberDest(m *meshd.Member) []any {
 func (s *Store) LookupMember(ctx context.Context, meshID, pubkey string) (meshd.Mesh, meshd.Member, error) {
 	var ms meshd.Mesh
 	var m meshd.Member
-	dest := append([]any{&ms.ID, &ms.Slug, &ms.Name, &ms.OwnerUserID, &ms.OwnerPubkey, &ms.ArchivedAt}, memberDest(&m)...)
+	var selfEditable []byte
+	dest := append([]any{&ms.ID, &ms.Slug, &ms.Name, &ms.OwnerUserID, &ms.OwnerPubkey, &ms.ArchivedAt, &selfEditable}, memberDest(&m)...)
 	err := s.pool.QueryRow(ctx, `
 SELECT ms.id, COALESCE(ms.slug, ''), ms.name, COALESCE(ms.owner_user_id, ''), COALESCE(ms.owner_pubkey, ''),
-	ms.archived_at, `+memberCols+`
+	ms.archived_at, ms.self_editable, `+memberCols+`
 FROM mesh.mesh ms
 JOIN mesh.member m ON m.mesh_id = ms.id
 WHERE ms.id = $1 AND ms.archived_at IS NULL AND m.peer_pubkey = $2
@@ -38,6 +39,9 @@ ORDER BY m.revoked_at IS NULL DESC, m.revoked_at DESC, m.joined_at DESC
 LIMIT 1`, meshID, pubkey).Scan(dest...)
 	if err != nil {
 		return meshd.Mesh{}, meshd.Member{}, fmt.Errorf("lookup member: %w", notFound(err))
+	}
+	if selfEditable != nil {
+		ms.SelfEditable = selfEditable
 	}
 	return ms, m, nil
 }

@@ -87,6 +87,22 @@ ON CONFLICT (mesh_id, member_id) DO UPDATE SET
 	return nil
 }
 
+// MergePeerStats raises the member's cumulative_stats to stats, per field
+// (the larger of the stored and the given number; other fields are kept).
+// A member without a peer_state row is left alone.
+func (s *Store) MergePeerStats(ctx context.Context, meshID, memberID string, stats json.RawMessage) error {
+	_, err := s.pool.Exec(ctx, `
+UPDATE mesh.peer_state ps SET cumulative_stats = ps.cumulative_stats || COALESCE((
+	SELECT jsonb_object_agg(r.key, GREATEST(COALESCE(ps.cumulative_stats->r.key, '0'), r.value))
+	FROM jsonb_each($3::jsonb) r WHERE jsonb_typeof(r.value) = 'number'
+		AND jsonb_typeof(COALESCE(ps.cumulative_stats->r.key, '0')) = 'number'), '{}'), updated_at = now()
+WHERE ps.mesh_id = $1 AND ps.member_id = $2`, meshID, memberID, string(stats))
+	if err != nil {
+		return fmt.Errorf("merge peer stats: %w", err)
+	}
+	return nil
+}
+
 // Disconnect ends presences at once, without a grace lease (kick, ban):
 // they are never evicted later, so no peer_left follows (B.6.10).
 func (s *Store) Disconnect(ctx context.Context, presenceIDs []string) error {

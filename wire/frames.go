@@ -91,6 +91,15 @@ type HelloAck struct {
 	LastSeenAt        string         `json:"lastSeenAt,omitempty"`
 	RestoredGroups    []meshd.Group  `json:"restoredGroups,omitempty"`
 	Services          []any          `json:"services,omitempty"`
+	// MeshPolicy is sent on every successful hello and session_hello;
+	// RestoredStats with the other restored fields (docs/protocol.md C.3).
+	MeshPolicy    *MeshPolicy     `json:"meshPolicy,omitempty"`
+	RestoredStats json.RawMessage `json:"restoredStats,omitempty"`
+}
+
+// MeshPolicy says which member fields members may edit themselves.
+type MeshPolicy struct {
+	SelfEditable json.RawMessage `json:"selfEditable"`
 }
 
 // Error is the error frame (B.1).
