@@ -183,6 +183,7 @@ type Server struct {
 	frames    map[string]frameHandler // immutable after New
 	collab    *collab.Handler         // immutable after New; nil without Config.CollabStore
 	aw        *auditWriter            // immutable after New; loops started by Start
+	stats     sync.Map                // *conn → its last set_stats counters (stats.go)
 	stopOnce  sync.Once
 }
 

@@ -236,7 +236,7 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 	c.pres, c.member, c.mesh, c.log = pres, member, mesh, log
 	c.mu.Unlock()
 
-	ack := wire.HelloAck{Type: wire.TypeHelloAck, PresenceID: pres.ID, MemberDisplayName: pres.DisplayName}
+	ack := wire.HelloAck{Type: wire.TypeHelloAck, PresenceID: pres.ID, MemberDisplayName: pres.DisplayName, MeshPolicy: meshPolicy(mesh)}
 	if !(session && res.Reattached) {
 		ack.MemberProfile = memberProfile(member)
 	}

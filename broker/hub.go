@@ -166,6 +166,7 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 			c.logger().Warn().Err(err).Msg("save peer state")
 		}
 	}
+	s.flushStats(ctx, c, pres, owned)
 	c.logger().Info().Dur("grace", s.cfg.Grace).Msg("ws close — lease grace started")
 }
 

@@ -65,10 +65,6 @@ func (s *Server) handleSetSummary(ctx context.Context, c *conn, data []byte, _ s
 	return nil
 }
 
-// handleSetStats accepts the client's counters; like upstream they are not
-// persisted (set_stats is in-memory only there too).
-func (s *Server) handleSetStats(context.Context, *conn, []byte, string) error { return nil }
-
 // verbAck is the ack set_visible and set_profile answer with (B.6.7).
 func verbAck(reqID string) wire.Ack {
 	return wire.Ack{Type: wire.TypeAck, ID: reqID, MessageID: "", Queued: false, ReqID: reqID}
@@ -266,6 +262,7 @@ func (s *Server) handleListState(ctx context.Context, c *conn, _ []byte, reqID s
 func restoreInto(p *meshd.Presence, ack *wire.HelloAck, ps meshd.PeerState, helloGroups []meshd.Group) {
 	ack.Restored = true
 	ack.LastSummary = ps.LastSummary
+	ack.RestoredStats = ps.Stats
 	if ps.LastSeenAt != nil {
 		ack.LastSeenAt = isoTime(*ps.LastSeenAt)
 	}

@@ -18,6 +18,10 @@ type PresenceEdits interface {
 	WriteStatus(ctx context.Context, presenceID string, status meshd.Status, source meshd.StatusSource, freshWindow time.Duration) (bool, error)
 	LoadPeerState(ctx context.Context, meshID, memberID string) (meshd.PeerState, error)
 	SavePeerState(ctx context.Context, presenceID string) error
+	// MergePeerStats sets each counter of stats (an object of numbers) in
+	// the member's peer_state.cumulative_stats to the larger of the stored
+	// and the given value; no row, no change.
+	MergePeerStats(ctx context.Context, meshID, memberID string, stats json.RawMessage) error
 }
 
 // Moderation backs kick, disconnect, ban, unban and list_bans (B.6.10).
