@@ -31,7 +31,7 @@ import (
 const (
 	errNoRecipient = "no connected peer for target (not online, or targetSpec is your own key without another session)"
 	errDMBlocked   = "blocked by recipient grants (sender lacks dm capability)"
-	errTopics      = "unsupported_target: topics are not supported"
+	errTopics      = "unsupported_target: topics are not supported" // scheduled posts; sends without collab
 )
 
 // sender is who a message is from: a member, and the session key it sent
@@ -117,6 +117,9 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 		return nack("too_large", fmt.Sprintf("payload too large: %d bytes > MAX_MESSAGE_BYTES=%d", n, s.cfg.MaxMessageBytes))
 	}
 	from := sender{member: member, sessionPubkey: pres.SessionPubkey, name: pres.DisplayName}
+	if strings.HasPrefix(m.TargetSpec, "#") && s.collab != nil {
+		return s.sendTopic(ctx, c, &m, from, nack) // topics.go
+	}
 	multicast, no, err := s.route(ctx, pres.MeshID, from, m.TargetSpec)
 	if err == nil && no != nil {
 		return nack("", no.text)

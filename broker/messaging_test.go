@@ -138,11 +138,12 @@ func TestSendRejections(t *testing.T) {
 	a := e.dial(0, alice, nil)
 	r := e.replicas[0]
 
-	sendRejected(t, a, "#general", meshd.PriorityNext, "x", "unsupported_target: topics are not supported")
+	// An unknown topic (topics_test.go has the rest of topic sends).
+	sendRejected(t, a, "#general", meshd.PriorityNext, "x", `topic_not_found: topic "general" not found`)
 	zz := "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
 	sendRejected(t, a, zz, meshd.PriorityNext, "x",
 		"no connected peer for target (not online, or targetSpec is your own key without another session)")
-	if got := counter(t, r, "broker_messages_rejected_total", "reason", "no_recipient"); got != 1 {
+	if got := counter(t, r, "broker_messages_rejected_total", "reason", "no_recipient"); got != 2 { // the topic, the key
 		t.Fatalf("no_recipient metric %v", got)
 	}
 	// (send's own size check, B.4.1 step 2, can never fire before the

@@ -123,6 +123,7 @@ type Send struct {
 	RequestFingerprint string   `json:"request_fingerprint,omitempty"`
 	Mentions           []string `json:"mentions,omitempty"`
 	ReplyToID          string   `json:"replyToId,omitempty"`
+	BodyVersion        int      `json:"bodyVersion,omitempty"` // topic sends: 1 base64, 2 topic key (docs/protocol.md C.2.4)
 }
 
 // Ack answers a send (no _reqId; `id` echoes send.id) and, with
