@@ -106,6 +106,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	// the second path is the web app's API the upstream CLI calls).
 	mux.HandleFunc("GET /i/{code}", s.handleInviteCode)
 	mux.HandleFunc("GET /api/public/invite-code/{code}", s.handleInviteCode)
+	mux.HandleFunc("POST /invites/{code}/claim", s.handleInviteClaim)
+	mux.HandleFunc("POST /api/public/invites/{code}/claim", s.handleInviteClaim)
 	mux.Handle("POST "+hookRoute, s.hook)
 }
 
