@@ -1,7 +1,7 @@
 // Package collab answers the 66 collaboration request types of the
 // claudemesh wire protocol that are not part of meshd's core (topics,
 // memory, tasks, contexts, skills, mesh_info, and typed fallbacks for the
-// unsupported groups; docs/protocol-collab.md). It owns no resource: the
+// unsupported groups; docs/protocol.md Part C). It owns no resource: the
 // rows live in PostgreSQL behind the Store interface (implemented by
 // store.Store in store/collab_*.go) and pushes go out through the broker's
 // Publisher. It does not import broker, store or fanout.

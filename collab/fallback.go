@@ -3,7 +3,7 @@ package collab
 // fallback builds the typed reply of PROTOCOL-EXT E.14.5 for req's verb:
 // what a broker sends when it does not implement the verb, and the frame a
 // rejection or failure decorates. Every frame echoes _reqId. The client's
-// outcome for each is in docs/protocol-collab.md.
+// outcome for each is in docs/protocol.md Part C.
 func fallback(req *request) []frame {
 	typ := req.typ
 	msg := "unsupported on this broker: " + verbs[typ].group

@@ -35,7 +35,7 @@ type TopicDelivery struct {
 // any other error is internal. The broker then pushes the post to every
 // live presence of each recipient member (on every replica, through NATS,
 // like a direct message) and keeps it for the offline ones (see
-// docs/protocol-collab.md "Topic delivery").
+// docs/protocol.md C.2 "Topic delivery").
 func (h *Handler) TopicSend(ctx context.Context, p Peer, post TopicPost) (TopicDelivery, error) {
 	var d TopicDelivery
 	ref, ok := strings.CutPrefix(post.Target, "#")

@@ -32,7 +32,7 @@ var order = []string{
 }
 
 // Unsupported maps each group collab answers only with typed fallbacks to
-// the reason (docs/protocol-collab.md).
+// the reason (docs/protocol.md Part C).
 var Unsupported = map[string]string{
 	"api keys":     "meshd has no /api/v1 REST surface that would accept the keys",
 	"files":        "needs object storage for the bytes, and the 1.37 CLI uploads without credentials",
