@@ -5,7 +5,8 @@
 #   docker-compose  Compose v1 (Debian's docker-compose 1.29), apt-get as root
 #   composecheck    compose-go v2 (Compose v2's loader), compose/tools module
 #   helm            helm.sh/helm/v3/cmd/helm@HELM_VERSION
-#   promtool        github.com/prometheus/prometheus/cmd/promtool@PROMETHEUS_VERSION
+#   promtool        Debian's prometheus package (as root), else
+#                   github.com/prometheus/prometheus/cmd/promtool@PROMETHEUS_VERSION
 #   systemd-analyze Debian's systemd, for compose/systemd/meshd.service
 #
 # A tool that cannot be installed is reported here with the reason, and the
@@ -42,7 +43,21 @@ go_tool() {
 }
 
 go_tool helm "$HELM_VERSION" env GOBIN="$dir" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-go_tool promtool "$PROMETHEUS_VERSION" env GOBIN="$dir" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+# promtool: a built one in $dir, else one on PATH, else Debian's prometheus
+# package (about a minute), else go install — a cold build of promtool's
+# dependency tree took 31 min on a loaded 2-core machine, so it comes last.
+if [ -x "$dir/promtool" ]; then
+	say "promtool $(cat "$dir/promtool.version" 2>/dev/null) present in $dir"
+elif command -v promtool >/dev/null 2>&1; then
+	say "promtool present: $(promtool --version 2>&1 | head -n 1)"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && {
+	start=$SECONDS
+	{ apt-get install -y -qq prometheus || { apt-get update -qq && apt-get install -y -qq prometheus; }; } >/dev/null 2>&1
+}; then
+	say "promtool installed from Debian package prometheus in $((SECONDS - start)) s: $(promtool --version 2>&1 | head -n 1)"
+else
+	go_tool promtool "$PROMETHEUS_VERSION" env GOBIN="$dir" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+fi
 go_tool composecheck "$(sha256sum compose/tools/go.sum compose/tools/composecheck/main.go | sha256sum | cut -c1-16)" \
 	sh -c "cd compose/tools && go build -o '$dir/composecheck' ./composecheck"
 
