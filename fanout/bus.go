@@ -129,6 +129,18 @@ type Bus struct {
 	done        chan struct{} // closed by the ClosedHandler
 	doneOnce    sync.Once
 
+	// Per-socket topics (peer.*, presence.*: thousands, with callbacks that
+	// only kick or close a socket) are channel subscriptions into shared,
+	// not one goroutine each as nats.go gives a callback subscription: at
+	// 10,000 sockets × 3 topics that was 30,000 goroutines (issue 10:
+	// memory per connection). socketMsgs feeds one dispatcher per shard
+	// (a topic always maps to the same shard, so its order holds); byChan
+	// maps a channel subscription to its interest. mesh.* and stream.*
+	// topics keep a goroutine each, so a stalled one cannot hold up others.
+	socketMsgs []chan *nats.Msg
+	byChan     sync.Map // *nats.Subscription → *interest
+	dispatched sync.WaitGroup
+
 	mu     sync.Mutex
 	topics map[string]*interest // guarded by mu; one entry per NATS subscription
 	nextID uint64               // guarded by mu; callback ids
@@ -155,6 +167,9 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		topics:      make(map[string]*interest),
 	}
 	b.m = newMetrics(b.connectedValue)
+	for range socketShards {
+		b.socketMsgs = append(b.socketMsgs, make(chan *nats.Msg, cfg.PendingMsgs))
+	}
 	nc, err := nats.Connect(cfg.URL, b.options(ctx, cfg)...)
 	if err != nil {
 		// The URL may carry credentials: it is not part of the error.
@@ -165,8 +180,29 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		nc.Close()
 		return nil, err
 	}
+	for _, ch := range b.socketMsgs {
+		b.dispatched.Go(func() { b.dispatch(ch) })
+	}
 	b.log.Info().Str("url", nc.ConnectedUrlRedacted()).Str("prefix", b.prefix).Msg("nats connected")
 	return b, nil
+}
+
+// socketShards is the number of dispatchers for per-socket topics.
+const socketShards = 4
+
+// dispatch delivers the messages of one shard of channel subscriptions
+// until the Bus closes.
+func (b *Bus) dispatch(ch chan *nats.Msg) {
+	for {
+		select {
+		case m := <-ch:
+			if in, ok := b.byChan.Load(m.Sub); ok {
+				b.deliver(in.(*interest), m)
+			}
+		case <-b.done:
+			return
+		}
+	}
 }
 
 func (b *Bus) options(ctx context.Context, cfg Config) []nats.Option {
@@ -291,8 +327,10 @@ func (b *Bus) Close() error {
 	case <-b.done:
 	case <-time.After(drainTimeout + time.Second):
 		b.nc.Close()
+		b.dispatched.Wait()
 		return errors.New("fanout: close: drain timed out")
 	}
+	b.dispatched.Wait()
 	b.log.Info().Msg("nats connection closed")
 	return nil
 }

@@ -3,6 +3,7 @@ package fanout
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -164,12 +165,7 @@ const subscribeFlushTimeout = time.Second
 func (b *Bus) subscribeLocked(topic string) (*interest, error) {
 	in := &interest{topic: topic, received: b.m.received.WithLabelValues(kindOf(topic)), confirmed: make(chan struct{})}
 	in.callbacks.Store(&[]callback{})
-	sub, err := b.nc.Subscribe(b.subject(topic), func(m *nats.Msg) { b.deliver(in, m) })
-	if err == nil {
-		if err = sub.SetPendingLimits(b.pendingMsgs, pendingBytes); err != nil {
-			_ = sub.Unsubscribe()
-		}
-	}
+	sub, err := b.natsSubscribe(topic, in)
 	if err != nil {
 		return nil, fmt.Errorf("fanout: subscribe %s: %w", topic, err)
 	}
@@ -179,7 +175,31 @@ func (b *Bus) subscribeLocked(topic string) (*interest, error) {
 	return in, nil
 }
 
-// deliver runs on the subscription's NATS goroutine (never with Bus.mu).
+// natsSubscribe makes the NATS subscription of a new interest: a channel
+// subscription into a shared shard for per-socket topics, a callback
+// subscription (its own goroutine and pending limits) for the others.
+func (b *Bus) natsSubscribe(topic string, in *interest) (*nats.Subscription, error) {
+	switch kindOf(topic) {
+	case kindPeer, kindPresence:
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(topic))
+		sub, err := b.nc.ChanSubscribe(b.subject(topic), b.socketMsgs[h.Sum32()%uint32(len(b.socketMsgs))])
+		if err == nil {
+			b.byChan.Store(sub, in)
+		}
+		return sub, err
+	}
+	sub, err := b.nc.Subscribe(b.subject(topic), func(m *nats.Msg) { b.deliver(in, m) })
+	if err == nil {
+		if err = sub.SetPendingLimits(b.pendingMsgs, pendingBytes); err != nil {
+			_ = sub.Unsubscribe()
+		}
+	}
+	return sub, err
+}
+
+// deliver runs on the subscription's NATS goroutine or a shard's
+// dispatcher (never with Bus.mu).
 func (b *Bus) deliver(in *interest, m *nats.Msg) {
 	in.received.Inc()
 	for _, cb := range in.list() {
@@ -211,6 +231,7 @@ func (b *Bus) expire(in *interest, gen uint64) {
 	}
 	in.linger = nil
 	delete(b.topics, in.topic)
+	b.byChan.Delete(in.sub)
 	b.m.subscriptions.Dec()
 	if err := in.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		b.log.Warn().Err(err).Str("topic", in.topic).Msg("nats unsubscribe failed")
