@@ -32,6 +32,9 @@ type Config struct {
 	// HookRateLimitPerMin is the hook bucket capacity and refill (B.6.4);
 	// default 30.
 	HookRateLimitPerMin int
+	// HookRateLimitPerIPPerMin is HOOK_RATE_LIMIT_PER_IP_PER_MIN: the hook
+	// bucket of one client IP, whatever its pids and cwds; default 300.
+	HookRateLimitPerIPPerMin int
 	// LegacyAuth enables the BROKER_LEGACY_AUTH=1 body user_id shim (B.9.3).
 	LegacyAuth bool
 	// PublicURL is the broker's public WebSocket URL put into invites
@@ -61,6 +64,9 @@ func (c *Config) validate() error {
 	if c.HookRateLimitPerMin <= 0 {
 		c.HookRateLimitPerMin = 30
 	}
+	if c.HookRateLimitPerIPPerMin <= 0 {
+		c.HookRateLimitPerIPPerMin = 300
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -87,6 +93,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.met = met
 	s.hook = newHookHandler(s)
+	evictions := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "broker_hook_rate_limit_evictions_total",
+		Help: "Hook rate-limit keys (per IP and per pid/cwd) forgotten to keep the key set bounded."},
+		func() float64 { return float64(s.hook.rl.Evictions() + s.hook.ipRL.Evictions()) })
+	if err := cfg.Registry.Register(evictions); err != nil {
+		return nil, errors.Join(errors.New("api: metrics"), err)
+	}
 	return s, nil
 }
 

@@ -89,9 +89,9 @@ type GrantWriter interface {
 type Hooks interface {
 	// HookPresences returns the live presences (grace leases included) a
 	// hook for (pid, cwd) addresses, in every mesh, newest first (B.6.4,
-	// A.3-14): every live presence with that (pid, cwd); else the newest
-	// live presence with that cwd and the others sharing its pid. pid 0
-	// means not given. No match is an empty slice.
+	// A.3-14): with a pid, every live presence with that (pid, cwd) and
+	// nothing else; without one (pid 0), the newest live presence with that
+	// cwd and the others sharing its pid. No match is an empty slice.
 	HookPresences(ctx context.Context, pid int, cwd string) ([]meshd.Presence, error)
 	// AddPendingStatus stores a hook status for a presence that does not
 	// exist yet (B.6.5); Attach applies it.

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -20,8 +22,17 @@ import (
 // POST /hook/set-status is how Claude Code's hooks report a session's status
 // (docs/protocol.md B.6.4): Stop → idle, UserPromptSubmit → working. It is
 // unauthenticated and fire-and-forget (the CLI waits 1 s), so the handler
-// bounds the body, rate-limits per (pid, cwd) before looking at it, and
-// finishes its database work even when the client has gone.
+// rate-limits per client IP, requires Content-Type: application/json (a
+// browser page cannot send that without a CORS preflight, which only
+// CORS_ALLOWED_ORIGINS pass), bounds the body, rate-limits per (pid, cwd)
+// before looking at it, and finishes its database work even when the
+// client has gone.
+//
+// Hostile callers (issue 12 item 1): the vocabulary is idle and working,
+// what real hooks send; dnd from a hook is 400 invalid_status, since a dnd
+// holds a session's next/low messages and only a manual one is sacred. The
+// answer is {ok:true} (pending:true when queued), never presence ids, so
+// the route is not an oracle for which cwds are live.
 const (
 	hookRoute = "/hook/set-status"
 	// hookSweepEvery is how often the hook bucket forgets idle keys (B.10);
@@ -32,6 +43,11 @@ const (
 	hookKeyIdle = 10 * time.Minute
 	// hookTimeout bounds one request's database work and wake-ups.
 	hookTimeout = 10 * time.Second
+	// hookMaxKeys bounds each hook bucket (per IP, per (pid, cwd)): past
+	// it the least recently used key is forgotten (counted in
+	// broker_hook_rate_limit_evictions_total), so a flood of made-up pids
+	// or cwds costs at most ~hookMaxKeys × 200 bytes.
+	hookMaxKeys = 50_000
 )
 
 // Error strings of the route (B.6.4, plus meshd's 400s and 500).
@@ -39,7 +55,8 @@ const (
 	errHookTooLarge    = "payload too large"
 	errHookRateLimited = "rate limited"
 	errHookRequired    = "cwd and status required"
-	errHookStatus      = "status must be idle, working or dnd"
+	errHookStatus      = "invalid_status"
+	errHookContentType = "unsupported_media_type"
 	errHookInternal    = "internal_error"
 )
 
@@ -48,12 +65,13 @@ const (
 type hookHandler struct {
 	s         *Server                // immutable
 	rl        *ratelimit.TokenBucket // key "<pid or 0>:<cwd>"; per replica (B.10)
+	ipRL      *ratelimit.TokenBucket // key: client IP; per replica
 	lastSweep atomic.Int64           // cfg.Now() in UnixNano of the last bucket sweep
 }
 
 func newHookHandler(s *Server) *hookHandler {
-	n := float64(s.cfg.HookRateLimitPerMin)
-	h := &hookHandler{s: s, rl: ratelimit.New(n, n)}
+	n, ip := float64(s.cfg.HookRateLimitPerMin), float64(s.cfg.HookRateLimitPerIPPerMin)
+	h := &hookHandler{s: s, rl: ratelimit.NewBounded(n, n, hookMaxKeys), ipRL: ratelimit.NewBounded(ip, ip, hookMaxKeys)}
 	h.lastSweep.Store(s.cfg.Now().UnixNano())
 	return h
 }
@@ -77,13 +95,11 @@ func (r *hookRequest) pid() int {
 
 // hookReply is every body the route answers.
 type hookReply struct {
-	OK          bool     `json:"ok"`
-	Error       string   `json:"error,omitempty"`
-	Pending     bool     `json:"pending,omitempty"`
-	PresenceID  string   `json:"presence_id,omitempty"`
-	PresenceIDs []string `json:"presence_ids,omitempty"`
-	RequestID   string   `json:"requestId,omitempty"` // on errors
-	ErrorID     string   `json:"errorId,omitempty"`   // on 500
+	OK        bool   `json:"ok"`
+	Error     string `json:"error,omitempty"`
+	Pending   bool   `json:"pending,omitempty"`
+	RequestID string `json:"requestId,omitempty"` // on errors
+	ErrorID   string `json:"errorId,omitempty"`   // on 500
 }
 
 // hookError answers an error reply carrying the request id.
@@ -97,6 +113,18 @@ func (h *hookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.met.hookRequests.Inc()
 	now := s.cfg.Now()
 	h.maybeSweep(now)
+	ip := clientIP(r)
+	if !h.ipRL.Take(ip, now) {
+		s.met.hookRateLimited.Inc()
+		s.log.Info().Str("route", hookRoute).Str("ip", ip).Msg("hook rate limited per IP")
+		hookError(w, http.StatusTooManyRequests, errHookRateLimited)
+		return
+	}
+	if !isJSONContentType(r.Header.Get("Content-Type")) {
+		s.log.Debug().Str("route", hookRoute).Str("ip", ip).Msg("hook without Content-Type: application/json")
+		hookError(w, http.StatusUnsupportedMediaType, errHookContentType)
+		return
+	}
 	body, err := readHookBody(w, r, s.cfg.MaxMessageBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -126,7 +154,7 @@ func (h *hookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), hookTimeout)
 	defer cancel()
-	rep, err := h.apply(ctx, req.pid(), req.CWD, meshd.Status(req.Status))
+	rep, ids, err := h.apply(ctx, req.pid(), req.CWD, meshd.Status(req.Status))
 	if err != nil {
 		id := httpx.NewID()
 		s.log.Error().Err(err).Str("error_id", id).Str("request_id", httpx.RequestID(w)).Str("route", hookRoute).
@@ -136,7 +164,7 @@ func (h *hookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, rep)
 	s.log.Info().Str("route", hookRoute).Str("cwd", req.CWD).Int("pid", req.pid()).Str("status", req.Status).
-		Str("presence_id", rep.PresenceID).Strs("presence_ids", rep.PresenceIDs).Bool("pending", rep.Pending).
+		Str("ip", ip).Strs("presence_ids", ids).Bool("pending", rep.Pending).
 		Int64("latency_ms", time.Since(start).Milliseconds()).Msg("hook")
 }
 
@@ -153,6 +181,25 @@ func hookKey(req *hookRequest) string {
 	return fmt.Sprintf("%d:%s", req.pid(), cwd)
 }
 
+// clientIP is the host of the connection's remote address: the per-IP
+// bucket key. Forwarded headers are not trusted (anyone can send them);
+// behind a proxy every client shares the proxy's bucket, so size
+// HOOK_RATE_LIMIT_PER_IP_PER_MIN for it (docs/env-vars.md).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// isJSONContentType accepts application/json with any parameters (what
+// real hooks send, charset included).
+func isJSONContentType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
 // readHookBody reads the whole body, failing with *http.MaxBytesError past
 // limit bytes (B.9.2) without reading more than limit+1 of it.
 func readHookBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
@@ -164,18 +211,23 @@ func readHookBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, er
 
 // validateHook returns the HTTP code and error of a rejected request, or
 // "" when it is valid. Missing fields are upstream's 200 {ok:false}; bad
-// JSON and an unknown status are meshd's 400s (upstream answers 500).
+// JSON and a status other than idle or working (dnd included) are meshd's
+// 400s (upstream answers 500 to unknown statuses and accepts dnd).
 func validateHook(req *hookRequest, perr error) (int, string) {
 	switch {
 	case perr != nil:
 		return http.StatusBadRequest, "invalid JSON: " + hookJSONReason(perr)
 	case req.CWD == "" || req.Status == "":
 		return http.StatusOK, errHookRequired
-	case !meshd.Status(req.Status).Valid():
+	case !hookStatus(meshd.Status(req.Status)):
 		return http.StatusBadRequest, errHookStatus
 	}
 	return 0, ""
 }
+
+// hookStatus is the hook vocabulary: what Claude Code's Stop and
+// UserPromptSubmit hooks send.
+func hookStatus(st meshd.Status) bool { return st == meshd.StatusIdle || st == meshd.StatusWorking }
 
 // hookJSONReason describes a decoding error without Go type names.
 func hookJSONReason(err error) string {
@@ -191,27 +243,27 @@ func hookJSONReason(err error) string {
 }
 
 // apply writes status to every live presence the hook addresses, in every
-// mesh (A.3-14), or stores it as pending when there is none (B.6.5). A dnd
-// presence is left alone ("DND is sacred"; WriteStatus enforces it too). A
-// presence that is now idle, or whose status changed, is woken wherever its
-// socket is so the held next/low messages drain at once (B.4.2).
-func (h *hookHandler) apply(ctx context.Context, pid int, cwd string, st meshd.Status) (hookReply, error) {
+// mesh (A.3-14), or stores it as pending when there is none (B.6.5). A
+// manual dnd presence is left alone ("DND is sacred"; WriteStatus enforces
+// it too). A presence that is now idle, or whose status changed, is woken
+// wherever its socket is so the held next/low messages drain at once
+// (B.4.2). ids are the addressed presences, for the log only.
+func (h *hookHandler) apply(ctx context.Context, pid int, cwd string, st meshd.Status) (rep hookReply, ids []string, err error) {
 	store := h.s.cfg.Store
 	pres, err := store.HookPresences(ctx, pid, cwd)
 	if err != nil {
-		return hookReply{}, err
+		return hookReply{}, nil, err
 	}
 	if len(pres) == 0 {
 		if err := store.AddPendingStatus(ctx, pid, cwd, st); err != nil {
-			return hookReply{}, err
+			return hookReply{}, nil, err
 		}
-		return hookReply{OK: true, Pending: true}, nil
+		return hookReply{OK: true, Pending: true}, nil, nil
 	}
-	rep := hookReply{OK: true, PresenceID: pres[0].ID}
 	woken := map[string]bool{}
 	for _, p := range pres {
-		rep.PresenceIDs = append(rep.PresenceIDs, p.ID)
-		if p.Status == meshd.StatusDND {
+		ids = append(ids, p.ID)
+		if p.Status == meshd.StatusDND && p.StatusSource == meshd.SourceManual {
 			continue
 		}
 		changed, err := store.WriteStatus(ctx, p.ID, st, meshd.SourceHook, h.s.cfg.HookFreshWindow)
@@ -219,14 +271,14 @@ func (h *hookHandler) apply(ctx context.Context, pid int, cwd string, st meshd.S
 			continue
 		}
 		if err != nil {
-			return hookReply{}, err
+			return hookReply{}, ids, err
 		}
 		if topic := meshd.PeerTopic(p.MeshID, p.RoutingPubkey()); (st == meshd.StatusIdle || changed) && !woken[topic] {
 			woken[topic] = true
 			h.wake(ctx, topic, p.ID)
 		}
 	}
-	return rep, nil
+	return hookReply{OK: true}, ids, nil
 }
 
 // wake publishes a wake-up for one presence's routing key; the replica
@@ -246,4 +298,5 @@ func (h *hookHandler) maybeSweep(now time.Time) {
 		return
 	}
 	h.rl.Sweep(hookKeyIdle, now)
+	h.ipRL.Sweep(hookKeyIdle, now)
 }

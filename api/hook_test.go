@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,27 +46,15 @@ func hook(t *testing.T, r *replica, cwd string, pid int, status string) (int, ma
 	return postHook(t, r, strings.NewReader(string(data)))
 }
 
-// hookOK posts a hook that must succeed and returns its presence ids (nil
-// when it was stored as pending).
-func hookOK(t *testing.T, r *replica, cwd string, pid int, status string) []string {
+// hookOK posts a hook that must succeed: {ok:true} or {ok:true,
+// pending:true}, never presence ids (issue 12: not an oracle).
+func hookOK(t *testing.T, r *replica, cwd string, pid int, status string) {
 	t.Helper()
 	code, rep := hook(t, r, cwd, pid, status)
-	if code != http.StatusOK || rep["ok"] != true {
-		t.Fatalf("hook %s %d %s: %d %v", cwd, pid, status, code, rep)
+	_, pending := rep["pending"]
+	if code != http.StatusOK || rep["ok"] != true || len(rep) != 1 && !(len(rep) == 2 && pending) {
+		t.Fatalf("hook %s %d %s: %d %v, want 200 {ok:true}", cwd, pid, status, code, rep)
 	}
-	var ids []string
-	for _, id := range asSlice(rep["presence_ids"]) {
-		ids = append(ids, id.(string))
-	}
-	if len(ids) > 0 && rep["presence_id"] != ids[0] {
-		t.Fatalf("presence_id %v is not the first of %v", rep["presence_id"], ids)
-	}
-	return ids
-}
-
-func asSlice(v any) []any {
-	s, _ := v.([]any)
-	return s
 }
 
 // presenceOf reads presence id of meshID from Postgres.
@@ -115,7 +102,8 @@ func TestHookRejections(t *testing.T) {
 		{"empty_body_400", strings.NewReader(``), 400, "invalid JSON: "},
 		{"cwd_not_string_400", strings.NewReader(`{"cwd":7,"status":"idle"}`), 400, "invalid JSON: cwd: unexpected number"},
 		{"pid_out_of_range_400", strings.NewReader(`{"cwd":"/p","pid":99999999999,"status":"idle"}`), 400, "invalid JSON: pid"},
-		{"invalid_status_400", strings.NewReader(`{"cwd":"/p","pid":1,"status":"sleeping"}`), 400, "status must be idle, working or dnd"},
+		{"invalid_status_400", strings.NewReader(`{"cwd":"/p","pid":1,"status":"sleeping"}`), 400, "invalid_status"},
+		{"dnd_from_hook_400", strings.NewReader(`{"cwd":"/p","pid":1,"status":"dnd"}`), 400, "invalid_status"},
 		{"missing_cwd_200_not_ok", strings.NewReader(`{"pid":1,"status":"idle"}`), 200, "cwd and status required"},
 		{"missing_status_200_not_ok", strings.NewReader(`{"cwd":"/p","pid":2}`), 200, "cwd and status required"},
 		{"null_body_200_not_ok", strings.NewReader(`null`), 200, "cwd and status required"},
@@ -212,7 +200,7 @@ func TestHookPendingAppliedOnConnect(t *testing.T) {
 			cwd, pid := "/work/"+tt.name, 9000+i
 			for _, st := range tt.hooks {
 				code, rep := hook(t, e.replicas[0], cwd, pid, st)
-				if code != 200 || rep["ok"] != true || rep["pending"] != true || rep["presence_id"] != nil {
+				if code != 200 || rep["ok"] != true || rep["pending"] != true || len(rep) != 2 {
 					t.Fatalf("hook before connect: %d %v, want {ok:true, pending:true}", code, rep)
 				}
 				time.Sleep(5 * time.Millisecond) // distinct created_at
@@ -233,8 +221,8 @@ WHERE pid = $1 AND cwd = $2 AND applied_at IS NOT NULL`, pid, cwd)
 	}
 }
 
-// A DND presence is never changed by a hook ("DND is sacred", B.6.4, B.17),
-// but the reply still names it.
+// A manual DND presence is never changed by a hook ("DND is sacred",
+// B.6.4, B.17).
 func TestHookLeavesDNDAlone(t *testing.T) {
 	e := newEnv(t, 1, nil)
 	mesh := e.newMesh("DND")
@@ -242,17 +230,16 @@ func TestHookLeavesDNDAlone(t *testing.T) {
 	b := e.dial(0, bob, func(cfg *client.Config) { cfg.CWD, cfg.PID = "/work/dnd", 31 })
 	id := b.HelloAck().PresenceID
 	e.cliExec(`UPDATE mesh.presence SET status = 'dnd', status_source = 'manual' WHERE id = $1`, id)
-	for _, st := range []string{"idle", "working", "dnd"} {
-		if ids := hookOK(t, e.replicas[0], "/work/dnd", 31, st); !slices.Equal(ids, []string{id}) {
-			t.Fatalf("hook %s: presence_ids %v, want [%s]", st, ids, id)
-		}
+	for _, st := range []string{"idle", "working"} {
+		hookOK(t, e.replicas[0], "/work/dnd", 31, st)
 		wantStatus(t, e, mesh.ID, id, meshd.StatusDND, meshd.SourceManual)
 	}
 }
 
 // One hook updates every live presence of the same (pid, cwd), in every
-// mesh (A.3-14), and only those; without a pid (or with an unknown one) it
-// falls back to the newest live presence with that cwd (B.6.4).
+// mesh (A.3-14), and only those; without a pid it falls back to the newest
+// live presence with that cwd (B.6.4); an unknown pid is pending, never a
+// fallback (issue 12).
 func TestHookUpdatesEveryMesh(t *testing.T) {
 	e := newEnv(t, 2, nil)
 	x, y := e.newMesh("MeshX"), e.newMesh("MeshY")
@@ -263,22 +250,16 @@ func TestHookUpdatesEveryMesh(t *testing.T) {
 	other := e.dial(0, e.enroll(x, "carol"), func(cfg *client.Config) { cfg.CWD, cfg.PID = cwd, 778 })
 	idX, idY, idOther := ax.HelloAck().PresenceID, ay.HelloAck().PresenceID, other.HelloAck().PresenceID
 
-	ids := hookOK(t, e.replicas[0], cwd, 777, "working")
-	slices.Sort(ids)
-	want := []string{idX, idY}
-	slices.Sort(want)
-	if !slices.Equal(ids, want) {
-		t.Fatalf("presence_ids %v, want %v", ids, want)
-	}
+	hookOK(t, e.replicas[0], cwd, 777, "working")
 	wantStatus(t, e, x.ID, idX, meshd.StatusWorking, meshd.SourceHook)
 	wantStatus(t, e, y.ID, idY, meshd.StatusWorking, meshd.SourceHook)
 	wantStatus(t, e, x.ID, idOther, meshd.StatusIdle, meshd.SourceJSONL)
 
-	for _, pid := range []int{0, 12345} {
-		if ids := hookOK(t, e.replicas[1], cwd, pid, "working"); !slices.Equal(ids, []string{idOther}) {
-			t.Fatalf("pid %d fallback: presence_ids %v, want the newest [%s]", pid, ids, idOther)
-		}
+	if code, rep := hook(t, e.replicas[1], cwd, 12345, "working"); code != 200 || rep["ok"] != true || rep["pending"] != true {
+		t.Fatalf("unknown pid: %d %v, want pending", code, rep)
 	}
+	wantStatus(t, e, x.ID, idOther, meshd.StatusIdle, meshd.SourceJSONL)
+	hookOK(t, e.replicas[1], cwd, 0, "working")
 	wantStatus(t, e, x.ID, idOther, meshd.StatusWorking, meshd.SourceHook)
 }
 
@@ -295,9 +276,7 @@ func TestHookIdleDeliversHeldMessageAcrossReplicas(t *testing.T) {
 	b := e.dial(1, bob, func(cfg *client.Config) { cfg.CWD, cfg.PID = "/work/bob-session", 555 })
 	bobID := b.HelloAck().PresenceID
 
-	if ids := hookOK(t, e.replicas[0], "/work/bob-session", 555, "working"); !slices.Equal(ids, []string{bobID}) {
-		t.Fatalf("presence_ids %v, want [%s]", ids, bobID)
-	}
+	hookOK(t, e.replicas[0], "/work/bob-session", 555, "working")
 	wantStatus(t, e, mesh.ID, bobID, meshd.StatusWorking, meshd.SourceHook)
 	ack, err := a.Send(context.Background(), bob.key.Pubkey, meshd.PriorityNext, []byte("held until idle"))
 	if err != nil || !ack.Queued {

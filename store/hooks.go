@@ -12,22 +12,22 @@ import (
 // leases included) that a POST /hook/set-status for (pid, cwd) addresses,
 // in every mesh, newest first (B.6.4, A.3-14). pid 0 means "not given".
 //
-// When some live presence has this cwd and pid, every live presence with
-// that (pid, cwd) is returned: one Claude Code session connected to several
-// meshes has one row per mesh, and a hook speaks for all of them. Otherwise
-// upstream falls back to the newest live presence with that cwd; meshd
-// returns it together with the other live presences sharing its (pid, cwd),
-// i.e. the same session in the other meshes, for the same reason.
-// No match is an empty slice, not an error.
+// With a pid, every live presence with that (pid, cwd) is returned and
+// nothing else: one Claude Code session connected to several meshes has one
+// row per mesh, and a hook speaks for all of them. A pid that matches no
+// presence does not fall back (upstream picked the newest presence with the
+// cwd, which let anyone who guessed a cwd steer any session by varying the
+// pid, issue 12): the caller stores the status as pending. Without a pid
+// (0), upstream's fallback stays: the newest live presence with that cwd,
+// with the other live presences sharing its (pid, cwd), i.e. the same
+// session in the other meshes. No match is an empty slice, not an error.
 func (s *Store) HookPresences(ctx context.Context, pid int, cwd string) ([]meshd.Presence, error) {
 	rows, err := s.pool.Query(ctx, `
 WITH pick AS (
-	SELECT COALESCE(
-		(SELECT pid FROM mesh.presence
-			WHERE disconnected_at IS NULL AND cwd = $1 AND pid = $2 AND $2 <> 0 LIMIT 1),
+	SELECT CASE WHEN $2 <> 0 THEN $2 ELSE
 		(SELECT pid FROM mesh.presence
 			WHERE disconnected_at IS NULL AND cwd = $1 ORDER BY connected_at DESC, id DESC LIMIT 1)
-	) AS pid
+	END AS pid
 )
 SELECT `+presenceCols+`
 FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id

@@ -49,10 +49,12 @@ func TestHookPresences(t *testing.T) {
 		{"pid_match_every_mesh", 77, "/proj", []string{"carol77", "bob77"}},
 		{"pid_match_single", 88, "/proj", []string{"alice88"}},
 		{"pid_absent_newest_by_cwd", 0, "/proj", []string{"alice88"}},
-		{"pid_unknown_falls_back_to_newest", 12345, "/proj", []string{"alice88"}},
-		{"disconnected_pid_falls_back", 99, "/proj", []string{"alice88"}},
+		// A given pid that matches nothing is no match (issue 12): the
+		// hook stores it as pending instead of steering the newest session.
+		{"pid_unknown_no_fallback", 12345, "/proj", nil},
+		{"disconnected_pid_no_fallback", 99, "/proj", nil},
 		{"other_cwd", 66, "/other", []string{"bob66"}},
-		{"pid_of_other_cwd_not_matched", 66, "/proj", []string{"alice88"}},
+		{"pid_of_other_cwd_not_matched", 66, "/proj", nil},
 		{"unknown_cwd_none", 77, "/nowhere", nil},
 	}
 	for _, tt := range tests {

@@ -404,6 +404,8 @@ func TestWriteStatus(t *testing.T) {
 			meshd.StatusIdle, meshd.SourceHook, meshd.StatusDND, meshd.SourceManual, false},
 		{"manual_dnd_not_overridden_by_jsonl", meshd.StatusDND, meshd.SourceManual, 300 * time.Second,
 			meshd.StatusIdle, meshd.SourceJSONL, meshd.StatusDND, meshd.SourceManual, false},
+		{"hook_dnd_not_sacred_changed_by_hook", meshd.StatusDND, meshd.SourceHook, 0,
+			meshd.StatusWorking, meshd.SourceHook, meshd.StatusWorking, meshd.SourceHook, true},
 		{"manual_dnd_changed_by_manual", meshd.StatusDND, meshd.SourceManual, 0,
 			meshd.StatusIdle, meshd.SourceManual, meshd.StatusIdle, meshd.SourceManual, true},
 		{"status_differs_sets_all", meshd.StatusIdle, meshd.SourceJSONL, 0,

@@ -20,10 +20,12 @@ import (
 //   - same status, lower rank → timestamp only while the recorded source is
 //     fresh (0 ≤ now − status_updated_at ≤ window), else source is downgraded.
 //
-// On top of B.6.2, a dnd row is only ever changed by a manual write: the
-// hook endpoint, the JSONL fallback and the TTL sweep all leave dnd alone
+// On top of B.6.2, a manual dnd row is only ever changed by a manual write:
+// the hook endpoint, the JSONL fallback and the TTL sweep all leave it alone
 // ("DND is sacred", B.6.3, B.6.4, B.6.6), and doing it here means no caller
-// can forget. The row lock taken by the CTE makes concurrent writers
+// can forget. Only a manual dnd is sacred (issue 12): a dnd some other
+// source wrote (an unauthenticated hook, before meshd refused dnd there)
+// must not hold a session's messages forever. The row lock taken by the CTE makes concurrent writers
 // serialize, each seeing the other's result. Returns (id, new status,
 // changed) per updated row; a timestamp-only bump is not a change.
 func writeStatusSQL(pred string) string {
@@ -44,7 +46,7 @@ UPDATE mesh.presence p SET
 	END,
 	status_updated_at = now()
 FROM cur
-WHERE p.id = cur.id AND (cur.status <> 'dnd' OR $2::text = 'manual')
+WHERE p.id = cur.id AND (cur.status <> 'dnd' OR cur.status_source <> 'manual' OR $2::text = 'manual')
 RETURNING p.id, p.status, (p.status <> cur.status OR p.status_source <> cur.status_source)`
 }
 

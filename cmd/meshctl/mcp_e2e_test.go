@@ -395,11 +395,11 @@ func hook(t *testing.T, b *broker, cwd, status string) {
 	}
 	defer resp.Body.Close()
 	var r struct {
-		OK         bool   `json:"ok"`
-		PresenceID string `json:"presence_id"`
+		OK      bool `json:"ok"`
+		Pending bool `json:"pending"`
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&r)
-	if !r.OK || r.PresenceID == "" {
+	if !r.OK || r.Pending {
 		t.Fatalf("hook %s: %d %+v", status, resp.StatusCode, r)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,8 @@ type config struct {
 	PublicURL             string
 	AppURL                string
 	HookRateLimitPerMin   int
+	HookRateLimitPerIP    int
+	CORSAllowedOrigins    []string
 	StatusTTL             time.Duration
 	JSONLDir              string
 	ExpectedMigration     string
@@ -68,6 +71,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.MaxConnectionsPerMesh = intVar(getenv, "MAX_CONNECTIONS_PER_MESH", 100, 1, 1_000_000, &errs)
 	c.HookFreshWindow = time.Duration(intVar(getenv, "HOOK_FRESH_WINDOW_SECONDS", 30, 1, 86400, &errs)) * time.Second
 	c.HookRateLimitPerMin = intVar(getenv, "HOOK_RATE_LIMIT_PER_MIN", 30, 1, 1_000_000, &errs)
+	c.HookRateLimitPerIP = intVar(getenv, "HOOK_RATE_LIMIT_PER_IP_PER_MIN", 300, 1, 1_000_000, &errs)
+	c.CORSAllowedOrigins = originsVar(getenv, "CORS_ALLOWED_ORIGINS", &errs)
 	c.StatusTTL = time.Duration(intVar(getenv, "STATUS_TTL_SECONDS", 60, 1, 86400*30, &errs)) * time.Second
 	c.SendBurst = intVar(getenv, "SEND_RATE_BURST", 10, 1, 1_000_000_000, &errs)
 	c.PushWindow = intVar(getenv, "PUSH_WINDOW", 256, 1, 100_000, &errs)
@@ -98,4 +103,21 @@ func intVar(getenv func(string) string, name string, def, lo, hi int, errs *[]er
 		return def
 	}
 	return n
+}
+
+// originsVar reads a comma-separated list of exact origins
+// (scheme://host[:port]) or "*"; unset is none.
+func originsVar(getenv func(string) string, name string, errs *[]error) []string {
+	var out []string
+	for _, o := range strings.Split(getenv(name), ",") {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		switch {
+		case o == "":
+		case o == "*" || strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://"):
+			out = append(out, o)
+		default:
+			*errs = append(*errs, fmt.Errorf("%s: %q is not an origin (https://host[:port] or *)", name, o))
+		}
+	}
+	return out
 }

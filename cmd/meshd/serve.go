@@ -134,7 +134,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	ctl, err := api.New(api.Config{
 		Store: st, Fanout: bus, Registry: reg, Logger: log,
 		MaxMessageBytes: cfg.MaxMessageBytes, HookFreshWindow: cfg.HookFreshWindow,
-		HookRateLimitPerMin: cfg.HookRateLimitPerMin, LegacyAuth: cfg.LegacyAuth,
+		HookRateLimitPerMin: cfg.HookRateLimitPerMin, HookRateLimitPerIPPerMin: cfg.HookRateLimitPerIP, LegacyAuth: cfg.LegacyAuth,
 		PublicURL: cfg.PublicURL, AppURL: cfg.AppURL,
 	})
 	if err != nil {
@@ -157,7 +157,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err := runSingletons(srvCtx, &leaders, cfg, log, reg, srv); err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: handler(log, srv, ctl), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: handler(log, srv, ctl, cfg.CORSAllowedOrigins), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("version", version).Str("gitSha", sha).
@@ -176,12 +176,13 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 }
 
 // handler serves the broker's and the control plane's routes on one mux,
-// with request ids, the access log and CORS around both.
-func handler(log zerolog.Logger, srv *broker.Server, ctl *api.Server) http.Handler {
+// with request ids, the access log and CORS (listed origins only) around
+// both.
+func handler(log zerolog.Logger, srv *broker.Server, ctl *api.Server, origins []string) http.Handler {
 	mux := http.NewServeMux()
 	srv.Register(mux)
 	ctl.Register(mux)
-	return httpx.Handler(log.With().Str("component", "http").Logger(), mux)
+	return httpx.Handler(log.With().Str("component", "http").Logger(), mux, origins...)
 }
 
 // singletonKey derives a job's advisory lock key from its name, in a range

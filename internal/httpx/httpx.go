@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -54,9 +55,10 @@ func validID(id string) bool {
 
 // Handler wraps next with a request id (the caller's valid X-Request-Id, or
 // a new one, set on the response before next runs), one access log line per
-// request (method, path, status, duration, request id) and CORS.
-func Handler(log zerolog.Logger, next http.Handler) http.Handler {
-	next = CORS(next)
+// request (method, path, status, duration, request id) and CORS for the
+// allowed origins (CORS_ALLOWED_ORIGINS; none by default).
+func Handler(log zerolog.Logger, next http.Handler, allowedOrigins ...string) http.Handler {
+	next = CORS(next, allowedOrigins...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(RequestIDHeader)
@@ -99,14 +101,29 @@ func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(s.ResponseWriter).Hijack()
 }
 
-// CORS adds upstream's CORS headers to every response and answers any
-// OPTIONS with 204 (docs/protocol.md B.9).
-func CORS(next http.Handler) http.Handler {
+// CORS answers cross-origin requests only from the allowed origins
+// (CORS_ALLOWED_ORIGINS, exact scheme://host[:port] strings, or "*"): a
+// request whose Origin is listed gets Access-Control-Allow-Origin with that
+// origin (Vary: Origin); any other gets no CORS header at all, so a browser
+// page elsewhere can neither read an answer nor send a preflighted request
+// (issue 12: upstream's "*" let any page post to the hook). Every OPTIONS
+// is answered 204 (docs/protocol.md B.9), with the CORS headers only for an
+// allowed origin.
+func CORS(next http.Handler, allowedOrigins ...string) http.Handler {
+	allowed := map[string]bool{}
+	for _, o := range allowedOrigins {
+		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
+			allowed[o] = true
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Content-Type, X-Mesh-Id, X-Member-Id, X-File-Name, X-Tags, X-Persistent, X-Target-Spec")
+		if origin := r.Header.Get("Origin"); origin != "" && (allowed[origin] || allowed["*"]) {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+			h.Set("Access-Control-Allow-Methods", "POST, GET, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id, X-Mesh-Id, X-Member-Id, X-File-Name, X-Tags, X-Persistent, X-Target-Spec")
+		}
 		if r.Method == http.MethodOptions {
 			w.WriteHeader(http.StatusNoContent)
 			return

@@ -3,6 +3,7 @@
 package ratelimit
 
 import (
+	"container/list"
 	"sync"
 	"time"
 )
@@ -11,15 +12,23 @@ import (
 // full with capacity tokens and refills refillPerMinute tokens per minute,
 // fractionally, capped at capacity. It is per replica by design (B.14:
 // limits multiply by the number of replicas; documented in docs/ha.md).
+// A bounded bucket (NewBounded) tracks at most maxKeys keys and forgets the
+// least recently used one to make room, so a flood of distinct keys costs
+// bounded memory (a forgotten key starts full again: an attacker who can
+// cycle more than maxKeys keys gains at most one bucket's capacity each).
 type TokenBucket struct {
 	capacity        float64
 	refillPerMinute float64
+	maxKeys         int // 0: unbounded
 
-	mu      sync.Mutex // guards buckets
-	buckets map[string]*bucket
+	mu        sync.Mutex               // guards buckets, lru, evictions
+	buckets   map[string]*list.Element // of *bucket
+	lru       *list.List               // front: most recently taken
+	evictions uint64
 }
 
 type bucket struct {
+	key        string
 	tokens     float64
 	lastRefill time.Time
 }
@@ -27,7 +36,13 @@ type bucket struct {
 // New returns a limiter of capacity tokens refilled at
 // refillPerMinute.
 func New(capacity, refillPerMinute float64) *TokenBucket {
-	return &TokenBucket{capacity: capacity, refillPerMinute: refillPerMinute, buckets: map[string]*bucket{}}
+	return NewBounded(capacity, refillPerMinute, 0)
+}
+
+// NewBounded is New with at most maxKeys tracked keys (0: no bound).
+func NewBounded(capacity, refillPerMinute float64, maxKeys int) *TokenBucket {
+	return &TokenBucket{capacity: capacity, refillPerMinute: refillPerMinute, maxKeys: maxKeys,
+		buckets: map[string]*list.Element{}, lru: list.New()}
 }
 
 // Take consumes one token of key at now and reports whether one was there.
@@ -35,11 +50,20 @@ func New(capacity, refillPerMinute float64) *TokenBucket {
 func (tb *TokenBucket) Take(key string, now time.Time) bool {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	b, ok := tb.buckets[key]
-	if !ok {
-		b = &bucket{tokens: tb.capacity, lastRefill: now}
-		tb.buckets[key] = b
+	el, ok := tb.buckets[key]
+	if ok {
+		tb.lru.MoveToFront(el)
+	} else {
+		if tb.maxKeys > 0 && len(tb.buckets) >= tb.maxKeys {
+			old := tb.lru.Back()
+			tb.lru.Remove(old)
+			delete(tb.buckets, old.Value.(*bucket).key)
+			tb.evictions++
+		}
+		el = tb.lru.PushFront(&bucket{key: key, tokens: tb.capacity, lastRefill: now})
+		tb.buckets[key] = el
 	}
+	b := el.Value.(*bucket)
 	if now.After(b.lastRefill) {
 		elapsed := float64(now.Sub(b.lastRefill)) / float64(time.Millisecond)
 		b.tokens += elapsed * tb.refillPerMinute / 60000
@@ -60,8 +84,9 @@ func (tb *TokenBucket) Take(key string, now time.Time) bool {
 func (tb *TokenBucket) Sweep(olderThan time.Duration, now time.Time) {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	for k, b := range tb.buckets {
-		if now.Sub(b.lastRefill) > olderThan {
+	for k, el := range tb.buckets {
+		if now.Sub(el.Value.(*bucket).lastRefill) > olderThan {
+			tb.lru.Remove(el)
 			delete(tb.buckets, k)
 		}
 	}
@@ -72,4 +97,11 @@ func (tb *TokenBucket) Len() int {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	return len(tb.buckets)
+}
+
+// Evictions returns how many keys a bounded bucket forgot to make room.
+func (tb *TokenBucket) Evictions() uint64 {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return tb.evictions
 }

@@ -90,3 +90,28 @@ func TestTokenBucket(t *testing.T) {
 		}
 	})
 }
+
+// A bounded bucket keeps at most maxKeys keys, forgets the least recently
+// used one first and counts evictions.
+func TestBoundedEvictsLeastRecentlyUsed(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	tb := NewBounded(1, 1, 2)
+	tb.Take("a", t0)
+	tb.Take("b", t0)
+	if tb.Take("a", t0) { // a is now the most recent, and empty
+		t.Fatal("a had a second token")
+	}
+	tb.Take("c", t0) // evicts b
+	if tb.Len() != 2 || tb.Evictions() != 1 {
+		t.Fatalf("len %d evictions %d", tb.Len(), tb.Evictions())
+	}
+	if tb.Take("a", t0) {
+		t.Fatal("a was evicted instead of b")
+	}
+	if !tb.Take("b", t0) { // b starts full again, evicting c
+		t.Fatal("b not forgotten")
+	}
+	if tb.Evictions() != 2 || tb.Len() != 2 {
+		t.Fatalf("len %d evictions %d", tb.Len(), tb.Evictions())
+	}
+}
