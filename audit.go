@@ -3,8 +3,8 @@ package meshd
 import "time"
 
 // AuditEvent is one event appended to a mesh's audit chain (docs/protocol.md
-// B.8). The socket code records it, the audit package queues and batches it,
-// the store hashes and appends it.
+// B.8). The socket code records it, the audit package commits it to the
+// outbox and moves it into the chain, the store hashes and appends it.
 type AuditEvent struct {
 	// EventType is peer_joined, peer_left, message_sent, state_set,
 	// member_banned or member_unbanned.
@@ -21,4 +21,11 @@ type AuditEvent struct {
 	// chain's tail. Either way it is truncated to milliseconds, the
 	// precision the hash renders (B.8), so the stored value is the hashed one.
 	CreatedAt time.Time
+}
+
+// MeshAuditEvent is an AuditEvent of one mesh on its way through the audit
+// outbox (B.8 "Write path").
+type MeshAuditEvent struct {
+	MeshID string
+	AuditEvent
 }

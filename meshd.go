@@ -188,8 +188,11 @@ type QueuedMessage struct {
 	Ciphertext          string
 	ClientMessageID     string
 	RequestFingerprint  string
-	CreatedAt           time.Time
-	DeliveredAt         *time.Time
+	// SenderName is the sender's effective display name, recorded as the
+	// actor of the row's message_sent audit event (B.8); not a queue column.
+	SenderName  string
+	CreatedAt   time.Time
+	DeliveredAt *time.Time
 }
 
 // Delivery is a claimed queue row ready to be pushed (B.4.3 drained push).
@@ -316,6 +319,11 @@ var ErrAmbiguous = errors.New("ambiguous prefix")
 // ErrCapacity is returned when a mesh already has MAX_CONNECTIONS_PER_MESH
 // live presences across all replicas.
 var ErrCapacity = errors.New("mesh at connection capacity")
+
+// ErrInvalidData is returned (wrapping the database error) when the
+// database refuses a value itself (a NUL byte in text, say): retrying the
+// same write cannot succeed.
+var ErrInvalidData = errors.New("invalid data")
 
 // NewID returns a 32-char lowercase hex id whose first 16 chars are the
 // creation time in nanoseconds, so ids sort by creation time (FIFO

@@ -47,6 +47,7 @@ type AuditVerification struct {
 type auditRow struct {
 	ev        AuditEvent
 	canonical string
+	messageID *string // message_sent's queue row (from the outbox); nil otherwise
 }
 
 // AppendAudit appends events to meshID's chain in one transaction (B.8
@@ -97,23 +98,36 @@ func (s *Store) AppendAudit(ctx context.Context, meshID string, events []AuditEv
 func auditTailLocked(ctx context.Context, tx pgx.Tx, meshID string) (prev string, prevAt, now time.Time, err error) {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, wire.AuditLockKey(meshID))
-	b.Queue(`
-SELECT date_trunc('milliseconds', clock_timestamp()), t.hash, t.created_at
-FROM (SELECT 1) one
-LEFT JOIN LATERAL (
-	SELECT hash, created_at FROM mesh.audit_log WHERE mesh_id = $1 ORDER BY id DESC LIMIT 1
-) t ON true`, meshID)
+	b.Queue(auditTailSQL, meshID)
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
 		return "", time.Time{}, time.Time{}, fmt.Errorf("lock: %w", err)
 	}
-	var hash *string
-	var at *time.Time
-	if err := br.QueryRow().Scan(&now, &hash, &at); err != nil {
-		return "", time.Time{}, time.Time{}, fmt.Errorf("tail: %w", err)
+	prev, prevAt, now, err = scanAuditTail(br.QueryRow())
+	if err != nil {
+		return "", time.Time{}, time.Time{}, err
 	}
 	if err := br.Close(); err != nil {
+		return "", time.Time{}, time.Time{}, fmt.Errorf("tail: %w", err)
+	}
+	return prev, prevAt, now, nil
+}
+
+// auditTailSQL reads the database clock and meshID's chain tail.
+const auditTailSQL = `
+SELECT date_trunc('milliseconds', clock_timestamp()), t.hash, t.created_at
+FROM (SELECT 1) one
+LEFT JOIN LATERAL (
+	SELECT hash, created_at FROM mesh.audit_log WHERE mesh_id = $1 ORDER BY id DESC LIMIT 1
+) t ON true`
+
+// scanAuditTail scans auditTailSQL; an empty chain is wire.Genesis and a
+// zero time.
+func scanAuditTail(row pgx.Row) (prev string, prevAt, now time.Time, err error) {
+	var hash *string
+	var at *time.Time
+	if err := row.Scan(&now, &hash, &at); err != nil {
 		return "", time.Time{}, time.Time{}, fmt.Errorf("tail: %w", err)
 	}
 	prev = wire.Genesis
@@ -140,9 +154,9 @@ func insertAuditLocked(ctx context.Context, tx pgx.Tx, meshID string, rows []aud
 		at = at.Truncate(time.Millisecond)
 		hash := wire.AuditHash(prev, meshID, r.ev.EventType, r.ev.ActorMemberID, r.canonical, at)
 		b.Queue(`
-INSERT INTO mesh.audit_log (mesh_id, event_type, actor_member_id, actor_display_name, payload, prev_hash, hash, created_at)
-VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8)`,
-			meshID, r.ev.EventType, r.ev.ActorMemberID, nullIfEmpty(r.ev.ActorDisplayName), r.canonical, prev, hash, at)
+INSERT INTO mesh.audit_log (mesh_id, event_type, actor_member_id, actor_display_name, payload, prev_hash, hash, created_at, message_id)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8, $9)`,
+			meshID, r.ev.EventType, r.ev.ActorMemberID, nullIfEmpty(r.ev.ActorDisplayName), r.canonical, prev, hash, at, r.messageID)
 		prev, prevAt = hash, at
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {

@@ -16,15 +16,22 @@ import (
 // enqueueBatchSQL inserts one row per array element, in array order, in one
 // statement; created_at is the statement's now() for every row (FIFO among
 // them falls back to id order, and one connection never has two sends in a
-// batch: it waits for its ack).
+// batch: it waits for its ack). The same statement commits each row's
+// message_sent to the audit outbox (audit_outbox.go), actor name $12.
 const enqueueBatchSQL = `
+WITH q AS (
 INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, sender_session_pubkey, target_spec, priority,
 	nonce, ciphertext, client_message_id, request_fingerprint, delivered_at)
 SELECT r.id, r.mesh, r.sender, NULLIF(r.sess, ''), r.target, r.prio, r.nonce, r.ct,
 	NULLIF(r.cmid, ''), NULLIF(r.fp, ''), CASE WHEN r.dl THEN now() END
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 	$9::text[], $10::text[], $11::bool[]) AS r(id, mesh, sender, sess, target, prio, nonce, ct, cmid, fp, dl)
-RETURNING id, created_at, delivered_at`
+RETURNING id, mesh_id, sender_member_id, target_spec, priority, created_at, delivered_at
+), a AS (
+INSERT INTO ` + outboxMessageSentCols + outboxMessageSentSelect + `
+FROM q JOIN unnest($1::text[], $12::text[]) WITH ORDINALITY AS n(id, name, ord) ON n.id = q.id ORDER BY n.ord
+)
+SELECT id, created_at, delivered_at FROM q`
 
 // EnqueueBatch inserts ms in one statement, all or nothing, with Enqueue's
 // defaults (ID, Priority, CreatedAt, DeliveredAt when delivered[i]).
@@ -32,7 +39,7 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*meshd.QueuedMessage, del
 	if len(ms) != len(delivered) {
 		return fmt.Errorf("enqueue batch: %d rows, %d delivered flags", len(ms), len(delivered))
 	}
-	cols := make([][]string, 10)
+	cols := make([][]string, 11)
 	byID := make(map[string]*meshd.QueuedMessage, len(ms))
 	for _, m := range ms {
 		if m.ID == "" {
@@ -46,12 +53,12 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*meshd.QueuedMessage, del
 		}
 		byID[m.ID] = m
 		for i, v := range []string{m.ID, m.MeshID, m.SenderMemberID, m.SenderSessionPubkey, m.TargetSpec,
-			string(m.Priority), m.Nonce, m.Ciphertext, m.ClientMessageID, m.RequestFingerprint} {
+			string(m.Priority), m.Nonce, m.Ciphertext, m.ClientMessageID, m.RequestFingerprint, m.SenderName} {
 			cols[i] = append(cols[i], v)
 		}
 	}
 	rows, err := s.pool.Query(ctx, enqueueBatchSQL, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5],
-		cols[6], cols[7], cols[8], cols[9], delivered)
+		cols[6], cols[7], cols[8], cols[9], delivered, cols[10])
 	if err != nil {
 		return fmt.Errorf("enqueue batch: %w", err)
 	}

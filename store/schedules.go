@@ -184,7 +184,8 @@ RETURNING mesh_id, member_id, "to", message, COALESCE(subtype, '')`, id, due, ne
 
 // insertQueueRow inserts a queue row on q (the pool for Enqueue, a
 // transaction when a schedule fires): id and priority defaults, and it sets
-// m.CreatedAt and m.DeliveredAt.
+// m.CreatedAt and m.DeliveredAt. Its message_sent is committed to the audit
+// outbox by the same statement (audit_outbox.go).
 func insertQueueRow(ctx context.Context, q querier, m *meshd.QueuedMessage, delivered bool) error {
 	if m.ID == "" {
 		m.ID = meshd.NewID()
@@ -196,11 +197,17 @@ func insertQueueRow(ctx context.Context, q querier, m *meshd.QueuedMessage, deli
 		return fmt.Errorf("invalid priority %q", m.Priority)
 	}
 	return q.QueryRow(ctx, `
+WITH q AS (
 INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, sender_session_pubkey, target_spec, priority,
 	nonce, ciphertext, client_message_id, request_fingerprint, delivered_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11::bool THEN now() END)
-RETURNING created_at, delivered_at`,
+RETURNING id, mesh_id, sender_member_id, target_spec, priority, created_at, delivered_at
+), a AS (
+INSERT INTO `+outboxMessageSentCols+outboxMessageSentSelect+`
+FROM q, (SELECT $12::text AS name) n
+)
+SELECT created_at, delivered_at FROM q`,
 		m.ID, m.MeshID, m.SenderMemberID, nullIfEmpty(m.SenderSessionPubkey), m.TargetSpec, string(m.Priority),
-		m.Nonce, m.Ciphertext, nullIfEmpty(m.ClientMessageID), nullIfEmpty(m.RequestFingerprint), delivered).
-		Scan(&m.CreatedAt, &m.DeliveredAt)
+		m.Nonce, m.Ciphertext, nullIfEmpty(m.ClientMessageID), nullIfEmpty(m.RequestFingerprint), delivered,
+		m.SenderName).Scan(&m.CreatedAt, &m.DeliveredAt)
 }
