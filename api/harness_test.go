@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/api"
+	"github.com/meshd/meshd/audit"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/fanout"
@@ -93,6 +94,7 @@ func (e *env) startReplica(node string, tweak func(*broker.Config, *api.Config))
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("node", node).Logger()
 	bcfg := broker.Config{NodeID: node, Store: e.st, Fanout: bus, NATS: bus, Registry: reg, Logger: log,
+		Audit:           runAudit(t, e.st, reg, log),
 		RedrainInterval: 200 * time.Millisecond, SweepInterval: 200 * time.Millisecond}
 	acfg := api.Config{Store: e.st, Fanout: bus, Registry: reg, Logger: log}
 	if tweak != nil {
@@ -215,4 +217,24 @@ func recvPush(t *testing.T, c *client.Client, d time.Duration) client.Message {
 			t.Fatal("no push within deadline")
 		}
 	}
+}
+
+// runAudit starts an audit writer on st for the test; it stops after the
+// cleanups registered later (the broker's Shutdown) have run.
+func runAudit(t testing.TB, st *store.Store, reg prometheus.Registerer, log zerolog.Logger) *audit.Writer {
+	t.Helper()
+	aw, err := audit.New(audit.Config{Store: st, Registry: reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- aw.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("audit writer: %v", err)
+		}
+	})
+	return aw
 }

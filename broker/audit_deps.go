@@ -22,11 +22,18 @@ type AuditEntry = struct {
 	CreatedAt        time.Time
 }
 
-// AuditLog is the per-mesh hash chain (B.8).
+// Auditor records audit-chain events (B.8); the audit package's Writer.
+type Auditor interface {
+	// Record makes ev durable for meshID's chain, returning once it is (or
+	// when ctx ends; it is still written). It never fails the caller.
+	Record(ctx context.Context, meshID string, ev AuditEvent)
+	// Sync waits, briefly, until meshID's chain holds the events recorded
+	// on this replica before the call and the sends committed before it.
+	Sync(ctx context.Context, meshID string)
+}
+
+// AuditLog reads the per-mesh hash chain (B.8).
 type AuditLog interface {
-	// AppendAudit appends events to meshID's chain, in order, in one
-	// transaction serialized per mesh across replicas (the chain never forks).
-	AppendAudit(ctx context.Context, meshID string, events []AuditEvent) error
 	// VerifyAudit walks the chain oldest first; brokenAt is the id of the
 	// first row whose link or hash does not match.
 	VerifyAudit(ctx context.Context, meshID string) (valid bool, entries int, brokenAt *int64, err error)

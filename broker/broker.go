@@ -51,6 +51,7 @@ type Config struct {
 	NodeID   string               // required: this replica's id (presence.node_id)
 	Store    Store                // required
 	Fanout   Fanout               // required
+	Audit    Auditor              // required: the audit-chain writer (audit.Writer)
 	NATS     Pinger               // optional: reported by /health and /health/ready
 	Registry *prometheus.Registry // required: metrics are registered here and served on /metrics
 	Logger   zerolog.Logger       // carries the "node" key (cmd/meshd adds it once for the process)
@@ -106,6 +107,8 @@ func (c *Config) validate() error {
 		return errors.New("broker: Store required")
 	case c.Fanout == nil:
 		return errors.New("broker: Fanout required")
+	case c.Audit == nil:
+		return errors.New("broker: Audit required")
 	case c.Registry == nil:
 		return errors.New("broker: Registry required")
 	}
@@ -182,7 +185,6 @@ type Server struct {
 	mux       http.Handler
 	frames    map[string]frameHandler // immutable after New
 	collab    *collab.Handler         // immutable after New; nil without Config.CollabStore
-	aw        *auditWriter            // immutable after New; loops started by Start
 	stats     sync.Map                // *conn → its last set_stats counters (stats.go)
 	stopOnce  sync.Once
 }
@@ -209,7 +211,6 @@ func New(cfg Config) (*Server, error) {
 	if s.collab, err = s.newCollab(); err != nil {
 		return nil, err
 	}
-	s.aw = &auditWriter{srv: s}
 	s.mux = s.routes()
 	return s, nil
 }
@@ -228,7 +229,6 @@ func (s *Server) Start(parent context.Context) {
 			loop(ctx)
 		}()
 	}
-	s.aw.once.Do(s.aw.start) // audit writer (registers broker_audit_* now)
 }
 
 // Handler serves /ws and the HTTP routes.

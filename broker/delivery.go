@@ -3,7 +3,7 @@ package broker
 // The road of a message, top to bottom (docs/architecture.md "How a message
 // moves"):
 //
-//	send ─► route ─► enqueue ─► ack ─► announce (audit + wake-up or mesh publish)
+//	send ─► route ─► enqueue (+ message_sent to the audit outbox) ─► ack ─► announce (wake-up or mesh publish)
 //	wake-up ─► drain: claim ─► push ─► written ─► delivered (no client_ack)
 //	                                   └─► client_ack ─► delivered
 //	re-drain (every RedrainInterval): claimable rows ─► wake the local sockets they address
@@ -128,6 +128,7 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 		MeshID: pres.MeshID, SenderMemberID: member.ID, SenderSessionPubkey: pres.SessionPubkey,
 		TargetSpec: m.TargetSpec, Priority: meshd.Priority(m.Priority), Nonce: *m.Nonce,
 		Ciphertext: *m.Ciphertext, ClientMessageID: m.ClientMessageID, RequestFingerprint: m.RequestFingerprint,
+		SenderName: from.name,
 	}
 	if err != nil {
 		id := s.logInternal(c, err, "send")
@@ -258,13 +259,11 @@ type announceOpts struct {
 	subtype string // "reminder" for scheduled multicasts (A.3-13)
 }
 
-// announce runs after the row committed: the audit entry, then the
-// wake-up of whichever replica holds a direct recipient, or the single
+// announce runs after the row (and its message_sent audit event) committed:
+// the wake-up of whichever replica holds a direct recipient, or the single
 // mesh-topic publish of a multicast. A lost wake-up only delays delivery
 // until the re-drain (NATS is not the source of truth).
 func (s *Server) announce(ctx context.Context, q *meshd.QueuedMessage, from sender, multicast bool, o announceOpts) {
-	s.audit(ctx, q.MeshID, "message_sent", from.member.ID, from.name,
-		map[string]any{"targetSpec": q.TargetSpec, "priority": string(q.Priority)})
 	if !multicast {
 		if err := s.cfg.Fanout.Publish(ctx, meshd.PeerTopic(q.MeshID, q.TargetSpec), nil); err != nil {
 			s.log.Warn().Err(err).Str("mesh_id", q.MeshID).Msg("publish wake-up")

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/audit"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/fanout"
@@ -90,9 +91,10 @@ func (e *env) startReplica(node string, tweak func(*broker.Config)) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("node", node).Logger()
 	cfg := broker.Config{
-		NodeID: node, Store: e.st, CollabStore: e.st, Fanout: bus, NATS: bus, Registry: reg,
-		Logger:          zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("node", node).Logger(),
+		NodeID: node, Store: e.st, CollabStore: e.st, Fanout: bus, NATS: bus, Registry: reg, Logger: log,
+		Audit:           runAudit(t, e.st, reg, log),
 		RedrainInterval: 200 * time.Millisecond, SweepInterval: 200 * time.Millisecond,
 	}
 	if tweak != nil {
@@ -360,4 +362,24 @@ func queryInt(t testing.TB, dsn, sql string, args ...any) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// runAudit starts an audit writer on st for the test; it stops after the
+// cleanups registered later (the broker's Shutdown) have run.
+func runAudit(t testing.TB, st *store.Store, reg prometheus.Registerer, log zerolog.Logger) *audit.Writer {
+	t.Helper()
+	aw, err := audit.New(audit.Config{Store: st, Registry: reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- aw.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("audit writer: %v", err)
+		}
+	})
+	return aw
 }

@@ -57,6 +57,7 @@ func TestReadinessGate(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = bus.Close() })
 		srv, err := broker.New(broker.Config{NodeID: "ready", Store: st, Fanout: bus, NATS: bus, Registry: reg,
+			Audit:  runAudit(t, st, reg, zerolog.Nop()),
 			Logger: zerolog.Nop(), ExpectedMigration: expected})
 		if err != nil {
 			t.Fatal(err)

@@ -235,7 +235,7 @@ func (s *Server) fireSchedule(ctx context.Context, id, expr string, due, now tim
 			}
 			out = &meshd.QueuedMessage{
 				MeshID: meshID, SenderMemberID: member.ID, TargetSpec: to, Priority: meshd.PriorityNow,
-				Nonce: "", Ciphertext: base64.StdEncoding.EncodeToString([]byte(message)),
+				Nonce: "", Ciphertext: base64.StdEncoding.EncodeToString([]byte(message)), SenderName: from.name,
 			}
 			return out, multicast, nil
 		})

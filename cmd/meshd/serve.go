@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshd/meshd/api"
+	"github.com/meshd/meshd/audit"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/collab"
 	"github.com/meshd/meshd/fanout"
@@ -29,12 +30,14 @@ import (
 // Compile-time checks that the concrete types satisfy the broker's
 // and the control plane's interfaces (STYLE #3).
 var (
-	_ broker.Store  = (*store.Store)(nil)
-	_ broker.Fanout = (*fanout.Bus)(nil)
-	_ broker.Pinger = (*fanout.Bus)(nil)
-	_ collab.Store  = (*store.Store)(nil)
-	_ api.Store     = (*store.Store)(nil)
-	_ api.Publisher = (*fanout.Bus)(nil)
+	_ broker.Store   = (*store.Store)(nil)
+	_ broker.Fanout  = (*fanout.Bus)(nil)
+	_ broker.Pinger  = (*fanout.Bus)(nil)
+	_ collab.Store   = (*store.Store)(nil)
+	_ api.Store      = (*store.Store)(nil)
+	_ api.Publisher  = (*fanout.Bus)(nil)
+	_ audit.Store    = (*store.Store)(nil)
+	_ broker.Auditor = (*audit.Writer)(nil)
 )
 
 // shutdownBudget bounds the whole drain after SIGTERM.
@@ -120,8 +123,12 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	defer bus.Close()
 
+	aw, err := audit.New(audit.Config{Store: st, Registry: reg, Logger: log})
+	if err != nil {
+		return err
+	}
 	srv, err := broker.New(broker.Config{
-		NodeID: cfg.NodeID, Store: st, CollabStore: st, Fanout: bus, NATS: bus, Registry: reg, Logger: log,
+		NodeID: cfg.NodeID, Store: st, CollabStore: st, Fanout: bus, NATS: bus, Audit: aw, Registry: reg, Logger: log,
 		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh,
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
 		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
@@ -145,6 +152,17 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
+	auditCtx, stopAudit := context.WithCancel(context.Background())
+	auditDone := make(chan error, 1)
+	go func() { auditDone <- aw.Run(auditCtx) }()
+	// Runs last (defers are last in, first out): the writer outlives the
+	// broker's Shutdown and the leader loops, then writes what is left.
+	defer func() {
+		stopAudit()
+		if err := <-auditDone; err != nil {
+			log.Error().Err(err).Msg("audit writer")
+		}
+	}()
 	srvCtx, stopSrv := context.WithCancelCause(context.Background())
 	var leaders sync.WaitGroup
 	defer func() {
