@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/broker"
@@ -20,13 +21,20 @@ var _ broker.AuditLog = (*store.Store)(nil)
 // where the chain breaks.
 var errChainBroken = errors.New("audit chain broken")
 
+// errEventsMissing makes it exit 1 when acked messages have no
+// message_sent event (issue 11: the chain must have no holes).
+var errEventsMissing = errors.New("audit events missing for acked messages")
+
 const auditUsage = `usage: meshd audit verify --mesh <id or slug>
 
 Walks the mesh's audit hash chain (docs/protocol.md B.8) oldest first, recomputing
 every row's hash from its stored fields and checking that it links to the row
-before it. Prints one summary line; exits 0 when the chain is valid (an empty
-chain is valid), 1 when it is broken or on error, 2 when no mesh has that id
-(nor, live, that slug). Reads DATABASE_URL; does not migrate or write anything.
+before it, and that every queued or delivered message of the mesh has its
+message_sent event in the chain or still in the audit outbox (messages sent
+before the outbox migration are not checked). Prints a summary line, and one
+more when events are missing; exits 0 when the chain is valid (an empty chain
+is valid) and nothing is missing, 1 when it is broken, events are missing or
+on error, 2 when no mesh has that id (nor, live, that slug). Reads DATABASE_URL; does not migrate or write anything.
 `
 
 // auditCmd runs `meshd audit <subcommand>`.
@@ -83,11 +91,32 @@ func auditVerify(ctx context.Context, ref string, getenv func(string) string, st
 	}
 	if v.Valid {
 		fmt.Fprintf(stdout, "mesh %s: %d entries, chain valid\n", meshID, v.Entries)
-		return nil
+	} else {
+		fmt.Fprintf(stdout, "mesh %s: %d entries, chain BROKEN at row %d (entry %d of %d): %s\n",
+			meshID, v.Entries, *v.BrokenAt, v.BrokenIndex, v.Entries, brokenReason(v.Reason))
 	}
-	fmt.Fprintf(stdout, "mesh %s: %d entries, chain BROKEN at row %d (entry %d of %d): %s\n",
-		meshID, v.Entries, *v.BrokenAt, v.BrokenIndex, v.Entries, brokenReason(v.Reason))
-	return errChainBroken
+	missing, err := reportMissing(ctx, st, meshID, stdout)
+	switch {
+	case err != nil:
+		return fmt.Errorf("audit verify: %w", err)
+	case !v.Valid:
+		return errChainBroken
+	case missing:
+		return errEventsMissing
+	}
+	return nil
+}
+
+// reportMissing prints how many queued or delivered messages of the mesh
+// have no message_sent event, in the chain or still in the outbox.
+func reportMissing(ctx context.Context, st *store.Store, meshID string, stdout io.Writer) (bool, error) {
+	n, sample, err := st.MissingAuditEvents(ctx, meshID)
+	if err != nil || n == 0 {
+		return false, err
+	}
+	fmt.Fprintf(stdout, "mesh %s: %d acked messages have no message_sent event (e.g. %s)\n",
+		meshID, n, strings.Join(sample, ", "))
+	return true, nil
 }
 
 // exitError makes run exit with code instead of 1.

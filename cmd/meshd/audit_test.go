@@ -275,3 +275,56 @@ func createMesh(t *testing.T, dsn, name string) meshd.Mesh {
 	}
 	return ms
 }
+
+// `audit verify` reports acked messages whose message_sent is missing: an
+// event still in the outbox counts as present; after the chain's tail
+// entry (a message_sent) is deleted the chain still verifies, but the
+// command names the message and exits 1.
+func TestAuditVerifyReportsMissingEvents(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	getenv := func(k string) string { return map[string]string{"DATABASE_URL": dsn}[k] }
+	ctx := context.Background()
+	if code := run(ctx, []string{"migrate"}, getenv, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("migrate exit %d", code)
+	}
+	ms := createMesh(t, dsn, "Missing")
+	st, err := store.New(ctx, store.Config{URL: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	mb := meshd.Member{MeshID: ms.ID, UserID: "u", Pubkey: strings.Repeat("ab", 32), DisplayName: "mo", Role: "member"}
+	if err := st.CreateMember(ctx, &mb); err != nil {
+		t.Fatal(err)
+	}
+	var qs []*meshd.QueuedMessage
+	for range 3 {
+		qs = append(qs, &meshd.QueuedMessage{MeshID: ms.ID, SenderMemberID: mb.ID, TargetSpec: "*", Nonce: "n", Ciphertext: "c", SenderName: "mo"})
+	}
+	if err := st.EnqueueBatch(ctx, qs[:2], []bool{true, true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.ChainAuditOutbox(ctx, ms.ID, true, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.EnqueueBatch(ctx, qs[2:], []bool{false}); err != nil { // stays in the outbox
+		t.Fatal(err)
+	}
+	verify := func() (int, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, []string{"audit", "verify", "--mesh", ms.ID}, getenv, &stdout, &stderr)
+		return code, stdout.String()
+	}
+	if code, out := verify(); code != 0 || out != fmt.Sprintf("mesh %s: 2 entries, chain valid\n", ms.ID) {
+		t.Fatalf("exit %d: %q", code, out)
+	}
+	tag, err := pgConn(t, dsn).Exec(ctx, `DELETE FROM mesh.audit_log WHERE message_id = $1 AND event_type = 'message_sent'
+		AND id = (SELECT max(id) FROM mesh.audit_log WHERE mesh_id = $2)`, qs[1].ID, ms.ID)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("delete the tail entry: %v %v", tag, err)
+	}
+	want := fmt.Sprintf("mesh %s: 1 entries, chain valid\nmesh %s: 1 acked messages have no message_sent event (e.g. %s)\n", ms.ID, ms.ID, qs[1].ID)
+	if code, out := verify(); code != 1 || out != want {
+		t.Fatalf("exit %d: %q, want %q", code, out, want)
+	}
+}
