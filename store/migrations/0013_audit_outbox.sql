@@ -1,4 +1,4 @@
--- 0011: the audit outbox (docs/protocol.md B.8 "Write path"). An event is
+-- 0013: the audit outbox (docs/protocol.md B.8 "Write path"). An event is
 -- first committed here — a send's message_sent in the same statement as its
 -- queue row — and the audit writer of any replica later moves it into the
 -- hash chain under the mesh's advisory lock, so no event is lost when a
