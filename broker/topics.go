@@ -47,7 +47,7 @@ func (s *Server) sendTopic(ctx context.Context, c *conn, m *wire.Send, from send
 			rows = append(rows, &meshd.QueuedMessage{
 				MeshID: peer.MeshID, SenderMemberID: from.member.ID, SenderSessionPubkey: from.sessionPubkey,
 				TargetSpec: r.Pubkey, Priority: meshd.Priority(m.Priority), Nonce: *m.Nonce, Ciphertext: *m.Ciphertext,
-				ClientMessageID: m.ClientMessageID, RequestFingerprint: m.RequestFingerprint,
+				ClientMessageID: m.ClientMessageID, RequestFingerprint: m.RequestFingerprint, SenderName: from.name,
 			})
 		}
 		err = s.enqueueAll(ctx, rows)
