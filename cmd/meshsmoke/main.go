@@ -72,9 +72,8 @@ type options struct {
 	scenarios []string
 }
 
-// defaultChaos are the scenarios `make chaos` runs. "slow" is pending:
-// it fails on today's broker (docs/chaos.md, issue 11 item 1).
-const defaultChaos = "kill,nats,pg,hostile"
+// defaultChaos are the scenarios `make chaos` runs: all of them.
+const defaultChaos = "kill,nats,pg,slow,hostile"
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
