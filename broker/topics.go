@@ -58,8 +58,11 @@ func (s *Server) sendTopic(ctx context.Context, c *conn, m *wire.Send, from send
 	}
 	// messageId is the topic message id, the one topic_history lists.
 	c.send(wire.Ack{Type: wire.TypeAck, ID: m.ID, MessageID: d.Message.ID, Queued: true})
-	s.audit(ctx, peer.MeshID, "message_sent", from.member.ID, from.name, map[string]any{
-		"targetSpec": "#" + d.Topic.ID, "topic": d.Topic.Name, "priority": m.Priority, "recipients": len(rows)})
+	// Each recipient's row has its own message_sent (the store writes it
+	// with the row); this entry ties them to the topic post.
+	s.audit(ctx, peer.MeshID, "topic_message_sent", from.member.ID, from.name, map[string]any{
+		"targetSpec": "#" + d.Topic.ID, "topic": d.Topic.Name, "topicMessageId": d.Message.ID,
+		"priority": m.Priority, "recipients": len(rows)})
 	for _, q := range rows {
 		if err := s.cfg.Fanout.Publish(ctx, meshd.PeerTopic(q.MeshID, q.TargetSpec), nil); err != nil {
 			s.log.Warn().Err(err).Str("mesh_id", q.MeshID).Msg("publish topic wake-up")
