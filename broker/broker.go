@@ -64,16 +64,19 @@ type Config struct {
 	MaxMessageBytes       int           // WS frame and send size cap; default 65536
 	MaxConnectionsPerMesh int           // across all replicas; default 100
 	HelloTimeout          time.Duration // default 10s (A.3-9)
-	PingPeriod            time.Duration // default 30s (B.1)
-	PongWait              time.Duration // terminate after this long without pong; default 75s
-	Grace                 time.Duration // presence lease after a close; default 90s
-	ClaimLease            time.Duration // at-least-once claim lease; default 30s
-	RedrainInterval       time.Duration // periodic re-drain of connected recipients; default 2s
-	SweepInterval         time.Duration // lease eviction / stale presence sweeps; default 5s
-	HookFreshWindow       time.Duration // HOOK_FRESH_WINDOW_SECONDS; default 30s
-	SendBurst             float64       // per-member send bucket capacity; default 10
-	SendPerMinute         float64       // per-member refill; default 60
-	WriteBuffer           int           // frames queued per socket before it is a slow consumer; default 512
+	// MaxPreauthPerIP caps this replica's sockets from one client IP that
+	// have not completed hello (MAX_PREAUTH_PER_IP); default 256.
+	MaxPreauthPerIP int
+	PingPeriod      time.Duration // default 30s (B.1)
+	PongWait        time.Duration // terminate after this long without pong; default 75s
+	Grace           time.Duration // presence lease after a close; default 90s
+	ClaimLease      time.Duration // at-least-once claim lease; default 30s
+	RedrainInterval time.Duration // periodic re-drain of connected recipients; default 2s
+	SweepInterval   time.Duration // lease eviction / stale presence sweeps; default 5s
+	HookFreshWindow time.Duration // HOOK_FRESH_WINDOW_SECONDS; default 30s
+	SendBurst       float64       // per-member send bucket capacity; default 10
+	SendPerMinute   float64       // per-member refill; default 60
+	WriteBuffer     int           // frames queued per socket before it is a slow consumer; default 512
 	// PushWindow is the credit of a client that sends client_ack: at most
 	// this many pushes in flight without an ack; the next rows are claimed
 	// as acks arrive, so a reconnecting client gets its backlog at its own
@@ -119,6 +122,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 65536
+	}
+	if c.MaxPreauthPerIP <= 0 {
+		c.MaxPreauthPerIP = 256
 	}
 	if c.MaxConnectionsPerMesh <= 0 {
 		c.MaxConnectionsPerMesh = 100

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"time"
 
@@ -37,9 +38,32 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ok": false, "error": "draining"})
 		return
 	}
+	ip := clientIP(r)
+	t, ok := s.hub.reservePreauth(ip)
+	if !ok {
+		s.met.connectionsRejected.WithLabelValues(preauthLimitReason).Inc()
+		s.log.Info().Str("ip", ip).Int("max_preauth_per_ip", s.cfg.MaxPreauthPerIP).Msg("ws refused: too many sockets before hello")
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{"ok": false, "error": preauthLimitReason})
+		return
+	}
+	defer s.hub.unreservePreauth(t) // only when no socket claimed it
+	r = r.WithContext(context.WithValue(r.Context(), preauthKey{}, t))
 	if err := s.m.HandleRequest(w, r); err != nil {
 		s.log.Debug().Err(err).Msg("ws upgrade failed")
 	}
+}
+
+// preauthLimitReason is the 429 error and the rejection metric's label when
+// an IP has MAX_PREAUTH_PER_IP sockets that have not completed hello.
+const preauthLimitReason = "too_many_preauth"
+
+// clientIP is the host of the TCP peer (forwarded headers are not trusted).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (s *Server) healthBody() map[string]any {

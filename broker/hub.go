@@ -23,6 +23,8 @@ type Hub struct {
 	conns    map[*melody.Session]*conn     // every socket, authed or not
 	byMesh   map[string]map[*conn]struct{} // authenticated sockets per mesh
 	meshSubs map[string]func()             // mesh topic interest, one per local mesh
+	preIP    map[string]int                // sockets per client IP not past hello (reserved in serveWS)
+	preConn  map[*conn]string              // the IP each such socket counts against
 
 	// live counts sockets whose disconnect handling (lease, peer_state,
 	// claim release) has not finished; Shutdown waits for it so that work
@@ -47,6 +49,8 @@ func newHub(s *Server) *Hub {
 		conns:    map[*melody.Session]*conn{},
 		byMesh:   map[string]map[*conn]struct{}{},
 		meshSubs: map[string]func(){},
+		preIP:    map[string]int{},
+		preConn:  map[*conn]string{},
 	}
 	for i := 0; i < meshWorkers; i++ {
 		h.queues = append(h.queues, make(chan meshEvent, meshWorkerQueue))
@@ -85,11 +89,63 @@ func (s *Server) connOf(sess *melody.Session) *conn {
 
 const connKey = "meshd.conn"
 
+// preauthTicket is serveWS's reservation of one pre-hello slot of an IP;
+// onConnect hands it to the socket, which gives it back at hello or close.
+type preauthTicket struct {
+	ip      string
+	claimed bool // set under Hub.mu by onConnect
+}
+
+type preauthKey struct{}
+
+// reservePreauth takes a pre-hello slot of ip, or reports false when the
+// IP already has MaxPreauthPerIP sockets that have not completed hello on
+// this replica (issue 12: sockets that never say hello cost an attacker
+// nothing but hold memory until the hello timeout).
+func (h *Hub) reservePreauth(ip string) (*preauthTicket, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.preIP[ip] >= h.srv.cfg.MaxPreauthPerIP {
+		return nil, false
+	}
+	h.preIP[ip]++
+	return &preauthTicket{ip: ip}, true
+}
+
+// unreservePreauth gives back a ticket no socket claimed (failed upgrade).
+func (h *Hub) unreservePreauth(t *preauthTicket) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !t.claimed {
+		t.claimed = true
+		h.decPreauthLocked(t.ip)
+	}
+}
+
+// releasePreauthLocked ends c's pre-hello accounting (hello done or socket
+// gone); idempotent. Caller holds h.mu.
+func (h *Hub) releasePreauthLocked(c *conn) {
+	if ip, ok := h.preConn[c]; ok {
+		delete(h.preConn, c)
+		h.decPreauthLocked(ip)
+	}
+}
+
+func (h *Hub) decPreauthLocked(ip string) {
+	if h.preIP[ip]--; h.preIP[ip] <= 0 {
+		delete(h.preIP, ip)
+	}
+}
+
 func (s *Server) onConnect(sess *melody.Session) {
 	c := newConn(s, sess)
 	s.hub.live.Add(1)
 	sess.Set(connKey, c)
 	s.hub.mu.Lock()
+	if t, ok := sess.Request.Context().Value(preauthKey{}).(*preauthTicket); ok && !t.claimed {
+		t.claimed = true
+		s.hub.preConn[c] = t.ip
+	}
 	s.hub.conns[sess] = c
 	n := len(s.hub.conns)
 	s.hub.mu.Unlock()
@@ -114,6 +170,9 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 	h.mu.Lock()
 	c := h.conns[sess]
 	delete(h.conns, sess)
+	if c != nil {
+		h.releasePreauthLocked(c)
+	}
 	n := len(h.conns)
 	h.mu.Unlock()
 	s.met.connectionsActive.Set(float64(n))
@@ -228,6 +287,7 @@ func (c *conn) closeSlow() {
 // for its mesh when it is the first local one.
 func (h *Hub) addAuthed(c *conn, meshID string) error {
 	h.mu.Lock()
+	h.releasePreauthLocked(c) // past hello: no longer pre-auth
 	set := h.byMesh[meshID]
 	if set == nil {
 		set = map[*conn]struct{}{}

@@ -29,6 +29,10 @@ type config struct {
 	HookRateLimitPerMin   int
 	HookRateLimitPerIP    int
 	CORSAllowedOrigins    []string
+	ReadHeaderTimeout     time.Duration
+	ReadTimeout           time.Duration
+	IdleTimeout           time.Duration
+	MaxPreauthPerIP       int
 	StatusTTL             time.Duration
 	JSONLDir              string
 	ExpectedMigration     string
@@ -73,6 +77,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.HookRateLimitPerMin = intVar(getenv, "HOOK_RATE_LIMIT_PER_MIN", 30, 1, 1_000_000, &errs)
 	c.HookRateLimitPerIP = intVar(getenv, "HOOK_RATE_LIMIT_PER_IP_PER_MIN", 300, 1, 1_000_000, &errs)
 	c.CORSAllowedOrigins = originsVar(getenv, "CORS_ALLOWED_ORIGINS", &errs)
+	c.ReadHeaderTimeout = time.Duration(intVar(getenv, "HTTP_READ_HEADER_TIMEOUT_SECONDS", 10, 1, 3600, &errs)) * time.Second
+	c.ReadTimeout = time.Duration(intVar(getenv, "HTTP_READ_TIMEOUT_SECONDS", 30, 1, 3600, &errs)) * time.Second
+	c.IdleTimeout = time.Duration(intVar(getenv, "HTTP_IDLE_TIMEOUT_SECONDS", 120, 1, 86400, &errs)) * time.Second
+	c.MaxPreauthPerIP = intVar(getenv, "MAX_PREAUTH_PER_IP", 256, 1, 1_000_000, &errs)
 	c.StatusTTL = time.Duration(intVar(getenv, "STATUS_TTL_SECONDS", 60, 1, 86400*30, &errs)) * time.Second
 	c.SendBurst = intVar(getenv, "SEND_RATE_BURST", 10, 1, 1_000_000_000, &errs)
 	c.PushWindow = intVar(getenv, "PUSH_WINDOW", 256, 1, 100_000, &errs)

@@ -129,7 +129,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	srv, err := broker.New(broker.Config{
 		NodeID: cfg.NodeID, Store: st, CollabStore: st, Fanout: bus, NATS: bus, Audit: aw, Registry: reg, Logger: log,
-		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh,
+		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh, MaxPreauthPerIP: cfg.MaxPreauthPerIP,
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
 		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
 		PushWindow: cfg.PushWindow, SlowConsumerAfter: cfg.SlowConsumerAfter,
@@ -175,7 +175,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err := runSingletons(srvCtx, &leaders, cfg, log, reg, srv); err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: handler(log, srv, ctl, cfg.CORSAllowedOrigins), ReadHeaderTimeout: 10 * time.Second}
+	hs := newHTTPServer(cfg, handler(log, srv, ctl, cfg.CORSAllowedOrigins))
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("version", version).Str("gitSha", sha).
@@ -191,6 +191,17 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log.Info().Str("signal", context.Cause(ctx).Error()).Msg("shutdown signal")
 	return drain(srv, hs, log)
+}
+
+// newHTTPServer bounds what a slow or idle client can hold (issue 12 item
+// 6): the request header must arrive within ReadHeaderTimeout, the whole
+// request (header and body) within ReadTimeout, and a keep-alive
+// connection is closed after IdleTimeout without a request. A WebSocket is
+// not cut by ReadTimeout: the socket's read loop sets its own deadline
+// (PongWait) as soon as it is upgraded.
+func newHTTPServer(cfg config, h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleTimeout}
 }
 
 // handler serves the broker's and the control plane's routes on one mux,
