@@ -72,6 +72,8 @@ func TestCLIMeshCreateValidation(t *testing.T) {
 		{"slug_given_but_empty", map[string]any{"name": "Team", "slug": "--", "pubkey": key}, "slug must contain a letter or digit (a-z, 0-9)"},
 		{"name_wrong_type", map[string]any{"name": 7, "pubkey": key}, "Invalid body"},
 		{"pubkey_wrong_type", map[string]any{"name": "Team", "pubkey": []int{1}}, "Invalid body"},
+		{"display_name_too_long", map[string]any{"name": "Team", "pubkey": key, "display_name": strings.Repeat("d", 101)}, "display_name too long (max 100 characters)"},
+		{"display_name_wrong_type", map[string]any{"name": "Team", "pubkey": key, "display_name": 3}, "Invalid body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +96,11 @@ func TestCLIMeshCreateValidation(t *testing.T) {
 	if n := e.cliInt(`SELECT count(*) FROM mesh.member WHERE id = $1 AND mesh_id = $2 AND user_id = 'owner'
 		AND role = 'admin' AND display_name = 'Team Rocket-owner' AND peer_pubkey = $3`, member, id, key); n != 1 {
 		t.Fatal("owner member row wrong (want admin, '<name>-owner', lower-case pubkey)")
+	}
+	// display_name names the owner's member row instead of "<name>-owner".
+	r = cliDo(t, "POST", e.cliURL("/cli/mesh/create"), tok, map[string]any{"name": "Named", "pubkey": key, "display_name": "  alice  "}).expect(t, 200, "")
+	if n := e.cliInt(`SELECT count(*) FROM mesh.member WHERE id = $1 AND display_name = 'alice'`, r.body["member_id"]); n != 1 {
+		t.Fatal("owner member row not named by display_name (trimmed)")
 	}
 }
 

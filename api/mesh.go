@@ -21,8 +21,9 @@ const (
 	maxSlugLen  = 48
 )
 
-// handleMeshCreate is POST /cli/mesh/create {name, pubkey, slug?} (B.9.5
-// step 2). Unlike upstream it validates everything before writing anything
+// handleMeshCreate is POST /cli/mesh/create {name, pubkey, slug?,
+// display_name?} (B.9.5 step 2; display_name, the owner's name in the
+// mesh, is a meshd extension: default "<name>-owner" as upstream). Unlike upstream it validates everything before writing anything
 // (A.3-16): the mesh, its keys and the owner's member row are one
 // transaction.
 func (s *Server) handleMeshCreate(w http.ResponseWriter, r *http.Request) {
@@ -34,6 +35,8 @@ func (s *Server) handleMeshCreate(w http.ResponseWriter, r *http.Request) {
 		Name   string `json:"name"`
 		Pubkey string `json:"pubkey"`
 		Slug   string `json:"slug"`
+		// DisplayName is the owner member's display name (A.3).
+		DisplayName string `json:"display_name"`
 	}
 	if !body.decode(w, &req) {
 		return
@@ -43,6 +46,7 @@ func (s *Server) handleMeshCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := strings.TrimSpace(req.Name)
+	display := strings.TrimSpace(req.DisplayName)
 	slug := slugify(req.Slug)
 	if req.Slug == "" {
 		slug = slugify(name)
@@ -60,20 +64,26 @@ func (s *Server) handleMeshCreate(w http.ResponseWriter, r *http.Request) {
 	case slug == "":
 		cliError(w, http.StatusBadRequest, "slug must contain a letter or digit (a-z, 0-9)")
 		return
+	case utf8.RuneCountInString(display) > maxMeshName:
+		cliError(w, http.StatusBadRequest, "display_name too long (max 100 characters)")
+		return
 	}
-	s.createMesh(w, r, user, name, slug, strings.ToLower(req.Pubkey))
+	if display == "" {
+		display = name + "-owner"
+	}
+	s.createMesh(w, r, user, name, slug, display, strings.ToLower(req.Pubkey))
 }
 
 // createMesh generates the mesh's owner keypair and root key and writes the
-// mesh with its owner member (display name "<name>-owner", role admin).
-func (s *Server) createMesh(w http.ResponseWriter, r *http.Request, user, name, slug, pubkey string) {
+// mesh with its owner member (role admin, named display).
+func (s *Server) createMesh(w http.ResponseWriter, r *http.Request, user, name, slug, display, pubkey string) {
 	ownerPub, ownerSec, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		s.internalError(w, r, s.log.Error().Err(err), "owner key generation")
 		return
 	}
 	mesh := meshd.Mesh{Slug: slug, Name: name, OwnerUserID: user, OwnerPubkey: hex.EncodeToString(ownerPub)}
-	owner := meshd.Member{UserID: user, Pubkey: pubkey, DisplayName: name + "-owner", Role: "admin"}
+	owner := meshd.Member{UserID: user, Pubkey: pubkey, DisplayName: display, Role: "admin"}
 	created, err := s.cfg.Store.CreateOwnedMesh(r.Context(), &mesh, hex.EncodeToString(ownerSec), newRootKey(), &owner)
 	switch {
 	case err != nil:

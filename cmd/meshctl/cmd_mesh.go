@@ -36,7 +36,8 @@ func runMeshCreate(c *cli, args []string) error {
 			return err
 		}
 	}
-	req := map[string]string{"name": pos[0], "pubkey": id.Pubkey}
+	display := c.displayName(*name)
+	req := map[string]string{"name": pos[0], "pubkey": id.Pubkey, "display_name": display}
 	if *slug != "" {
 		req["slug"] = *slug
 	}
@@ -50,7 +51,7 @@ func runMeshCreate(c *cli, args []string) error {
 		return fmt.Errorf("mesh create: %w", err)
 	}
 	cfg.put(meshIdentity{MeshID: out.ID, MemberID: out.MemberID, Slug: out.Slug, Name: out.Name, Pubkey: id.Pubkey,
-		SecretKey: id.SecretHex(), BrokerURL: cfg.Broker, DisplayName: c.displayName(*name), Role: "admin"})
+		SecretKey: id.SecretHex(), BrokerURL: cfg.Broker, DisplayName: display, Role: "admin"})
 	if err := c.saveConfig(cfg); err != nil {
 		return err
 	}
@@ -58,7 +59,7 @@ func runMeshCreate(c *cli, args []string) error {
 		return printJSON(c.stdout, map[string]string{"id": out.ID, "slug": out.Slug, "name": out.Name, "member_id": out.MemberID, "pubkey": id.Pubkey})
 	}
 	fmt.Fprintf(c.stdout, "Created mesh %q (slug %s). You are its owner, %q; your member key %s is saved.\nNext: meshctl invite %s\n",
-		out.Name, out.Slug, c.displayName(*name), short(id.Pubkey), out.Slug)
+		out.Name, out.Slug, display, short(id.Pubkey), out.Slug)
 	return nil
 }
 

@@ -307,6 +307,7 @@ func TestMeshctlEndToEnd(t *testing.T) {
 	if out := owner.must("mesh", "create", "Demo Team"); !strings.Contains(out, "slug demo-team") {
 		t.Fatalf("mesh create: %s", out)
 	}
+	assertOwnerName(t, dsn, "demo-team", "owner") // $USER, never "Demo Team-owner"
 	var inv inviteResult
 	owner.mustJSON(&inv, "invite", "demo-team", "--max-uses", "2", "--json")
 	if inv.URL != b.base+"/i/"+inv.Code || len(inv.Code) != 8 {
@@ -410,6 +411,24 @@ func assertCiphertextOpaque(t *testing.T, dsn, id, plaintext string) {
 	raw, _ := base64.StdEncoding.DecodeString(ct)
 	if strings.Contains(ct, plaintext) || bytes.Contains(raw, []byte(plaintext)) || len(raw) != len(plaintext)+16 {
 		t.Fatalf("stored ciphertext is not a crypto_box of the message: %q", ct)
+	}
+}
+
+// assertOwnerName checks the display name of the mesh owner's member row.
+func assertOwnerName(t *testing.T, dsn, slug, want string) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var got string
+	if err := conn.QueryRow(context.Background(), `SELECT m.display_name FROM mesh.member m JOIN mesh.mesh ms ON ms.id = m.mesh_id
+		WHERE ms.slug = $1 AND m.user_id = ms.owner_user_id`, slug).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("owner display name %q, want %q", got, want)
 	}
 }
 
