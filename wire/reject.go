@@ -38,6 +38,11 @@ const (
 	ReasonParentUnauthorized      // 7b
 	ReasonParentMemberIDMismatch  // 8
 
+	// Both handshakes, after the signature checks (A.3-21).
+	ReasonReplayed         // signature already used within the skew window
+	ReasonMemberCapacity   // MAX_CONNECTIONS_PER_MEMBER, no grace lease to evict (A.3-22)
+	ReasonHelloRateLimited // too many verified hellos of one member
+
 	// Closes outside the handshake checks (B.1, A.3-9).
 	ReasonHelloTimeout      // no hello in time
 	ReasonSessionReplaced   // same session connected again
@@ -49,6 +54,7 @@ const (
 	ReasonBanned            // ban verb
 	ReasonSlowConsumer      // send queue overflowed
 	ReasonTooLarge          // frame over MAX_MESSAGE_BYTES
+	ReasonMeshArchived      // the owner deleted (archived) the mesh (A.3-23)
 
 	numReasons
 )
@@ -62,6 +68,7 @@ const (
 	closeTryAgainLater   = 1013
 	closeKicked          = 4001
 	closeBanned          = 4002
+	closeMeshArchived    = 4003 // meshd's own: the mesh no longer exists
 )
 
 // revokedPrefix and revokedSuffix frame the mesh label in upstream's text for
@@ -136,6 +143,16 @@ var reasons = [numReasons]reasonInfo{
 		closePolicyViolation, "unauthorized", "unauthorized", true, true},
 	ReasonParentMemberIDMismatch: {"parent_member_id_mismatch", "parent_member_id_mismatch", "parentMemberId does not match parentMemberPubkey",
 		closePolicyViolation, "parent_member_id_mismatch", "parent_member_id_mismatch", true, true},
+	// A replayed hello: the legitimate client signs a fresh timestamp on
+	// every connect, so retrying is harmless (not terminal).
+	ReasonReplayed: {"replayed", "replayed", "hello rejected: replayed",
+		closePolicyViolation, "replayed", "replayed", true, false},
+	// The same error and close as the mesh cap (clients back off and
+	// retry), told apart by the message and the metric.
+	ReasonMemberCapacity: {"member_capacity", "capacity", "member at connection capacity",
+		closePolicyViolation, "capacity", "member_capacity", true, false},
+	ReasonHelloRateLimited: {"hello_rate_limited", "rate_limited", "too many hellos for this member; retry later",
+		closeTryAgainLater, "rate_limited", "rate_limited", true, false},
 
 	// Not rejections of a presented hello, except hello_timeout, which
 	// rejects a socket that never presented one.
@@ -160,6 +177,10 @@ var reasons = [numReasons]reasonInfo{
 	// Upstream's ws library closes 1009 with an empty reason (B.1).
 	ReasonTooLarge: {"too_large", "too_large", "frame exceeds MAX_MESSAGE_BYTES",
 		closeMessageTooBig, "", "too_large", false, false},
+	// Archiving a mesh closes its sockets on every replica; reconnecting
+	// cannot succeed (the hello then gets unauthorized), so terminal.
+	ReasonMeshArchived: {"mesh_archived", "mesh_archived", "this mesh was deleted by its owner",
+		closeMeshArchived, "mesh_archived", "mesh_archived", false, true},
 }
 
 func (r Reason) info() reasonInfo {

@@ -36,6 +36,10 @@ func TestReasonTable(t *testing.T) {
 		{ReasonSessionBadSignature, "bad_signature", "session_hello rejected: bad_signature", 1008, "bad_signature", "session_bad_signature", true, true},
 		{ReasonParentUnauthorized, "unauthorized", "parent pubkey not found in mesh", 1008, "unauthorized", "unauthorized", true, true},
 		{ReasonParentMemberIDMismatch, "parent_member_id_mismatch", "parentMemberId does not match parentMemberPubkey", 1008, "parent_member_id_mismatch", "parent_member_id_mismatch", true, true},
+		// A.3-21, A.3-22
+		{ReasonReplayed, "replayed", "hello rejected: replayed", 1008, "replayed", "replayed", true, false},
+		{ReasonMemberCapacity, "capacity", "member at connection capacity", 1008, "capacity", "member_capacity", true, false},
+		{ReasonHelloRateLimited, "rate_limited", "too many hellos for this member; retry later", 1013, "rate_limited", "rate_limited", true, false},
 		// B.1 and A.3-9
 		{ReasonHelloTimeout, "hello_timeout", "no hello received in time", 1008, "hello_timeout", "hello_timeout", true, false},
 		{ReasonSessionReplaced, "session_replaced", "another connection took over this session", 1000, "session_replaced", "session_replaced", false, true},
@@ -47,6 +51,8 @@ func TestReasonTable(t *testing.T) {
 		{ReasonBanned, "banned", removed, 4002, "banned", "banned", false, true},
 		{ReasonSlowConsumer, "slow_consumer", "connection too slow to keep up; reconnect", 1013, "slow_consumer", "slow_consumer", false, false},
 		{ReasonTooLarge, "too_large", "frame exceeds MAX_MESSAGE_BYTES", 1009, "", "too_large", false, false},
+		// A.3-23
+		{ReasonMeshArchived, "mesh_archived", "this mesh was deleted by its owner", 4003, "mesh_archived", "mesh_archived", false, true},
 	}
 	if len(tests) != len(AllReasons()) {
 		t.Fatalf("table has %d rows, AllReasons %d", len(tests), len(AllReasons()))
