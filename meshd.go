@@ -221,6 +221,15 @@ type AttachRequest struct {
 	// across all replicas; a new presence beyond it fails with
 	// ErrCapacity. Reattaching never fails on capacity.
 	MaxPerMesh int
+	// MaxPerMember caps live presences (grace leases included) of one
+	// member across all replicas (≤ 0: no cap). At the cap the member's
+	// oldest grace leases are evicted to make room; when none is left the
+	// attach fails with ErrMemberCapacity.
+	MaxPerMember int
+	// Privileged is true for the mesh owner and admins: at MaxPerMesh the
+	// oldest grace lease of the mesh (anyone's) is evicted to make room, so
+	// other members' leases never lock them out.
+	Privileged bool
 	// TakeOverOnline is true for session_hello: a live presence with the same
 	// session pubkey is taken over whether or not it is in its grace lease.
 	// For hello only a grace-leased presence is reattached.
@@ -247,6 +256,9 @@ type AttachResult struct {
 	// same sessionId (session-id dedup, B.2 step 5), which are marked
 	// disconnected without peer_left.
 	Replaced []Replaced
+	// Evicted lists grace leases ended to make room under the member or
+	// mesh cap: the caller announces peer_left for each.
+	Evicted []Presence
 }
 
 // ClaimRequest selects the rows a connection may take (B.5).
@@ -324,6 +336,14 @@ var ErrCapacity = errors.New("mesh at connection capacity")
 // database refuses a value itself (a NUL byte in text, say): retrying the
 // same write cannot succeed.
 var ErrInvalidData = errors.New("invalid data")
+
+// ErrMeshArchived is returned by Attach when the mesh was archived (or
+// deleted) after the hello's member lookup.
+var ErrMeshArchived = errors.New("mesh archived")
+
+// ErrMemberCapacity is returned when a member already has
+// MAX_CONNECTIONS_PER_MEMBER live presences and none in a grace lease.
+var ErrMemberCapacity = errors.New("member at connection capacity")
 
 // NewID returns a 32-char lowercase hex id whose first 16 chars are the
 // creation time in nanoseconds, so ids sort by creation time (FIFO

@@ -14,5 +14,10 @@ func MeshTopic(meshID string) string { return "mesh." + meshID }
 // PeerTopic is the wake-up topic of a member or session pubkey's queued rows.
 func PeerTopic(meshID, pubkey string) string { return "peer." + meshID + "." + pubkey }
 
+// MeshArchivedEvent is published on MeshTopic by the control plane after it
+// archived the mesh: every replica closes the mesh's sockets with 4003
+// mesh_archived (docs/protocol.md A.3-23).
+const MeshArchivedEvent = `{"kind":"mesh_archived"}`
+
 // PresenceTopic is the control topic of one presence's socket.
 func PresenceTopic(presenceID string) string { return "presence." + presenceID }

@@ -182,15 +182,50 @@ ORDER BY (id = $1) DESC LIMIT 1`, ref).
 // /cli/mesh/:slug). Its slug becomes free; hellos and joins stop finding it.
 // meshd.ErrNotFound when it is not live.
 func (s *Store) ArchiveMesh(ctx context.Context, meshID string) error {
-	tag, err := s.pool.Exec(ctx,
-		"UPDATE mesh.mesh SET archived_at = now() WHERE id = $1 AND archived_at IS NULL", meshID)
+	// Under the mesh's presence lock, so an Attach racing with the archive
+	// either ran before (its presence is ended here) or sees archived_at.
+	// Live presences and grace leases end without peer_left: the mesh is
+	// gone and every socket is closed with mesh_archived (A.3-23).
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", presenceLockKey(meshID)); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx,
+			"UPDATE mesh.mesh SET archived_at = now() WHERE id = $1 AND archived_at IS NULL", meshID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return meshd.ErrNotFound
+		}
+		_, err = tx.Exec(ctx,
+			"UPDATE mesh.presence SET disconnected_at = now() WHERE mesh_id = $1 AND disconnected_at IS NULL", meshID)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("archive mesh: %w", err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("archive mesh: %w", meshd.ErrNotFound)
-	}
 	return nil
+}
+
+// ArchivedMeshes returns those of meshIDs that are archived (or gone): each
+// replica asks about the meshes it holds sockets of, so a socket whose
+// mesh_archived close was lost on the fan-out is still closed.
+func (s *Store) ArchivedMeshes(ctx context.Context, meshIDs []string) ([]string, error) {
+	if len(meshIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `
+SELECT x.id FROM unnest($1::text[]) AS x(id)
+WHERE NOT EXISTS (SELECT 1 FROM mesh.mesh ms WHERE ms.id = x.id AND ms.archived_at IS NULL)`, meshIDs)
+	if err != nil {
+		return nil, fmt.Errorf("archived meshes: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("archived meshes: %w", err)
+	}
+	return out, nil
 }
 
 // UserMeshes calls fn for every live mesh userID owns or is an active

@@ -105,6 +105,14 @@ func (s *Store) Attach(ctx context.Context, req meshd.AttachRequest) (meshd.Atta
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", presenceLockKey(req.Presence.MeshID)); err != nil {
 			return err
 		}
+		var archived bool
+		err := tx.QueryRow(ctx, "SELECT archived_at IS NOT NULL FROM mesh.mesh WHERE id = $1", req.Presence.MeshID).Scan(&archived)
+		if errors.Is(err, pgx.ErrNoRows) || archived {
+			return meshd.ErrMeshArchived
+		}
+		if err != nil {
+			return err
+		}
 		done, err := reattachLocked(ctx, tx, &req, &res)
 		if err != nil || done {
 			return err
@@ -188,16 +196,8 @@ func createLocked(ctx context.Context, tx pgx.Tx, req *meshd.AttachRequest, res 
 		return err
 	}
 	res.Replaced = replaced
-	if req.MaxPerMesh > 0 {
-		var live int
-		err := tx.QueryRow(ctx,
-			"SELECT count(*) FROM mesh.presence WHERE mesh_id = $1 AND disconnected_at IS NULL", p.MeshID).Scan(&live)
-		if err != nil {
-			return err
-		}
-		if live >= req.MaxPerMesh {
-			return meshd.ErrCapacity // rolls the dedup back too
-		}
+	if err := makeRoomLocked(ctx, tx, req, res); err != nil {
+		return err // rolls the dedup back too
 	}
 	id, err := insertPresence(ctx, tx, p)
 	if err != nil {
@@ -214,6 +214,85 @@ FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id WHERE p.id = $1`, 
 	}
 	res.Presence = r.presence()
 	return nil
+}
+
+// makeRoomLocked enforces MaxPerMember and MaxPerMesh for a new presence
+// (A.3-22). Grace leases count toward both caps, so they are what gives way:
+// a member at its own cap evicts its oldest grace lease; at the mesh cap a
+// member with a grace lease evicts its own oldest one, and the owner or an
+// admin (Privileged) evicts the oldest grace lease of the mesh. Evicted rows
+// are disconnected and reported for peer_left. The mesh lock must be held.
+func makeRoomLocked(ctx context.Context, tx pgx.Tx, req *meshd.AttachRequest, res *meshd.AttachResult) error {
+	p := &req.Presence
+	if req.MaxPerMember > 0 {
+		var mine int
+		err := tx.QueryRow(ctx, "SELECT count(*) FROM mesh.presence WHERE mesh_id = $1 AND member_id = $2 AND disconnected_at IS NULL",
+			p.MeshID, p.MemberID).Scan(&mine)
+		if err != nil {
+			return err
+		}
+		if over := mine - req.MaxPerMember + 1; over > 0 {
+			ev, err := evictOldestLeases(ctx, tx, p.MeshID, p.MemberID, over)
+			if err != nil {
+				return err
+			}
+			res.Evicted = append(res.Evicted, ev...)
+			if len(ev) < over {
+				return meshd.ErrMemberCapacity
+			}
+		}
+	}
+	if req.MaxPerMesh <= 0 {
+		return nil
+	}
+	var live int
+	err := tx.QueryRow(ctx,
+		"SELECT count(*) FROM mesh.presence WHERE mesh_id = $1 AND disconnected_at IS NULL", p.MeshID).Scan(&live)
+	if err != nil {
+		return err
+	}
+	over := live - req.MaxPerMesh + 1
+	if over <= 0 {
+		return nil
+	}
+	ev, err := evictOldestLeases(ctx, tx, p.MeshID, p.MemberID, over)
+	if err != nil {
+		return err
+	}
+	res.Evicted = append(res.Evicted, ev...)
+	if over -= len(ev); over > 0 && req.Privileged {
+		ev, err = evictOldestLeases(ctx, tx, p.MeshID, "", over)
+		if err != nil {
+			return err
+		}
+		res.Evicted = append(res.Evicted, ev...)
+		over -= len(ev)
+	}
+	if over > 0 {
+		return meshd.ErrCapacity
+	}
+	return nil
+}
+
+// evictOldestLeases disconnects up to n grace-leased presences of meshID
+// (of memberID when it is not empty), oldest lease first, and returns them.
+func evictOldestLeases(ctx context.Context, tx pgx.Tx, meshID, memberID string, n int) ([]meshd.Presence, error) {
+	rows, err := tx.Query(ctx, `
+WITH victim AS (
+	SELECT id FROM mesh.presence
+	WHERE mesh_id = $1 AND ($2 = '' OR member_id = $2) AND disconnected_at IS NULL AND lease_until IS NOT NULL
+	ORDER BY lease_until, connected_at, id
+	LIMIT $3
+	FOR UPDATE
+)
+UPDATE mesh.presence p SET disconnected_at = now()
+FROM victim v, mesh.member m
+WHERE p.id = v.id AND m.id = p.member_id
+RETURNING `+presenceCols, meshID, memberID, n)
+	if err != nil {
+		return nil, err
+	}
+	return scanPresences(rows)
 }
 
 // dedupSessionLocked disconnects the member's other live presences with the
@@ -320,20 +399,29 @@ func (s *Store) CountLive(ctx context.Context, meshID string) (int, error) {
 	return n, nil
 }
 
-// HasLease reports whether meshID has a presence in its grace lease that a
-// hello with these (still unverified) claims would reattach: same member
-// pubkey and, when sessionPubkey is set, the same session pubkey, else the
-// same session id. A full mesh lets such a hello through to the signature
-// checks, so a member can reattach its own lease at capacity.
-func (s *Store) HasLease(ctx context.Context, meshID, memberPubkey, sessionPubkey, sessionID string) (bool, error) {
+// CapacityExempt reports whether a hello with these (still unverified)
+// claims may go on to the signature checks although meshID is at
+// MAX_CONNECTIONS_PER_MESH, because Attach can make room for it (A.3-22):
+// the claimed member is active and is the owner or an admin, or has a grace
+// lease of its own, or has a live presence (on any node, a dead one
+// included) with this session (session pubkey when given, else session id)
+// that the hello would take over. A forger then fails the signature checks.
+func (s *Store) CapacityExempt(ctx context.Context, meshID, memberPubkey, sessionPubkey, sessionID string) (bool, error) {
 	var ok bool
 	err := s.pool.QueryRow(ctx, `
-SELECT EXISTS (SELECT 1 FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id
-WHERE p.mesh_id = $1 AND m.peer_pubkey = $2 AND p.disconnected_at IS NULL AND p.lease_until IS NOT NULL
-	AND (($3 <> '' AND p.session_pubkey = $3) OR ($3 = '' AND p.session_pubkey IS NULL AND p.session_id = $4)))`,
+SELECT EXISTS (
+	SELECT 1 FROM mesh.member m JOIN mesh.mesh ms ON ms.id = m.mesh_id
+	WHERE m.mesh_id = $1 AND m.peer_pubkey = $2 AND m.revoked_at IS NULL
+		AND (m.role = 'admin' OR (ms.owner_user_id IS NOT NULL AND ms.owner_user_id <> '' AND ms.owner_user_id = m.user_id))
+) OR EXISTS (
+	SELECT 1 FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id
+	WHERE p.mesh_id = $1 AND m.peer_pubkey = $2 AND p.disconnected_at IS NULL
+		AND (p.lease_until IS NOT NULL
+			OR ($3 <> '' AND p.session_pubkey = $3)
+			OR ($4 <> '' AND p.session_id = $4)))`,
 		meshID, memberPubkey, sessionPubkey, sessionID).Scan(&ok)
 	if err != nil {
-		return false, fmt.Errorf("has lease: %w", err)
+		return false, fmt.Errorf("capacity exempt: %w", err)
 	}
 	return ok, nil
 }
