@@ -61,9 +61,14 @@ type Config struct {
 	// answered with unknown_message_type.
 	CollabStore collab.Store
 
-	MaxMessageBytes       int           // WS frame and send size cap; default 65536
-	MaxConnectionsPerMesh int           // across all replicas; default 100
-	HelloTimeout          time.Duration // default 10s (A.3-9)
+	MaxMessageBytes       int // WS frame and send size cap; default 65536
+	MaxConnectionsPerMesh int // across all replicas; default 100
+	// MaxConnectionsPerMember caps one member's live + grace presences
+	// across all replicas (A.3-22); default 10.
+	MaxConnectionsPerMember int
+	HelloBurst              float64       // per-member verified-hello bucket capacity; default 20
+	HelloPerMinute          float64       // per-member hello refill; default 60
+	HelloTimeout            time.Duration // default 10s (A.3-9)
 	// MaxPreauthPerIP caps this replica's sockets from one client IP that
 	// have not completed hello (MAX_PREAUTH_PER_IP); default 256.
 	MaxPreauthPerIP int
@@ -129,6 +134,15 @@ func (c *Config) validate() error {
 	if c.MaxConnectionsPerMesh <= 0 {
 		c.MaxConnectionsPerMesh = 100
 	}
+	if c.MaxConnectionsPerMember <= 0 {
+		c.MaxConnectionsPerMember = 10
+	}
+	if c.HelloBurst <= 0 {
+		c.HelloBurst = 20
+	}
+	if c.HelloPerMinute <= 0 {
+		c.HelloPerMinute = 60
+	}
 	def(&c.HelloTimeout, 10*time.Second)
 	def(&c.PingPeriod, 30*time.Second)
 	def(&c.PongWait, 75*time.Second)
@@ -171,6 +185,7 @@ type Server struct {
 	hub     *Hub
 	met     *metrics
 	sendRL  *ratelimit.TokenBucket
+	helloRL *ratelimit.TokenBucket
 	started time.Time
 
 	draining atomic.Bool
@@ -205,6 +220,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str("component", "broker").Logger(), // the caller's logger names the node
 		sendRL:  ratelimit.New(cfg.SendBurst, cfg.SendPerMinute),
+		helloRL: ratelimit.New(cfg.HelloBurst, cfg.HelloPerMinute),
 		started: cfg.Now(),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())

@@ -34,10 +34,11 @@ type Presences interface {
 	// CountLive counts presences of meshID that are not disconnected (grace
 	// leases included), on every node.
 	CountLive(ctx context.Context, meshID string) (int, error)
-	// HasLease reports whether a grace-leased presence of meshID matches
-	// these identity claims (member pubkey, then session pubkey or id), so
-	// a full mesh still lets its owner reattach.
-	HasLease(ctx context.Context, meshID, memberPubkey, sessionPubkey, sessionID string) (bool, error)
+	// CapacityExempt reports whether Attach could make room in a full
+	// mesh for these (unverified) claims: the member is the owner or an
+	// admin, has a grace lease, or has a live presence of this session
+	// (session pubkey, else session id) to take over (A.3-22).
+	CapacityExempt(ctx context.Context, meshID, memberPubkey, sessionPubkey, sessionID string) (bool, error)
 	// Attach reattaches or creates the presence for a successful hello, in
 	// one transaction serialized per mesh (B.2 steps 4-6, B.3). Matching for
 	// reattach: same session pubkey when the request has one; when neither
@@ -56,6 +57,9 @@ type Presences interface {
 	// included) ordered by connected_at, with MemberPubkey and an effective
 	// DisplayName (presence's, else the member's).
 	ListPeers(ctx context.Context, meshID string) ([]meshd.Presence, error)
+	// ClaimHelloSignature records the first use of a verified handshake
+	// signature; fresh is false for a replay within keep (A.3-21).
+	ClaimHelloSignature(ctx context.Context, signature string, keep time.Duration) (fresh bool, err error)
 }
 
 // Queue is the durable message queue (B.5).
@@ -136,4 +140,9 @@ type Maintenance interface {
 	DeleteOrphans(ctx context.Context, olderThan time.Duration) (int64, error)
 	// QueueStats reports undelivered rows and the age of the oldest.
 	QueueStats(ctx context.Context) (depth int64, oldest time.Duration, err error)
+	// DeleteExpiredHelloSignatures removes used handshake signatures past
+	// their expiry.
+	DeleteExpiredHelloSignatures(ctx context.Context) (int64, error)
+	// ArchivedMeshes returns those of meshIDs that are archived or gone.
+	ArchivedMeshes(ctx context.Context, meshIDs []string) ([]string, error)
 }

@@ -18,6 +18,7 @@ const (
 	kindBroadcast = "broadcast"
 	kindSystem    = "system"
 	kindFrame     = "frame"
+	kindArchived  = "mesh_archived" // meshd.MeshArchivedEvent
 )
 
 // meshEventMsg travels on mesh.<id>. Exclusions are applied by each
@@ -80,6 +81,10 @@ func (s *Server) publishSystem(ctx context.Context, meshID, event string, data w
 
 func (s *Server) handleMeshEvent(ctx context.Context, ev meshEvent) {
 	var msg meshEventMsg
+	if err := json.Unmarshal(ev.data, &msg); err == nil && msg.Kind == kindArchived {
+		s.closeMesh(ev.meshID)
+		return
+	}
 	if err := json.Unmarshal(ev.data, &msg); err != nil || (msg.Push == nil && msg.Frame == nil) {
 		s.log.Warn().Str("mesh_id", ev.meshID).Msg("bad mesh event")
 		return

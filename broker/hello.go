@@ -30,6 +30,9 @@ func (s *Server) handleHello(ctx context.Context, c *conn, data []byte) {
 		c.reject(r, "")
 		return
 	}
+	if !s.firstUse(ctx, c, h.Signature) {
+		return
+	}
 	mesh, member, ok := s.lookupMember(ctx, c, h.MeshID, h.Pubkey, wire.ReasonUnauthorized)
 	if !ok {
 		return
@@ -87,6 +90,9 @@ func (s *Server) handleSessionHello(ctx context.Context, c *conn, data []byte) {
 		c.reject(r, "")
 		return
 	}
+	if !s.firstUse(ctx, c, h.Signature) {
+		return
+	}
 	mesh, member, ok := s.lookupMember(ctx, c, h.MeshID, h.ParentMemberPubkey, wire.ReasonParentUnauthorized)
 	if !ok {
 		return
@@ -125,7 +131,7 @@ func (s *Server) underCapacity(ctx context.Context, c *conn, meshID, memberPubke
 		return false
 	}
 	if n >= s.cfg.MaxConnectionsPerMesh {
-		if ok, err := s.cfg.Store.HasLease(ctx, meshID, memberPubkey, sessionPubkey, sessionID); err == nil && ok {
+		if ok, err := s.cfg.Store.CapacityExempt(ctx, meshID, memberPubkey, sessionPubkey, sessionID); err == nil && ok {
 			return true
 		}
 		c.logger().Warn().Str("mesh_id", meshID).Int("existing", n).Int("cap", s.cfg.MaxConnectionsPerMesh).Msg("mesh at capacity")
@@ -208,13 +214,8 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 	req.Presence.SocketID = c.socketID
 	req.MaxPerMesh = s.cfg.MaxConnectionsPerMesh
 	req.PendingWindow = pendingWindow
-	res, err := s.cfg.Store.Attach(ctx, req)
-	if errors.Is(err, meshd.ErrCapacity) {
-		c.reject(wire.ReasonCapacity, "")
-		return
-	}
-	if err != nil {
-		s.internalError(c, err, "attach presence")
+	res, ok := s.attachPresence(ctx, c, req, mesh, member)
+	if !ok {
 		return
 	}
 	pres := res.Presence

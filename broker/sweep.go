@@ -26,9 +26,11 @@ func (s *Server) sweepLoop(ctx context.Context) {
 			s.log.Warn().Err(err).Msg("node heartbeat")
 		}
 		cancel()
+		s.closeArchivedMeshes(ctx)
 		if now := s.cfg.Now(); now.Sub(lastRL) >= 5*time.Minute {
 			lastRL = now
 			s.sendRL.Sweep(10*time.Minute, now)
+			s.helloRL.Sweep(10*time.Minute, now)
 		}
 		select {
 		case <-ctx.Done():
@@ -74,6 +76,9 @@ func (s *Server) upkeep(ctx context.Context, lastStats, lastOrphans *time.Time) 
 		s.log.Warn().Err(err).Msg("stale presence sweep")
 	}
 	s.evictLeases(ctx)
+	if _, err := st.DeleteExpiredHelloSignatures(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("hello signature sweep")
+	}
 	if time.Since(*lastStats) >= statsInterval {
 		*lastStats = time.Now()
 		if depth, oldest, err := st.QueueStats(ctx); err == nil {
