@@ -208,6 +208,11 @@ func (s *Server) handleMeshDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info().Str("mesh_id", ms.ID).Str("slug", ms.Slug).Str("user_id", user).Msg("mesh archived")
+	// Every replica closes the mesh's sockets (4003 mesh_archived); one
+	// that misses this finds the archive on its next sweep (A.3-23).
+	if err := s.cfg.Fanout.Publish(r.Context(), meshd.MeshTopic(ms.ID), []byte(meshd.MeshArchivedEvent)); err != nil {
+		s.log.Warn().Err(err).Str("mesh_id", ms.ID).Msg("publish mesh_archived")
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "deleted": ms.Slug})
 }
 
