@@ -13,35 +13,38 @@ import (
 // config is meshd's environment (docs/env-vars.md lists every variable; a
 // test keeps the two in step).
 type config struct {
-	DatabaseURL           string
-	NATSURL               string
-	SubjectPrefix         string
-	Host                  string
-	Port                  int
-	NodeID                string
-	MaxMessageBytes       int
-	MaxConnectionsPerMesh int
-	HookFreshWindow       time.Duration
-	SendBurst             int
-	LegacyAuth            bool
-	PublicURL             string
-	AppURL                string
-	HookRateLimitPerMin   int
-	HookRateLimitPerIP    int
-	CORSAllowedOrigins    []string
-	ReadHeaderTimeout     time.Duration
-	ReadTimeout           time.Duration
-	IdleTimeout           time.Duration
-	MaxPreauthPerIP       int
-	StatusTTL             time.Duration
-	JSONLDir              string
-	ExpectedMigration     string
-	SendPerMinute         int
-	PushWindow            int
-	SlowConsumerAfter     time.Duration
-	LogLevel              string
-	SkipMigrate           bool
-	GitSHA                string
+	DatabaseURL             string
+	NATSURL                 string
+	SubjectPrefix           string
+	Host                    string
+	Port                    int
+	NodeID                  string
+	MaxMessageBytes         int
+	MaxConnectionsPerMesh   int
+	MaxConnectionsPerMember int
+	HelloBurst              int
+	HelloPerMinute          int
+	HookFreshWindow         time.Duration
+	SendBurst               int
+	LegacyAuth              bool
+	PublicURL               string
+	AppURL                  string
+	HookRateLimitPerMin     int
+	HookRateLimitPerIP      int
+	CORSAllowedOrigins      []string
+	ReadHeaderTimeout       time.Duration
+	ReadTimeout             time.Duration
+	IdleTimeout             time.Duration
+	MaxPreauthPerIP         int
+	StatusTTL               time.Duration
+	JSONLDir                string
+	ExpectedMigration       string
+	SendPerMinute           int
+	PushWindow              int
+	SlowConsumerAfter       time.Duration
+	LogLevel                string
+	SkipMigrate             bool
+	GitSHA                  string
 }
 
 var dsnRe = regexp.MustCompile(`^postgres(ql)?://`)
@@ -73,6 +76,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.Port = intVar(getenv, "BROKER_PORT", 7900, 1, 65535, &errs)
 	c.MaxMessageBytes = intVar(getenv, "MAX_MESSAGE_BYTES", 65536, 256, 64<<20, &errs)
 	c.MaxConnectionsPerMesh = intVar(getenv, "MAX_CONNECTIONS_PER_MESH", 100, 1, 1_000_000, &errs)
+	c.MaxConnectionsPerMember = intVar(getenv, "MAX_CONNECTIONS_PER_MEMBER", 10, 1, 1_000_000, &errs)
+	c.HelloBurst = intVar(getenv, "HELLO_RATE_BURST", 20, 1, 1_000_000, &errs)
+	c.HelloPerMinute = intVar(getenv, "HELLO_RATE_PER_MIN", 60, 1, 1_000_000, &errs)
 	c.HookFreshWindow = time.Duration(intVar(getenv, "HOOK_FRESH_WINDOW_SECONDS", 30, 1, 86400, &errs)) * time.Second
 	c.HookRateLimitPerMin = intVar(getenv, "HOOK_RATE_LIMIT_PER_MIN", 30, 1, 1_000_000, &errs)
 	c.HookRateLimitPerIP = intVar(getenv, "HOOK_RATE_LIMIT_PER_IP_PER_MIN", 300, 1, 1_000_000, &errs)

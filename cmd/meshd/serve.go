@@ -130,6 +130,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	srv, err := broker.New(broker.Config{
 		NodeID: cfg.NodeID, Store: st, CollabStore: st, Fanout: bus, NATS: bus, Audit: aw, Registry: reg, Logger: log,
 		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh, MaxPreauthPerIP: cfg.MaxPreauthPerIP,
+		MaxConnectionsPerMember: cfg.MaxConnectionsPerMember,
+		HelloBurst:              float64(cfg.HelloBurst), HelloPerMinute: float64(cfg.HelloPerMinute),
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
 		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
 		PushWindow: cfg.PushWindow, SlowConsumerAfter: cfg.SlowConsumerAfter,
