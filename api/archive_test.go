@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,5 +116,37 @@ func TestMeshArchiveClosesSocketsEverywhere(t *testing.T) {
 	codes, ce := readUntilClose(t, ws)
 	if ce.Code != 1008 || len(codes) != 1 || codes[0] != "unauthorized" {
 		t.Fatalf("hello after archive: %v %d %q", codes, ce.Code, ce.Text)
+	}
+}
+
+// TestGrantsAndNULBodies is issue 12 item 8 on the HTTP side: grants take
+// only 64-hex keys, known capabilities and a bounded number of entries, and
+// a body with a NUL string is 400 invalid_string (it used to be a 500).
+func TestGrantsAndNULBodies(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	tok := e.cliToken("owner")
+	cm := e.createMeshHTTP(tok, "Bounded")
+	url := e.cliURL("/cli/mesh/" + cm.slug + "/grants")
+	key := strings.Repeat("a", 64)
+	many := map[string]any{}
+	for i := 0; i < 257; i++ {
+		many[fmt.Sprintf("%064x", i)] = []string{"dm"}
+	}
+	for name, grants := range map[string]map[string]any{
+		"short key":     {"abc": []string{"dm"}},
+		"uppercase key": {strings.Repeat("A", 64): []string{"dm"}},
+		"unknown cap":   {key: []string{"root"}},
+		"too many caps": {key: []string{"dm", "dm", "dm", "dm", "dm", "dm", "dm"}},
+		"too many keys": many,
+	} {
+		r := cliDo(t, "POST", url, tok, map[string]any{"grants": grants})
+		if r.status != 400 || r.body["error"] != "invalid_grants" {
+			t.Fatalf("%s: %d %s", name, r.status, r.raw)
+		}
+	}
+	cliDo(t, "POST", url, tok, map[string]any{"grants": map[string]any{key: []string{"dm", "state-write"}}}).expect(t, 200, "")
+	r := cliDo(t, "POST", e.cliURL("/cli/mesh/create"), tok, map[string]any{"name": "nul\u0000mesh", "pubkey": key})
+	if r.status != 400 || r.body["error"] != "invalid_string" {
+		t.Fatalf("NUL body: %d %s", r.status, r.raw)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/wire"
 )
 
 // Legacy auth shim response headers (docs/protocol.md B.9.3), byte for byte:
@@ -55,6 +56,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*jsonBody, bo
 	}
 	if err := json.Unmarshal(raw, &b.fields); err != nil || b.fields == nil {
 		badBody(w, jsonReason(err, "body must be a JSON object"))
+		return nil, false
+	}
+	if wire.HasNUL(raw) { // text columns cannot hold U+0000 (issue 12 item 8)
+		body := errorBody(w, wire.CodeInvalidString)
+		body["reason"] = wire.MsgInvalidString
+		writeJSON(w, http.StatusBadRequest, body)
 		return nil, false
 	}
 	if u, ok := b.fields["user_id"]; ok {

@@ -230,7 +230,7 @@ func (s *Server) handleGrants(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Grants meshd.Grants `json:"grants"`
 	}
-	if !body.decode(w, &req) {
+	if !body.decode(w, &req) || !checkGrants(w, req.Grants) {
 		return
 	}
 	ms, user, ok := s.ownedMesh(w, r, body, "")

@@ -186,6 +186,7 @@ type Server struct {
 	met     *metrics
 	sendRL  *ratelimit.TokenBucket
 	helloRL *ratelimit.TokenBucket
+	verbRL  *ratelimit.TokenBucket // presence, visibility, profile and group verbs
 	started time.Time
 
 	draining atomic.Bool
@@ -221,6 +222,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With().Str("component", "broker").Logger(), // the caller's logger names the node
 		sendRL:  ratelimit.New(cfg.SendBurst, cfg.SendPerMinute),
 		helloRL: ratelimit.New(cfg.HelloBurst, cfg.HelloPerMinute),
+		verbRL:  ratelimit.New(verbBurstFactor*cfg.SendBurst, cfg.SendPerMinute),
 		started: cfg.Now(),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())

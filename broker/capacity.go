@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/meshd/meshd"
@@ -80,4 +82,37 @@ func (s *Server) closeArchivedMeshes(ctx context.Context) {
 	for _, id := range gone {
 		s.closeMesh(id)
 	}
+}
+
+// Bounds on what a member stores for others to read (issue 12 item 8).
+const (
+	maxDisplayNameChars = 100  // hello/session_hello displayName, in characters
+	maxSummaryBytes     = 4096 // set_summary
+)
+
+// verbBurstFactor: a client sets its summary, profile and several groups
+// right after hello, so the presence-verb bucket holds this many times
+// SEND_RATE_BURST; it refills at SEND_RATE_PER_MIN like sends.
+const verbBurstFactor = 3
+
+// verbLimited spends one token of the member's presence-verb bucket (a
+// bucket of its own, sized like the send bucket: verbBurstFactor ×
+// SEND_RATE_BURST, refilled at SEND_RATE_PER_MIN) and,
+// when it is empty, answers error rate_limited and reports true.
+func (s *Server) verbLimited(c *conn, verb, reqID string) bool {
+	_, member, _ := c.snapshot()
+	if s.verbRL.Take(member.ID, s.cfg.Now()) {
+		return false
+	}
+	s.met.messagesRejected.WithLabelValues("rate_limit").Inc()
+	c.sendError("rate_limited", fmt.Sprintf("%s: rate_limit: max %g updates/min (burst %g) — slow down", verb, s.cfg.SendPerMinute, verbBurstFactor*s.cfg.SendBurst), reqID)
+	return true
+}
+
+// errInvalidTarget answers a send to "@" or "@@…": a group target must
+// name a group (issue 12 item 8).
+const errInvalidTarget = "invalid_target: @ must be followed by a group name"
+
+func badGroupTarget(target string) bool {
+	return target == "@" || strings.HasPrefix(target, "@@")
 }

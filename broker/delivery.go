@@ -63,6 +63,9 @@ func (s *Server) route(ctx context.Context, meshID string, from sender, target s
 	switch {
 	case strings.HasPrefix(target, "#"):
 		return false, &refusal{errTopics, ""}, nil
+	case badGroupTarget(target):
+		s.met.messagesRejected.WithLabelValues("invalid_target").Inc()
+		return false, &refusal{errInvalidTarget, "invalid_target"}, nil
 	case isMulticast(target):
 		return true, nil, nil
 	case target == from.sessionPubkey && from.sessionPubkey != "":

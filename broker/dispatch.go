@@ -32,6 +32,11 @@ func (s *Server) onMessage(sess *melody.Session, data []byte) {
 		c.sendError("invalid_message", msg, "")
 		return
 	}
+	if wire.HasNUL(data) {
+		s.met.messagesRejected.WithLabelValues(wire.CodeInvalidString).Inc()
+		c.sendError(wire.CodeInvalidString, wire.MsgInvalidString, env.ReqID)
+		return
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, handlerTimeout)
 	defer cancel()
 	_, _, authed := c.snapshot()

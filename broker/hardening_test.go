@@ -257,3 +257,80 @@ func TestArchivedMeshClosedWithoutFanout(t *testing.T) {
 		t.Fatalf("Attach on an archived mesh: %v, want ErrMeshArchived", err)
 	}
 }
+
+// TestSmallLeaksAndGaps is issue 12 item 8 on the socket side, across two
+// replicas: message_status answers only the sender and the recipient of a
+// DM; a frame with a NUL string is refused invalid_string (never SQL text);
+// "@" and "@@x" are invalid_target; displayName > 100 chars and summaries
+// > 4 KiB are refused; presence verbs are rate-limited.
+func TestSmallLeaksAndGaps(t *testing.T) {
+	e := newEnv(t, 2, func(c *broker.Config) { c.SendBurst, c.SendPerMinute = 3, 0.001 })
+	mesh := e.newMesh("Gaps")
+	alice, bob, carol := e.enroll(mesh, "alice"), e.enroll(mesh, "bob"), e.enroll(mesh, "carol")
+	a := e.dial(0, alice, nil)
+	ack, err := a.Send(context.Background(), bob.key.Pubkey, meshd.PriorityNow, []byte("secret"))
+	if err != nil || !ack.Queued {
+		t.Fatalf("send: %+v %v", ack, err)
+	}
+	status := func(i int, id identity) string {
+		rc := e.raw(i)
+		rc.send(helloFrame(id, time.Now()))
+		rc.expectFrame("hello_ack")
+		rc.send(map[string]any{"type": "message_status", "messageId": ack.MessageID, "_reqId": "q"})
+		for {
+			m, ce, err := rc.next(5 * time.Second)
+			if err != nil || ce != nil {
+				t.Fatalf("message_status: %v %v", ce, err)
+			}
+			switch m["type"] {
+			case "message_status_result":
+				return "result"
+			case "error":
+				return m["code"].(string)
+			}
+		}
+	}
+	if got := status(1, carol); got != "not_found" {
+		t.Fatalf("carol's message_status = %s, want not_found", got)
+	}
+	if got := status(1, bob); got != "result" {
+		t.Fatalf("bob's message_status = %s, want result", got)
+	}
+
+	// Targets "@" and "@@x" (the send bucket holds 3: the DM and these two).
+	sendRejected(t, a, "@", meshd.PriorityNext, "x", "invalid_target: @ must be followed by a group name")
+	sendRejected(t, a, "@@x", meshd.PriorityNext, "x", "invalid_target: @ must be followed by a group name")
+
+	rc := e.raw(1)
+	// NUL before hello (here in cwd, which used to reach SQL) and after.
+	rc.send(`{"type":"hello","meshId":"m","cwd":"/tmp\u0000x","_reqId":"n1"}`)
+	if m := rc.expectFrame("error"); m["code"] != "invalid_string" || m["_reqId"] != "n1" {
+		t.Fatalf("NUL hello: %v", m)
+	}
+	long := helloFrame(carol, time.Now().Add(2*time.Millisecond))
+	long["displayName"] = strings.Repeat("é", 101)
+	rc.send(long)
+	if m := rc.expectFrame("error"); m["code"] != "invalid_message" || !strings.Contains(m["message"].(string), "displayName longer than 100") {
+		t.Fatalf("long displayName: %v", m)
+	}
+	rc.send(helloFrame(carol, time.Now().Add(3*time.Millisecond)))
+	rc.expectFrame("hello_ack")
+	rc.send(`{"type":"set_summary","summary":"a\u0000b","_reqId":"n2"}`)
+	if m := rc.expectFrame("error"); m["code"] != "invalid_string" {
+		t.Fatalf("NUL summary: %v", m)
+	}
+	rc.send(map[string]any{"type": "set_summary", "summary": strings.Repeat("s", 4097), "_reqId": "big"})
+	if m := rc.expectFrame("error"); m["code"] != "invalid_message" || !strings.Contains(m["message"].(string), "longer than 4096") {
+		t.Fatalf("big summary: %v", m)
+	}
+	// Presence verbs share a bucket of 3 × SEND_RATE_BURST = 9; the
+	// oversized summary spent one.
+	for i := 0; i < 8; i++ {
+		rc.send(map[string]any{"type": "set_visible", "visible": true, "_reqId": fmt.Sprint("v", i)})
+		rc.expectFrame("ack")
+	}
+	rc.send(map[string]any{"type": "set_profile", "title": "x", "_reqId": "limited"})
+	if m := rc.expectFrame("error"); m["code"] != "rate_limited" || m["_reqId"] != "limited" {
+		t.Fatalf("10th presence verb: %v", m)
+	}
+}

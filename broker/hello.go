@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/olahol/melody"
 
@@ -174,6 +175,10 @@ func (s *Server) internalError(c *conn, err error, what string) {
 func (s *Server) newPresence(c *conn, frame string, mesh meshd.Mesh, member meshd.Member, sessionPubkey string, in *wire.PeerInfo) (meshd.Presence, bool) {
 	if in.PID == nil || in.CWD == nil {
 		s.invalidHello(c, frame+": pid and cwd required")
+		return meshd.Presence{}, false
+	}
+	if n := len([]rune(in.DisplayName)); n > maxDisplayNameChars {
+		s.invalidHello(c, fmt.Sprintf("%s: displayName longer than %d characters (got %d)", frame, maxDisplayNameChars, n))
 		return meshd.Presence{}, false
 	}
 	displayName := in.DisplayName

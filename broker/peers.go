@@ -65,8 +65,11 @@ func (s *Server) handleMessageStatus(ctx context.Context, c *conn, data []byte, 
 		c.sendError("invalid_argument", fmt.Sprintf("messageId must be 8-32 base62 chars (got %d)", jsLen(m.MessageID)), reqID)
 		return nil
 	}
-	pres, _, _ := c.snapshot()
+	pres, member, _ := c.snapshot()
 	row, err := s.cfg.Store.FindMessage(ctx, pres.MeshID, m.MessageID)
+	if err == nil && !mayReadStatus(row, pres, member) {
+		err = meshd.ErrNotFound // no oracle for others' message ids
+	}
 	switch {
 	case errors.Is(err, meshd.ErrNotFound):
 		c.sendError("not_found", "message not found", reqID)
@@ -91,6 +94,20 @@ func (s *Server) handleMessageStatus(ctx context.Context, c *conn, data []byte, 
 	}
 	c.send(res)
 	return nil
+}
+
+// mayReadStatus is the message_status authz of A.3-25: the sender (any of
+// its sessions), and for a direct message its recipient — the member key
+// or the caller's own session key. A multicast's status is readable by the
+// sender and by those it addresses.
+func mayReadStatus(row meshd.QueuedMessage, pres meshd.Presence, member meshd.Member) bool {
+	switch {
+	case row.SenderMemberID == member.ID:
+		return true
+	case isMulticast(row.TargetSpec):
+		return inTarget(pres.Groups, row.TargetSpec)
+	}
+	return row.TargetSpec == member.Pubkey || (pres.SessionPubkey != "" && row.TargetSpec == pres.SessionPubkey)
 }
 
 func statusRecipients(row meshd.QueuedMessage, peers []meshd.Presence) []wire.StatusRecipient {

@@ -31,6 +31,7 @@ func (s *Server) sweepLoop(ctx context.Context) {
 			lastRL = now
 			s.sendRL.Sweep(10*time.Minute, now)
 			s.helloRL.Sweep(10*time.Minute, now)
+			s.verbRL.Sweep(10*time.Minute, now)
 		}
 		select {
 		case <-ctx.Done():

@@ -25,7 +25,10 @@ func decode(data []byte, v any, what string) error {
 
 // handleSetStatus writes with source manual; no reply, no drain (B.6.7).
 // A manual dnd is then never changed by hooks, the TTL sweep or JSONL.
-func (s *Server) handleSetStatus(ctx context.Context, c *conn, data []byte, _ string) error {
+func (s *Server) handleSetStatus(ctx context.Context, c *conn, data []byte, reqID string) error {
+	if s.verbLimited(c, "set_status", reqID) {
+		return nil
+	}
 	var m struct {
 		Status meshd.Status `json:"status"`
 	}
@@ -45,7 +48,10 @@ func (s *Server) handleSetStatus(ctx context.Context, c *conn, data []byte, _ st
 	return nil
 }
 
-func (s *Server) handleSetSummary(ctx context.Context, c *conn, data []byte, _ string) error {
+func (s *Server) handleSetSummary(ctx context.Context, c *conn, data []byte, reqID string) error {
+	if s.verbLimited(c, "set_summary", reqID) {
+		return nil
+	}
 	var m struct {
 		Summary *string `json:"summary"`
 	}
@@ -54,6 +60,9 @@ func (s *Server) handleSetSummary(ctx context.Context, c *conn, data []byte, _ s
 	}
 	if m.Summary == nil {
 		return invalid("set_summary: summary required")
+	}
+	if len(*m.Summary) > maxSummaryBytes {
+		return invalid("set_summary: summary longer than %d bytes", maxSummaryBytes)
 	}
 	pres, _, _ := c.snapshot()
 	if err := s.cfg.Store.SetPresenceSummary(ctx, pres.ID, *m.Summary); err != nil {
@@ -71,6 +80,9 @@ func verbAck(reqID string) wire.Ack {
 }
 
 func (s *Server) handleSetVisible(ctx context.Context, c *conn, data []byte, reqID string) error {
+	if s.verbLimited(c, "set_visible", reqID) {
+		return nil
+	}
 	var m struct {
 		Visible *bool `json:"visible"`
 	}
@@ -97,6 +109,9 @@ func (s *Server) handleSetVisible(ctx context.Context, c *conn, data []byte, req
 }
 
 func (s *Server) handleSetProfile(ctx context.Context, c *conn, data []byte, reqID string) error {
+	if s.verbLimited(c, "set_profile", reqID) {
+		return nil
+	}
 	var m struct {
 		Avatar       *string  `json:"avatar,omitempty"`
 		Title        *string  `json:"title,omitempty"`
@@ -121,7 +136,10 @@ func (s *Server) handleSetProfile(ctx context.Context, c *conn, data []byte, req
 	return nil
 }
 
-func (s *Server) handleJoinGroup(ctx context.Context, c *conn, data []byte, _ string) error {
+func (s *Server) handleJoinGroup(ctx context.Context, c *conn, data []byte, reqID string) error {
+	if s.verbLimited(c, "join_group", reqID) {
+		return nil
+	}
 	var g meshd.Group
 	if err := decode(data, &g, "join_group"); err != nil {
 		return err
@@ -140,7 +158,10 @@ func (s *Server) handleJoinGroup(ctx context.Context, c *conn, data []byte, _ st
 	})
 }
 
-func (s *Server) handleLeaveGroup(ctx context.Context, c *conn, data []byte, _ string) error {
+func (s *Server) handleLeaveGroup(ctx context.Context, c *conn, data []byte, reqID string) error {
+	if s.verbLimited(c, "leave_group", reqID) {
+		return nil
+	}
 	var g meshd.Group
 	if err := decode(data, &g, "leave_group"); err != nil {
 		return err
