@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
 )
 
@@ -151,7 +152,8 @@ func TestKickAndDisconnect(t *testing.T) {
 // hello_ack arrives. The socket's fan-out interest must be confirmed before
 // hello_ack, so no kick is lost (before: 8 to 53 misses in 200 tries).
 func TestKickRightAfterHello(t *testing.T) {
-	e := newEnv(t, 2, nil)
+	// Hundreds of hellos of one member: above the per-member hello rate.
+	e := newEnv(t, 2, func(c *broker.Config) { c.HelloBurst = 1000 })
 	mesh := e.newMesh("KickRace")
 	owner := e.enroll(mesh, "owner")
 	execSQL(t, e.dsn, `UPDATE mesh.member SET user_id = 'owner-user' WHERE id = $1`, owner.member.ID)

@@ -140,7 +140,7 @@ var upstreamSeries = []wantSeries{
 		"timestamp_skew", "malformed", "bad_signature", "revoked", "unauthorized", "bad_parent_pubkey",
 		"attestation_mismatch", "attestation_expired", "attestation_ttl_too_long", "attestation_bad_signature",
 		"attestation_malformed", "session_timestamp_skew", "session_bad_signature", "session_malformed",
-		"parent_member_id_mismatch"}},
+		"parent_member_id_mismatch", "replayed", "member_capacity", "rate_limited"}}, // the last three: A.3-21/22
 	{"broker_connections_active", "gauge", nil, nil},
 	{"broker_messages_routed_total", "counter", []string{"priority"}, []string{"now", "next", "low", "stream"}},
 	{"broker_messages_rejected_total", "counter", []string{"reason"}, []string{"rate_limit", "too_large", "no_recipient", "parse_or_handler"}},
