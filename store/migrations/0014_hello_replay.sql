@@ -1,4 +1,4 @@
--- 0013: single-use handshake signatures (docs/protocol.md A.3-21). A hello
+-- 0014: single-use handshake signatures (docs/protocol.md A.3-21). A hello
 -- or session_hello signature is recorded on its first verified use and
 -- refused afterwards until it expires (well past the 60 s skew window);
 -- the upkeep leader deletes expired rows. UNLOGGED: after a crash the table
