@@ -99,6 +99,10 @@ type Grants map[string][]string
 // Default capabilities when a recipient has no entry for a sender (B.7).
 var DefaultCaps = []string{"read", "dm", "broadcast", "state-read"}
 
+// KnownCaps are the capability names of B.7 (only dm and broadcast are
+// enforced); set_grants refuses any other.
+var KnownCaps = []string{"read", "dm", "broadcast", "state-read", "state-write", "file-read"}
+
 // Allows applies the B.7 lookup: the entry under the sender's member pubkey
 // wins; else, when the sender has a session pubkey, the entry under it; else
 // the defaults. An empty entry blocks everything.

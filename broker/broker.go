@@ -44,6 +44,7 @@ type Store interface {
 	HAFeatures
 	AuditLog
 	Pinger
+	GrantsStore
 }
 
 // Config configures a Server. Zero values take the documented defaults.

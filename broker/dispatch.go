@@ -136,6 +136,7 @@ func (s *Server) handlers() map[string]frameHandler {
 		"pause_clock":          s.handleClockVerb,
 		"resume_clock":         s.handleClockVerb,
 		"get_clock":            s.handleClockVerb,
+		"get_grants":           s.handleGrantsVerb, "set_grants": s.handleGrantsVerb,
 	}
 }
 

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -447,16 +446,7 @@ func checkJoinMesh(ctx context.Context, tx pgx.Tx, p *wire.InvitePayload) (strin
 // blocks) replaces the key. Returns the merged grants, or meshd.ErrNotFound
 // when userID has no active member row in the mesh.
 func (s *Store) MergeGrants(ctx context.Context, meshID, userID string, patch meshd.Grants) (meshd.Grants, error) {
-	set := meshd.Grants{}
-	del := []string{}
-	for k, caps := range patch {
-		if caps == nil {
-			del = append(del, k)
-		} else {
-			set[k] = caps
-		}
-	}
-	setJSON, err := json.Marshal(set)
+	setJSON, del, err := splitGrantsPatch(patch)
 	if err != nil {
 		return nil, fmt.Errorf("merge grants: %w", err)
 	}
@@ -467,7 +457,7 @@ WHERE id = (
 	SELECT id FROM mesh.member WHERE mesh_id = $1 AND user_id = $2 AND revoked_at IS NULL
 	ORDER BY joined_at, id LIMIT 1
 )
-RETURNING peer_grants`, meshID, userID, string(setJSON), del).Scan(&out)
+RETURNING peer_grants`, meshID, userID, setJSON, del).Scan(&out)
 	if err != nil {
 		return nil, fmt.Errorf("merge grants: %w", notFound(err))
 	}

@@ -1,20 +1,21 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
-	"net/url"
+	"slices"
 	"sort"
 	"strings"
-)
 
-// knownCaps are the capability names of B.7 (only dm and broadcast are
-// enforced by brokers today).
-var knownCaps = map[string]bool{"read": true, "dm": true, "broadcast": true, "state-read": true, "state-write": true, "file-read": true}
+	"github.com/meshd/meshd"
+)
 
 // runGrantsSet sets what the peer with PUBKEY may send you (B.7): the
 // entry is stored on your own member row and replaces the defaults (read,
 // dm, broadcast, state-read) for that sender. `none` blocks everything,
-// `default` removes the entry.
+// `default` removes the entry. It is sent as set_grants over this member's
+// own WebSocket (signed hello with the member key), so members who joined
+// by invite and have no login can use it too.
 func runGrantsSet(c *cli, args []string) error {
 	fs := flags("grants set")
 	mesh := fs.String("mesh", "", "mesh slug (default: $MESHCTL_MESH, else your only mesh)")
@@ -34,21 +35,12 @@ func runGrantsSet(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := c.loadConfig()
+	id, err := c.pickMesh(*mesh)
 	if err != nil {
 		return err
 	}
-	id, err := c.pick(cfg, *mesh)
+	out, err := c.grantsRequest(id, map[string]any{"type": "set_grants", "grants": map[string]any{strings.ToLower(pos[0]): caps}})
 	if err != nil {
-		return err
-	}
-	base, token, err := c.authed(cfg)
-	if err != nil {
-		return err
-	}
-	var out struct{ Grants map[string][]string }
-	body := map[string]any{"grants": map[string]any{strings.ToLower(pos[0]): caps}}
-	if err := c.call(base, "POST", "/cli/mesh/"+url.PathEscape(id.Slug)+"/grants", token, body, &out); err != nil {
 		return fmt.Errorf("grants set: %w", err)
 	}
 	if *asJSON {
@@ -73,13 +65,63 @@ func parseCaps(args []string, usage string) ([]string, error) {
 			if cp = strings.TrimSpace(cp); cp == "" {
 				continue
 			}
-			if !knownCaps[cp] {
+			if !slices.Contains(meshd.KnownCaps, cp) {
 				return nil, usagef(usage, "unknown capability %q (known: broadcast, dm, file-read, read, state-read, state-write; or none / default)", cp)
 			}
 			caps = append(caps, cp)
 		}
 	}
 	return caps, nil
+}
+
+// runGrantsList shows the grants on your own member row (get_grants over
+// your WebSocket).
+func runGrantsList(c *cli, args []string) error {
+	fs := flags("grants list")
+	mesh := fs.String("mesh", "", "mesh slug (default: $MESHCTL_MESH, else your only mesh)")
+	asJSON := fs.Bool("json", false, "print the grants as JSON")
+	if _, err := c.parse("grants list", fs, args, 0); err != nil {
+		return err
+	}
+	id, err := c.pickMesh(*mesh)
+	if err != nil {
+		return err
+	}
+	out, err := c.grantsRequest(id, map[string]any{"type": "get_grants"})
+	if err != nil {
+		return fmt.Errorf("grants list: %w", err)
+	}
+	if *asJSON {
+		return printJSON(c.stdout, map[string]any{"mesh": id.Slug, "grants": out.Grants})
+	}
+	printGrants(c, id.Slug, out.Grants)
+	return nil
+}
+
+// grantsReply is the broker's {type:"grants"} answer.
+type grantsReply struct {
+	Grants map[string][]string `json:"grants"`
+}
+
+// grantsRequest sends a get_grants or set_grants frame on a one-shot
+// connection of the member and returns the broker's grants answer.
+func (c *cli) grantsRequest(id *meshIdentity, frame map[string]any) (grantsReply, error) {
+	var out grantsReply
+	s, err := c.connect(id, "cli", false)
+	if err != nil {
+		return out, err
+	}
+	raw, err := s.c.Request(c.ctx, frame, "grants")
+	if got := c.closeCollect(s); len(got) > 0 {
+		c.showReceived(id.Slug, got)
+	}
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return out, fmt.Errorf("bad grants answer: %w", err)
+	}
+	return out, nil
 }
 
 func printGrants(c *cli, slug string, grants map[string][]string) {

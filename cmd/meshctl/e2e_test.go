@@ -371,6 +371,28 @@ func TestMeshctlEndToEnd(t *testing.T) {
 	if _, errOut, code := alice.run("send", ownerKey, "let me in"); code != 1 || !strings.Contains(errOut, "meshctl: send to") {
 		t.Fatalf("blocked DM: %d %s", code, errOut)
 	}
+	// Bob joined by invite (no login): his grants go over his own socket.
+	// (He is dnd, so the DMs below are priority now.)
+	bob.must("grants", "set", strings.ToUpper(aliceKey), "read", "dm", "--json")
+	bob.mustJSON(&g, "grants", "list", "--json")
+	if caps := g.Grants[aliceKey]; len(g.Grants) != 1 || strings.Join(caps, ",") != "read,dm" {
+		t.Fatalf("bob's grants %+v", g)
+	}
+	if out := alice.must("send", "bob", "still allowed", "--priority", "now"); !strings.Contains(out, "Sent encrypted direct message to bob") {
+		t.Fatalf("DM under grants read,dm: %s", out)
+	}
+	bl.expect(t, "the DM under grants", func(pl pushLine) bool { return pl.Type == "message" && pl.Text != nil && *pl.Text == "still allowed" })
+	bob.must("grants", "set", aliceKey, "broadcast")
+	if _, errOut, code := alice.run("send", "bob", "now refused", "--priority", "now"); code != 1 || !strings.Contains(errOut, "blocked by recipient grants") {
+		t.Fatalf("DM without dm capability: %d %s", code, errOut)
+	}
+	if _, errOut, code := bob.run("grants", "set", aliceKey, "fly"); code != 2 || !strings.Contains(errOut, `unknown capability "fly"`) {
+		t.Fatalf("bad capability: %d %s", code, errOut)
+	}
+	bob.must("grants", "set", aliceKey, "default")
+	if out := bob.must("grants", "list"); !strings.Contains(out, "No grants in mesh demo-team") {
+		t.Fatalf("grants list after default: %s", out)
+	}
 	if out := owner.must("mesh", "list"); !regexp.MustCompile(`demo-team\s+Demo Team\s+admin\s+yes\s+3\s`).MatchString(out) {
 		t.Fatalf("mesh list:\n%s", out)
 	}

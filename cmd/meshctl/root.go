@@ -29,6 +29,7 @@ var examples = map[string]string{
 	"listen":       "  meshctl listen\n  meshctl listen --json --status working",
 	"peers":        "  meshctl peers\n  meshctl peers --mesh platform-team --json",
 	"status set":   "  meshctl status set dnd",
+	"grants list":  "  meshctl grants list\n  meshctl grants list --mesh platform-team --json",
 	"grants set":   "  meshctl grants set 3f1c…(64 hex) none\n  meshctl grants set 3f1c…(64 hex) dm,broadcast",
 	"mcp":          "  meshctl mcp            # started by Claude Code, see `meshctl setup claude`",
 	"hook":         "  echo '{\"cwd\":\"'$PWD'\"}' | meshctl hook working",
@@ -39,7 +40,7 @@ var examples = map[string]string{
 var groups = map[string]string{
 	"mesh":   "create, list and delete meshes",
 	"status": "set the status of your running listen",
-	"grants": "set what peers may send you",
+	"grants": "list and set what peers may send you",
 	"setup":  "wire meshctl into other tools (Claude Code)",
 }
 

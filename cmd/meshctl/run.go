@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"listen":       {"listen [--mesh SLUG] [--json] [--status idle|working|dnd]", "stay connected and print messages as they arrive (--json: one object per line)", runListen},
 		"peers":        {"peers [--mesh SLUG] [--json]", "list the peers online in a mesh", runPeers},
 		"status set":   {"status set idle|working|dnd [--mesh SLUG]", "set the status of your running `meshctl listen`", runStatusSet},
+		"grants list":  {"grants list [--mesh SLUG] [--json]", "show what peers may send you (the grants on your member row)", runGrantsList},
 		"grants set":   {"grants set PUBKEY CAP… [--mesh SLUG] [--json]", "set what a peer may send you: caps dm, broadcast, …; `none` blocks, `default` resets", runGrantsSet},
 		"hook":         {"hook working|idle", "report this Claude Code session's status to your brokers (a Claude Code hook; reads its JSON on stdin, never fails)", runHook},
 		"setup claude": {"setup claude [--write] [--remove] [--user] [--dir DIR] [--mesh SLUG]", "print or merge the Claude Code settings for `meshctl mcp` and the status hooks", runSetupClaude},
@@ -105,7 +106,7 @@ func suggestion(msg string) string {
 func (c *cli) printUsage(cmds map[string]command, w io.Writer) {
 	// Workflow order: set up, enrol, talk.
 	names := []string{"keygen", "login", "logout", "mesh create", "mesh list", "mesh delete", "invite", "join",
-		"send", "listen", "peers", "status set", "grants set", "mcp", "hook", "setup claude", "whoami"}
+		"send", "listen", "peers", "status set", "grants list", "grants set", "mcp", "hook", "setup claude", "whoami"}
 	fmt.Fprint(w, "meshctl — talk to a claudemesh-compatible broker (meshd)\n\nusage:\n")
 	for _, n := range names {
 		fmt.Fprintf(w, "  meshctl %-12s %s\n", n, cmds[n].summary)
