@@ -27,6 +27,16 @@ run: build
 	  echo "meshd: first token: ./bin/meshd token create --user <you>   (in another terminal, this directory)"; \
 	  export DATABASE_URL="$$url"; \
 	fi; \
+	if [ -z "$$BROKER_ENCRYPTION_KEY" ]; then \
+	  mkdir -p $(DATA); \
+	  if [ ! -s $(DATA)/encryption.key ]; then \
+	    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(DATA)/encryption.key); \
+	    echo "meshd: generated a DEVELOPMENT encryption key in $(DATA)/encryption.key (secrets at rest; set BROKER_ENCRYPTION_KEY in production)"; \
+	  else \
+	    echo "meshd: using the DEVELOPMENT encryption key in $(DATA)/encryption.key"; \
+	  fi; \
+	  export BROKER_ENCRYPTION_KEY="$$(cat $(DATA)/encryption.key)"; \
+	fi; \
 	./bin/meshd serve
 
 vet:

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -73,6 +75,14 @@ func (s *Store) CreateOwnedMesh(ctx context.Context, m *meshd.Mesh, ownerSecretH
 		owner.ID = meshd.NewID()
 	}
 	owner.MeshID = m.ID
+	sealedSecret, err := s.kr.Seal(ownerSecretHex, aadOwnerSecret(m.ID))
+	if err != nil {
+		return false, fmt.Errorf("create owned mesh: %w", err)
+	}
+	sealedRoot, err := s.kr.Seal(rootKey, aadRootKey(m.ID))
+	if err != nil {
+		return false, fmt.Errorf("create owned mesh: %w", err)
+	}
 	for attempt := 0; attempt < createMeshAttempts; attempt++ {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			// Creates of one base slug take turns, so concurrent "Team"
@@ -90,7 +100,7 @@ func (s *Store) CreateOwnedMesh(ctx context.Context, m *meshd.Mesh, ownerSecretH
 			if _, err := tx.Exec(ctx, `
 INSERT INTO mesh.mesh (id, slug, name, owner_user_id, owner_pubkey, owner_secret_key, root_key)
 VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-				m.ID, m.Slug, m.Name, nullIfEmpty(m.OwnerUserID), m.OwnerPubkey, ownerSecretHex, rootKey); err != nil {
+				m.ID, m.Slug, m.Name, nullIfEmpty(m.OwnerUserID), m.OwnerPubkey, sealedSecret, sealedRoot); err != nil {
 				return err
 			}
 			ok = true
@@ -272,7 +282,14 @@ ORDER BY 7, ms.id`, userID)
 // meshd.ErrNotFound when the mesh is not live.
 func (s *Store) EnsureOwnerKeys(ctx context.Context, meshID, pubkey, secretHex, rootKey string) (string, string, string, error) {
 	var pub, sec, root string
-	err := s.pool.QueryRow(ctx, `
+	secretHex, err := s.kr.Seal(secretHex, aadOwnerSecret(meshID))
+	if err != nil {
+		return "", "", "", fmt.Errorf("ensure owner keys: %w", err)
+	}
+	if rootKey, err = s.kr.Seal(rootKey, aadRootKey(meshID)); err != nil {
+		return "", "", "", fmt.Errorf("ensure owner keys: %w", err)
+	}
+	err = s.pool.QueryRow(ctx, `
 UPDATE mesh.mesh SET
 	owner_pubkey = CASE WHEN owner_secret_key IS NULL OR owner_secret_key = '' THEN $2 ELSE owner_pubkey END,
 	owner_secret_key = CASE WHEN owner_secret_key IS NULL OR owner_secret_key = '' THEN $3 ELSE owner_secret_key END,
@@ -281,6 +298,12 @@ WHERE id = $1 AND archived_at IS NULL
 RETURNING owner_pubkey, owner_secret_key, root_key`, meshID, pubkey, secretHex, rootKey).Scan(&pub, &sec, &root)
 	if err != nil {
 		return "", "", "", fmt.Errorf("ensure owner keys: %w", notFound(err))
+	}
+	if sec, err = s.kr.Open(sec, aadOwnerSecret(meshID)); err != nil {
+		return "", "", "", fmt.Errorf("ensure owner keys: %w", err)
+	}
+	if root, err = s.kr.Open(root, aadRootKey(meshID)); err != nil {
+		return "", "", "", fmt.Errorf("ensure owner keys: %w", err)
 	}
 	return pub, sec, root, nil
 }
@@ -293,13 +316,22 @@ RETURNING owner_pubkey, owner_secret_key, root_key`, meshID, pubkey, secretHex, 
 // role signed in the same second collide; the caller re-signs with another
 // expiry.
 func (s *Store) CreateInvite(ctx context.Context, p *wire.InvitePayload, token string, maxUses int, createdBy string) (string, error) {
+	id := meshd.NewID()
+	sealedToken, err := s.kr.Seal(token, aadInviteToken(id))
+	if err != nil {
+		return "", fmt.Errorf("create invite: %w", err)
+	}
+	canonical, err := s.kr.Seal(wire.InviteCanonical(p), aadInviteCanonical(id))
+	if err != nil {
+		return "", fmt.Errorf("create invite: %w", err)
+	}
 	for attempt := 0; attempt < inviteCodeAttempts; attempt++ {
 		code := wire.NewInviteCode()
 		tag, err := s.pool.Exec(ctx, `
-INSERT INTO mesh.invite (id, mesh_id, token, token_bytes, code, max_uses, role, version, expires_at, created_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 1, to_timestamp($8), $9)
-ON CONFLICT (token) DO NOTHING`,
-			meshd.NewID(), p.MeshID, token, wire.InviteCanonical(p), code, maxUses, p.Role, p.ExpiresAt, nullIfEmpty(createdBy))
+INSERT INTO mesh.invite (id, mesh_id, token, token_hash, token_bytes, code, max_uses, role, version, expires_at, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, to_timestamp($9), $10)
+ON CONFLICT (token_hash) DO NOTHING`,
+			id, p.MeshID, sealedToken, inviteTokenHash(token), canonical, code, maxUses, p.Role, p.ExpiresAt, nullIfEmpty(createdBy))
 		switch {
 		case isUniqueViolation(err):
 			continue // the code is taken
@@ -317,10 +349,13 @@ ON CONFLICT (token) DO NOTHING`,
 // token, whatever the invite's state: /join reports revoked, expired and
 // exhausted invites precisely. meshd.ErrNotFound for an unknown code.
 func (s *Store) InviteTokenByCode(ctx context.Context, code string) (string, error) {
-	var tok string
-	err := s.pool.QueryRow(ctx, "SELECT token FROM mesh.invite WHERE code = $1", code).Scan(&tok)
+	var id, tok string
+	err := s.pool.QueryRow(ctx, "SELECT id, token FROM mesh.invite WHERE code = $1", code).Scan(&id, &tok)
 	if err != nil {
 		return "", fmt.Errorf("invite by code: %w", notFound(err))
+	}
+	if tok, err = s.kr.Open(tok, aadInviteToken(id)); err != nil {
+		return "", fmt.Errorf("invite by code: %w", err)
 	}
 	return tok, nil
 }
@@ -338,7 +373,7 @@ func (s *Store) Join(ctx context.Context, p *wire.InvitePayload, token string, m
 	m.MeshID, m.Role = p.MeshID, p.Role
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var e error
-		already, code, e = joinTx(ctx, tx, p, token, m)
+		already, code, e = s.joinTx(ctx, tx, p, token, m)
 		return e
 	})
 	if errors.Is(err, errMemberExists) {
@@ -357,7 +392,7 @@ func (s *Store) Join(ctx context.Context, p *wire.InvitePayload, token string, m
 
 // joinTx is Join's transaction body; a returned code commits what was done
 // so far (nothing, since every write comes after the last check).
-func joinTx(ctx context.Context, tx pgx.Tx, p *wire.InvitePayload, token string, m *meshd.Member) (bool, string, error) {
+func (s *Store) joinTx(ctx context.Context, tx pgx.Tx, p *wire.InvitePayload, token string, m *meshd.Member) (bool, string, error) {
 	if code, err := checkJoinMesh(ctx, tx, p); code != "" || err != nil {
 		return false, code, err
 	}
@@ -368,13 +403,18 @@ func joinTx(ctx context.Context, tx pgx.Tx, p *wire.InvitePayload, token string,
 	}
 	err := tx.QueryRow(ctx, `
 SELECT id, mesh_id, COALESCE(token_bytes, ''), revoked_at IS NOT NULL, expires_at < now(), used_count, max_uses
-FROM mesh.invite WHERE token = $1 FOR UPDATE`, token).
+FROM mesh.invite WHERE token_hash = $1 FOR UPDATE`, inviteTokenHash(token)).
 		Scan(&inv.id, &inv.meshID, &inv.canonical, &inv.revoked, &inv.expired, &inv.used, &inv.max)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, JoinInviteNotFound, nil
 	case err != nil:
 		return false, "", err
+	}
+	if inv.canonical, err = s.kr.Open(inv.canonical, aadInviteCanonical(inv.id)); err != nil {
+		return false, "", err
+	}
+	switch {
 	case inv.meshID != p.MeshID:
 		return false, JoinMeshMismatch, nil
 	case inv.canonical != "" && inv.canonical != wire.InviteCanonical(p):
@@ -462,4 +502,18 @@ RETURNING peer_grants`, meshID, userID, setJSON, del).Scan(&out)
 		return nil, fmt.Errorf("merge grants: %w", notFound(err))
 	}
 	return out, nil
+}
+
+// Associated data of the sealed columns (internal/seal): a sealed value only
+// opens in the column and row it was written for.
+func aadOwnerSecret(meshID string) string       { return "mesh.mesh.owner_secret_key:" + meshID }
+func aadRootKey(meshID string) string           { return "mesh.mesh.root_key:" + meshID }
+func aadInviteToken(inviteID string) string     { return "mesh.invite.token:" + inviteID }
+func aadInviteCanonical(inviteID string) string { return "mesh.invite.token_bytes:" + inviteID }
+
+// inviteTokenHash is the lookup key of an invite (migration 0015): hex
+// SHA-256 of the token, which is itself stored sealed.
+func inviteTokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }

@@ -32,6 +32,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/meshd/meshd/internal/seal"
+
 	"github.com/meshd/meshd"
 )
 
@@ -51,6 +53,10 @@ type Config struct {
 	// Logger receives migration progress and warnings; the zero value
 	// discards them.
 	Logger zerolog.Logger
+	// Keyring seals owner signing keys, root keys and invite tokens at rest
+	// (BROKER_ENCRYPTION_KEY, internal/seal). nil stores them in plaintext
+	// (development only; cmd/meshd refuses that in production).
+	Keyring *seal.Keyring
 }
 
 // Store is the PostgreSQL-backed implementation of the broker's Members,
@@ -76,6 +82,8 @@ type Store struct {
 	// (issue 11: /health/ready flapped during a 9,500-client reattach the
 	// replica was serving).
 	health *pgxpool.Pool // immutable after New; closed by Close
+
+	kr *seal.Keyring // immutable after New; nil: secrets in plaintext
 }
 
 // New validates cfg and returns a Store with a connection pool. The pool
@@ -127,7 +135,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		lease.Close()
 		return nil, fmt.Errorf("store: health pool: %w", err)
 	}
-	return &Store{pool: pool, lease: lease, health: health, log: cfg.Logger.With().Str("component", "store").Logger()}, nil
+	return &Store{pool: pool, lease: lease, health: health, log: cfg.Logger.With().Str("component", "store").Logger(), kr: cfg.Keyring}, nil
 }
 
 // Close closes the pools, waiting for acquired connections to be released.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshd/meshd/internal/seal"
 )
 
 // config is meshd's environment (docs/env-vars.md lists every variable; a
@@ -36,6 +38,8 @@ type config struct {
 	ReadTimeout             time.Duration
 	IdleTimeout             time.Duration
 	MaxPreauthPerIP         int
+	Env                     string        // MESHD_ENV: "production" refuses to run without a key
+	Keyring                 *seal.Keyring // BROKER_ENCRYPTION_KEY (+ _KEYS_PREVIOUS); nil when unset
 	StatusTTL               time.Duration
 	JSONLDir                string
 	ExpectedMigration       string
@@ -87,6 +91,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.ReadTimeout = time.Duration(intVar(getenv, "HTTP_READ_TIMEOUT_SECONDS", 30, 1, 3600, &errs)) * time.Second
 	c.IdleTimeout = time.Duration(intVar(getenv, "HTTP_IDLE_TIMEOUT_SECONDS", 120, 1, 86400, &errs)) * time.Second
 	c.MaxPreauthPerIP = intVar(getenv, "MAX_PREAUTH_PER_IP", 256, 1, 1_000_000, &errs)
+	c.Env = orDefault(getenv("MESHD_ENV"), "development")
+	c.Keyring = keyringVar(getenv, &errs)
 	c.StatusTTL = time.Duration(intVar(getenv, "STATUS_TTL_SECONDS", 60, 1, 86400*30, &errs)) * time.Second
 	c.SendBurst = intVar(getenv, "SEND_RATE_BURST", 10, 1, 1_000_000_000, &errs)
 	c.PushWindow = intVar(getenv, "PUSH_WINDOW", 256, 1, 100_000, &errs)
@@ -134,4 +140,32 @@ func originsVar(getenv func(string) string, name string, errs *[]error) []string
 		}
 	}
 	return out
+}
+
+// keyringVar reads BROKER_ENCRYPTION_KEY (the sealing key) and
+// BROKER_ENCRYPTION_KEYS_PREVIOUS (comma-separated keys still accepted for
+// reading during a rotation); nil when the key is unset.
+func keyringVar(getenv func(string) string, errs *[]error) *seal.Keyring {
+	raw := getenv("BROKER_ENCRYPTION_KEY")
+	if raw == "" {
+		return nil
+	}
+	cur, err := seal.ParseKey(raw)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("BROKER_ENCRYPTION_KEY %w", err))
+		return nil
+	}
+	var prev [][]byte
+	for _, p := range strings.Split(getenv("BROKER_ENCRYPTION_KEYS_PREVIOUS"), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		k, err := seal.ParseKey(p)
+		if err != nil {
+			*errs = append(*errs, fmt.Errorf("BROKER_ENCRYPTION_KEYS_PREVIOUS: each key %w", err))
+			return nil
+		}
+		prev = append(prev, k)
+	}
+	return seal.New(cur, prev...)
 }

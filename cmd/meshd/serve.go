@@ -55,7 +55,7 @@ func newLogger(level string, w io.Writer) zerolog.Logger {
 }
 
 func openStore(ctx context.Context, cfg config, log zerolog.Logger, migrate bool) (*store.Store, error) {
-	st, err := store.New(ctx, store.Config{URL: cfg.DatabaseURL, Logger: log})
+	st, err := store.New(ctx, store.Config{URL: cfg.DatabaseURL, Logger: log, Keyring: cfg.Keyring})
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
@@ -98,11 +98,17 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	log := newLogger(cfg.LogLevel, stderr).With().Str("node", cfg.NodeID).Logger()
 	sha := orDefault(cfg.GitSHA, gitSHA)
 
+	if cfg.Keyring == nil && cfg.Env == "production" {
+		return errors.New("MESHD_ENV=production requires BROKER_ENCRYPTION_KEY (64 hex chars): owner keys, root keys and invite tokens are encrypted at rest with it")
+	}
 	st, err := openStore(ctx, cfg, log, !cfg.SkipMigrate)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if err := sealAtStart(ctx, cfg, st, log); err != nil {
+		return err
+	}
 
 	natsURL := cfg.NATSURL
 	if natsURL == "" {
@@ -193,6 +199,64 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log.Info().Str("signal", context.Cause(ctx).Error()).Msg("shutdown signal")
 	return drain(srv, hs, log)
+}
+
+// sealAtStart seals the plaintext secrets of rows written before
+// BROKER_ENCRYPTION_KEY was set (issue 12 item 7), or, without a key, warns
+// and refuses a database whose secrets are already sealed.
+func sealAtStart(ctx context.Context, cfg config, st *store.Store, log zerolog.Logger) error {
+	if cfg.Keyring == nil {
+		sealed, err := st.SealedSecretsExist(ctx)
+		if err != nil {
+			return err
+		}
+		if sealed {
+			return errors.New("the database holds secrets encrypted with BROKER_ENCRYPTION_KEY, which is unset")
+		}
+		log.Warn().Msg("BROKER_ENCRYPTION_KEY unset: owner keys, root keys and invite tokens are stored in plaintext (development only; MESHD_ENV=production refuses this)")
+		return nil
+	}
+	n, unreadable, err := st.ResealSecrets(ctx)
+	if err != nil {
+		return err
+	}
+	if unreadable > 0 {
+		return fmt.Errorf("%d secrets are sealed with a key that is neither BROKER_ENCRYPTION_KEY nor in BROKER_ENCRYPTION_KEYS_PREVIOUS", unreadable)
+	}
+	log.Info().Int("sealed", n).Str("key_id", cfg.Keyring.CurrentID()).Msg("secrets at rest encrypted")
+	return nil
+}
+
+// keys runs `meshd keys rotate`: every secret not sealed under the current
+// BROKER_ENCRYPTION_KEY (plaintext, or a key of
+// BROKER_ENCRYPTION_KEYS_PREVIOUS) is re-sealed under it. Run it after
+// deploying the new key (with the old one in _PREVIOUS) on every replica;
+// then the old key can be dropped.
+func keys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) != 1 || args[0] != "rotate" {
+		return errors.New("usage: meshd keys rotate")
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.Keyring == nil {
+		return errors.New("keys rotate: BROKER_ENCRYPTION_KEY is required (the new key; old ones in BROKER_ENCRYPTION_KEYS_PREVIOUS)")
+	}
+	st, err := openStore(ctx, cfg, newLogger(cfg.LogLevel, stderr), !cfg.SkipMigrate)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, unreadable, err := st.ResealSecrets(ctx)
+	if err != nil {
+		return fmt.Errorf("keys rotate: %w", err)
+	}
+	fmt.Fprintf(stdout, "re-encrypted %d secrets under key %s\n", n, cfg.Keyring.CurrentID())
+	if unreadable > 0 {
+		return fmt.Errorf("keys rotate: %d secrets are sealed with a key not given (add it to BROKER_ENCRYPTION_KEYS_PREVIOUS)", unreadable)
+	}
+	return nil
 }
 
 // newHTTPServer bounds what a slow or idle client can hold (issue 12 item
