@@ -40,6 +40,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
       name: {{ .Values.existingSecret.name }}
       key: {{ .Values.existingSecret.natsUrlKey }}
 {{- end }}
+{{- if .Values.existingSecret.encryptionKeyKey }}
+- name: BROKER_ENCRYPTION_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.existingSecret.name }}
+      key: {{ .Values.existingSecret.encryptionKeyKey }}
+{{- end }}
+{{- if .Values.existingSecret.encryptionKeysPreviousKey }}
+- name: BROKER_ENCRYPTION_KEYS_PREVIOUS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.existingSecret.name }}
+      key: {{ .Values.existingSecret.encryptionKeysPreviousKey }}
+{{- end }}
 {{- end -}}
 
 {{- define "meshd.podSecurityContext" -}}
