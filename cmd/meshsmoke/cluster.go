@@ -175,6 +175,10 @@ func (c *cluster) replicaEnv(r *replica) []string {
 		// default 60/min would turn the test into a rate-limit test.
 		"SEND_RATE_BURST=100000",
 		"SEND_RATE_PER_MIN=6000000",
+		// Every client here shares 127.0.0.1 (and HAProxy's address), so
+		// the per-IP pre-hello cap would turn a 2,000-client storm into a
+		// test of that cap.
+		"MAX_PREAUTH_PER_IP=100000",
 		"LOG_LEVEL="+c.opts.logLevel,
 	)
 }
