@@ -163,11 +163,15 @@ type Presence struct {
 	Channel         string
 	Model           string
 	Visible         bool
-	Profile         json.RawMessage
-	ConnectedAt     time.Time
-	LastPingAt      time.Time
-	LeaseUntil      *time.Time
-	DisconnectedAt  *time.Time
+	// Ephemeral is a one-shot control-plane connection that other peers do
+	// not see: no peer list, no join/leave events, no lease, no peer_state
+	// (A.3-32). Set on attach only; rows read back do not carry it.
+	Ephemeral      bool
+	Profile        json.RawMessage
+	ConnectedAt    time.Time
+	LastPingAt     time.Time
+	LeaseUntil     *time.Time
+	DisconnectedAt *time.Time
 }
 
 // RoutingPubkey is the key other peers address this presence by: the session

@@ -47,6 +47,7 @@ func (s *Server) handleHello(ctx context.Context, c *conn, data []byte) {
 		return
 	}
 	p.Role = meshd.RoleControlPlane
+	p.Ephemeral = ephemeralHello(h.Capabilities)
 	opts := attachOpts{caps: h.Capabilities}
 	ps, err := s.cfg.Store.LoadPeerState(ctx, mesh.ID, member.ID)
 	switch {
@@ -272,7 +273,7 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 	c.send(ack)
 	log.Info().Bool("reattached", res.Reattached).Str("role", pres.Role).Msg("ws hello")
 	c.wake()
-	if res.Reattached {
+	if res.Reattached || req.Presence.Ephemeral {
 		return
 	}
 	ev := wire.SystemEvent{Name: pres.DisplayName, DisplayName: pres.DisplayName, Pubkey: pres.RoutingPubkey(), Groups: pres.Groups, PeerType: pres.PeerType}

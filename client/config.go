@@ -61,6 +61,10 @@ type Config struct {
 	// at-least-once delivery (A.3-4). Off, the client behaves as a legacy
 	// client: the broker marks pushes delivered when it writes them.
 	AckPushes bool
+	// Ephemeral (member-key hello only) advertises capability "ephemeral":
+	// a one-shot control-plane connection other peers do not see, which
+	// ends at once on close, without a grace lease (A.3-32).
+	Ephemeral bool
 	// DeferAcks, with AckPushes, leaves the client_ack to the caller
 	// (Client.Ack) so a push is confirmed only once it was shown to
 	// someone: a crash before that loses nothing, the broker redelivers.

@@ -25,7 +25,10 @@ func (c *Client) helloFrame(now time.Time) ([]byte, error) {
 	ts := now.UnixMilli()
 	var caps []string
 	if cfg.AckPushes {
-		caps = []string{"client_ack"}
+		caps = append(caps, "client_ack")
+	}
+	if cfg.Ephemeral && cfg.Session == nil {
+		caps = append(caps, "ephemeral")
 	}
 	pid, cwd := cfg.PID, cfg.CWD
 	info := wire.PeerInfo{

@@ -348,11 +348,11 @@ func insertPresence(ctx context.Context, tx pgx.Tx, p *meshd.Presence) (string, 
 	id := meshd.NewID()
 	_, err = tx.Exec(ctx, `
 INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, session_pubkey, display_name, pid, cwd,
-	groups, role, node_id, socket_id, hostname, peer_type, channel, model, profile)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, COALESCE($10, 'session'), $11, $12, $13, $14, $15, $16, $17::jsonb)`,
+	groups, role, node_id, socket_id, hostname, peer_type, channel, model, profile, ephemeral)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, COALESCE($10, 'session'), $11, $12, $13, $14, $15, $16, $17::jsonb, $18)`,
 		id, p.MeshID, p.MemberID, p.SessionID, nullIfEmpty(p.SessionPubkey), nullIfEmpty(p.DisplayName), p.PID, p.CWD,
 		string(groups), nullIfEmpty(p.Role), p.NodeID, p.SocketID, nullIfEmpty(p.Hostname), nullIfEmpty(p.PeerType),
-		nullIfEmpty(p.Channel), nullIfEmpty(p.Model), profile)
+		nullIfEmpty(p.Channel), nullIfEmpty(p.Model), profile, p.Ephemeral)
 	return id, err
 }
 
@@ -429,14 +429,24 @@ SELECT EXISTS (
 // Detach starts the grace lease of presenceID (lease_until = now + grace) if
 // socketID still owns it and it is live; a close from a socket that was
 // already replaced is ignored. Reports whether the lease was set.
+//
+// An ephemeral presence (A.3-32) ends at once instead (disconnected, no
+// lease, so never announced by eviction) and reports false: it leaves no
+// peer_state.
 func (s *Store) Detach(ctx context.Context, presenceID, socketID string, grace time.Duration) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `
-UPDATE mesh.presence SET lease_until = now() + make_interval(secs => $3::float8)
-WHERE id = $1 AND socket_id = $2 AND disconnected_at IS NULL`, presenceID, socketID, secs(grace))
+	var leased bool
+	err := s.pool.QueryRow(ctx, `
+UPDATE mesh.presence SET lease_until = CASE WHEN ephemeral THEN NULL ELSE now() + make_interval(secs => $3::float8) END,
+	disconnected_at = CASE WHEN ephemeral THEN now() END
+WHERE id = $1 AND socket_id = $2 AND disconnected_at IS NULL
+RETURNING NOT ephemeral`, presenceID, socketID, secs(grace)).Scan(&leased)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("detach: %w", err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return leased, nil
 }
 
 // Touch records a pong: last_ping_at = now, if socketID still owns the live
@@ -452,12 +462,13 @@ WHERE id = $1 AND socket_id = $2 AND disconnected_at IS NULL`, presenceID, socke
 }
 
 // ListPeers returns the live presences of meshID (grace leases and
-// invisible ones included; the broker filters) ordered by connected_at, with
+// invisible ones included; the broker filters; ephemeral ones never, A.3-32)
+// ordered by connected_at, with
 // MemberPubkey and the effective DisplayName (B.6.8).
 func (s *Store) ListPeers(ctx context.Context, meshID string) ([]meshd.Presence, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+presenceCols+`
 FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id
-WHERE p.mesh_id = $1 AND p.disconnected_at IS NULL
+WHERE p.mesh_id = $1 AND p.disconnected_at IS NULL AND NOT p.ephemeral
 ORDER BY p.connected_at, p.id`, meshID)
 	if err != nil {
 		return nil, fmt.Errorf("list peers: %w", err)

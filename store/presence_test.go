@@ -544,3 +544,37 @@ func TestPresenceLockKeyStable(t *testing.T) {
 		t.Fatal("presence lock collides with the audit lock")
 	}
 }
+
+// Ephemeral presences (A.3-32): absent from ListPeers; Detach ends them at
+// once and reports no lease; a node lease ends them instead of leasing, so
+// EvictExpiredLeases (peer_left) never returns them.
+func TestEphemeralPresences(t *testing.T) {
+	f := newFixture(t)
+	mk := func(sid string, ephemeral bool) meshd.AttachRequest {
+		r := f.attachReq(f.bob, sid, "")
+		r.Presence.NodeID, r.Presence.Ephemeral = "node-e", ephemeral
+		r.Presence.ID = f.attach(r).Presence.ID
+		return r
+	}
+	normal, closed, onNode := mk("normal", false), mk("one-shot", true), mk("one-shot-2", true)
+	peers, err := f.s.ListPeers(f.ctx, f.mesh.ID)
+	if err != nil || len(peers) != 1 || peers[0].ID != normal.Presence.ID {
+		t.Fatalf("ListPeers = %+v, %v; want the normal presence only", peers, err)
+	}
+	if ok, err := f.s.Detach(f.ctx, closed.Presence.ID, closed.Presence.SocketID, time.Minute); ok || err != nil {
+		t.Fatalf("ephemeral Detach = %v, %v; want false (no lease, no peer_state)", ok, err)
+	}
+	if p := f.presence(closed.Presence.ID); p.DisconnectedAt == nil || p.LeaseUntil != nil {
+		t.Fatal("ephemeral close did not end the presence at once")
+	}
+	if n, err := f.s.LeaseNodePresences(f.ctx, "node-e", -time.Second); err != nil || n != 2 {
+		t.Fatalf("LeaseNodePresences = %d, %v", n, err)
+	}
+	if p := f.presence(onNode.Presence.ID); p.DisconnectedAt == nil {
+		t.Fatal("node lease left the ephemeral presence live")
+	}
+	evicted, err := f.s.EvictExpiredLeases(f.ctx)
+	if err != nil || len(evicted) != 1 || evicted[0].ID != normal.Presence.ID {
+		t.Fatalf("EvictExpiredLeases = %+v, %v; want the normal presence only", evicted, err)
+	}
+}

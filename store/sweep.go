@@ -80,10 +80,12 @@ RETURNING `+presenceCols)
 // (lease_until = now + grace) when their last pong is older than staleAfter
 // or their node's heartbeat is older than nodeDeadAfter: the replica holding
 // them is gone or wedged (kill -9), and its clients will reattach elsewhere.
+// Ephemeral presences (A.3-32) are ended instead, never announced.
 // Returns how many were leased.
 func (s *Store) LeaseStalePresences(ctx context.Context, staleAfter, nodeDeadAfter, grace time.Duration) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `
-UPDATE mesh.presence p SET lease_until = now() + make_interval(secs => $2::float8)
+UPDATE mesh.presence p SET lease_until = now() + make_interval(secs => $2::float8),
+	disconnected_at = CASE WHEN p.ephemeral THEN now() END
 WHERE p.disconnected_at IS NULL AND p.lease_until IS NULL
 	AND (p.last_ping_at < now() - make_interval(secs => $1::float8)
 		OR EXISTS (SELECT 1 FROM mesh.node n
@@ -97,10 +99,12 @@ WHERE p.disconnected_at IS NULL AND p.lease_until IS NULL
 
 // LeaseNodePresences puts every live, non-leased presence of nodeID into its
 // grace lease: graceful shutdown of one replica touches only its own
-// presences, and their clients reattach on any replica (A.3-17).
+// presences, and their clients reattach on any replica (A.3-17). Ephemeral
+// presences are ended instead.
 func (s *Store) LeaseNodePresences(ctx context.Context, nodeID string, grace time.Duration) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `
-UPDATE mesh.presence SET lease_until = now() + make_interval(secs => $2::float8)
+UPDATE mesh.presence SET lease_until = now() + make_interval(secs => $2::float8),
+	disconnected_at = CASE WHEN ephemeral THEN now() END
 WHERE node_id = $1 AND disconnected_at IS NULL AND lease_until IS NULL`, nodeID, secs(grace))
 	if err != nil {
 		return 0, fmt.Errorf("lease node presences: %w", err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/client"
 )
 
@@ -33,13 +34,21 @@ func (c *cli) connect(id *meshIdentity, purpose string, reconnect bool) (*sessio
 	// presence waits 90 s in its grace lease (B.2), and the next command's
 	// hello reattaches it instead of piling up copies in peer lists. Two
 	// concurrent commands of one purpose replace each other (B.2 step 5).
+	// One-shot commands (purpose "cli") connect as ephemeral peers instead
+	// (A.3-32): nobody sees them and their presence ends with the socket,
+	// so each gets its own session id and concurrent ones do not collide.
 	sid := fmt.Sprintf("meshctl-%s-%s", purpose, key.Pubkey[:12])
+	ephemeral := purpose == "cli"
+	if ephemeral {
+		rnd := meshd.NewID()
+		sid = fmt.Sprintf("meshctl-cli-%s-%s", key.Pubkey[:12], rnd[len(rnd)-10:])
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
 	defer cancel()
 	cl, err := client.Dial(ctx, client.Config{
 		URL: id.BrokerURL, MeshID: id.MeshID, MemberID: id.MemberID, Member: key,
 		DisplayName: id.DisplayName, SessionID: sid, Channel: "meshctl",
-		AckPushes: true, Reconnect: reconnect, OnEvent: connectionLog(c.stderr, "meshctl"),
+		AckPushes: true, Ephemeral: ephemeral, Reconnect: reconnect, OnEvent: connectionLog(c.stderr, "meshctl"),
 	})
 	if err != nil {
 		var rej *client.RejectedError

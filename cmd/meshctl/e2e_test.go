@@ -360,6 +360,12 @@ func TestMeshctlEndToEnd(t *testing.T) {
 	if out := alice.must("peers"); !regexp.MustCompile(`(?m)^NAME\s+STATUS\s+ONLINE\s+CWD\s+PUBKEY\n(.*\n)*bob\s+dnd\s`).MatchString(out) {
 		t.Fatalf("peers table:\n%s", out)
 	}
+	// alice's one-shot send and peers connections were ephemeral (A.3-32):
+	// another member sees bob's listen and nothing else, not even briefly.
+	owner.mustJSON(&peers, "peers", "--json")
+	if len(peers.Peers) != 1 || peers.Peers[0].DisplayName != "bob" {
+		t.Fatalf("owner sees ghost peers from one-shot commands: %+v", peers)
+	}
 
 	// Grants: the owner blocks alice; her DM to the owner is refused.
 	var g struct{ Grants map[string][]string }
