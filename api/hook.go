@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/wire"
 	"github.com/meshd/meshd/internal/httpx"
 	"github.com/meshd/meshd/internal/ratelimit"
 )
@@ -134,6 +135,10 @@ func (h *hookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Debug().Err(err).Str("route", hookRoute).Msg("hook body unreadable")
 		hookError(w, http.StatusBadRequest, "unreadable body")
+		return
+	}
+	if wire.HasNUL(body) { // text columns cannot hold U+0000 (issue 12 item 8)
+		hookError(w, http.StatusBadRequest, wire.CodeInvalidString)
 		return
 	}
 	var req hookRequest

@@ -129,3 +129,13 @@ func TestHookForgeryRefused(t *testing.T) {
 		t.Fatalf("%d pending dnd rows", n)
 	}
 }
+
+// A hook body with U+0000 in a string is refused at decode (PostgreSQL text
+// cannot hold it): 400 invalid_string, never a 500 with database text.
+func TestHookRefusesNUL(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	code, rep, _ := rawHook(t, e.replicas[0], "application/json", `{"cwd":"/tmp/x\u0000","pid":1,"status":"idle"}`)
+	if code != 400 || rep["ok"] != false || rep["error"] != "invalid_string" {
+		t.Fatalf("%d %v", code, rep)
+	}
+}
