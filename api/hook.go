@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/meshd/meshd"
-	"github.com/meshd/meshd/wire"
 	"github.com/meshd/meshd/internal/httpx"
 	"github.com/meshd/meshd/internal/ratelimit"
+	"github.com/meshd/meshd/wire"
 )
 
 // POST /hook/set-status is how Claude Code's hooks report a session's status
