@@ -205,6 +205,7 @@ func TestJoinRejections(t *testing.T) {
 		{"required_pubkey", cliJoinBody(good.token, good.payload, "", "x"), "invite_token, invite_payload, peer_pubkey, display_name required"},
 		{"required_name", cliJoinBody(good.token, good.payload, pk, " "), "invite_token, invite_payload, peer_pubkey, display_name required"},
 		{"malformed_pubkey_short", cliJoinBody(good.token, good.payload, pk[:63], "x"), "peer_pubkey must be 64 hex chars (32 bytes)"},
+		{"display_name_over_100", cliJoinBody(good.token, good.payload, pk, strings.Repeat("é", 101)), "display_name too long (max 100 characters)"},
 		{"malformed_pubkey_not_hex", cliJoinBody(good.token, good.payload, strings.Repeat("g", 64), "x"), "peer_pubkey must be 64 hex chars (32 bytes)"},
 		{"invalid_body_types", map[string]any{"invite_token": 1, "invite_payload": map[string]any{}, "peer_pubkey": pk, "display_name": "x"}, "Invalid body"},
 		{"bad_signature_tampered_slug", cliJoinBody(good.token, resign(good.payload, func(p *wire.InvitePayload) { p.MeshSlug = "evil" }, nil), pk, "x"), "invite_bad_signature"},

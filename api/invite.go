@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 	"time"
 
 	"github.com/meshd/meshd"
@@ -173,6 +174,9 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	case !isHex64(req.PeerPubkey):
 		cliError(w, http.StatusBadRequest, "peer_pubkey must be 64 hex chars (32 bytes)")
+		return
+	case utf8.RuneCountInString(name) > maxMeshName: // the bound hello applies (issue 12 item 8)
+		cliError(w, http.StatusBadRequest, "display_name too long (max 100 characters)")
 		return
 	}
 	// A payload whose fields do not even decode cannot carry a valid
