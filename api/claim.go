@@ -39,7 +39,7 @@ func (s *Server) handleInviteClaim(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case err == nil:
 			detail = "v2 invite claims are disabled on this broker; join with the token link instead: claudemesh join " +
-				s.linkBase(r) + "/join/" + token
+				s.joinURL(r, token)
 		case !errors.Is(err, meshd.ErrNotFound):
 			s.log.Warn().Err(err).Msg("invite claim: token by code")
 		}

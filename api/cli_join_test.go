@@ -101,6 +101,9 @@ func TestCLIInviteCreateAndResolve(t *testing.T) {
 		t.Fatalf("%s", r.raw)
 	}
 	token := r.body["token"].(string)
+	if r.body["join_url"] != e.cliURL("/join/"+token) {
+		t.Fatalf("join_url %v, want the token link", r.body["join_url"])
+	}
 	p, err := wire.DecodeInviteToken(token)
 	if err != nil || !wire.VerifyInvite(p) {
 		t.Fatalf("token %v verify %v", err, p != nil && wire.VerifyInvite(p))

@@ -77,10 +77,17 @@ func (s *Server) handleInviteCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info().Str("mesh_id", ms.ID).Str("role", role).Int("max_uses", uses).Str("user_id", user).Msg("invite created")
 	writeJSON(w, http.StatusOK, map[string]any{
-		"url": s.linkBase(r) + "/i/" + code, "code": code, "token": token,
+		"url": s.linkBase(r) + "/i/" + code, "code": code, "token": token, "join_url": s.joinURL(r, token),
 		"expires_at": time.Unix(p.ExpiresAt, 0).UTC().Format(time.RFC3339),
 		"role":       role, "max_uses": uses, "emailed": false,
 	})
+}
+
+// joinURL is the token link of an invite, https://HOST/join/TOKEN: the form
+// the upstream claudemesh CLI joins with (it treats /i/ links as v2 claims,
+// which meshd does not serve; A.3-33). meshctl join takes both.
+func (s *Server) joinURL(r *http.Request, token string) string {
+	return s.linkBase(r) + "/join/" + token
 }
 
 // ownerKeys returns the mesh owner's signing key and the root key, creating

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/meshd/meshd/wire"
@@ -14,17 +15,19 @@ type inviteResult struct {
 	Code      string `json:"code"`
 	ExpiresAt string `json:"expires_at"`
 	Token     string `json:"token"`
+	JoinURL   string `json:"join_url"` // the token link, for the claudemesh CLI
 	Role      string `json:"role"`
 	MaxUses   int    `json:"max_uses"`
 }
 
 // runInvite asks the broker for a signed invite to a mesh the user owns
-// and prints the short link and code to share.
+// and prints the short link and code to share, and the token link the
+// upstream claudemesh CLI joins with.
 func runInvite(c *cli, args []string) error {
 	fs := flags("invite")
 	role := fs.String("role", "member", "role of whoever joins: member or admin")
 	uses := fs.Int("max-uses", 1, "how many peers may join with this invite (1-1000)")
-	asJSON := fs.Bool("json", false, "print {url, code, expires_at, token, role, max_uses} as JSON")
+	asJSON := fs.Bool("json", false, "print {url, join_url, code, expires_at, token, role, max_uses} as JSON")
 	pos, err := c.parse("invite", fs, args, -2)
 	if err != nil {
 		return err
@@ -65,8 +68,12 @@ func runInvite(c *cli, args []string) error {
 	if out.MaxUses != 1 {
 		plural = "uses"
 	}
-	fmt.Fprintf(c.stdout, "Invite link: %s\nCode:        %s\nRole:        %s (%d %s)\nExpires:     %s\n\nShare the link; the peer runs: meshctl join %s\n",
-		out.URL, out.Code, out.Role, out.MaxUses, plural, exp.UTC().Format("2006-01-02 15:04 MST"), out.URL)
+	if out.JoinURL == "" { // a broker from before join_url: the same link, built here
+		out.JoinURL = strings.TrimSuffix(out.URL, "/i/"+out.Code) + "/join/" + out.Token
+	}
+	fmt.Fprintf(c.stdout, "Invite link: %s\nToken link:  %s\nCode:        %s\nRole:        %s (%d %s)\nExpires:     %s\n\n"+
+		"meshctl users run:    meshctl join %s\nclaudemesh users run: claudemesh join %s\n",
+		out.URL, out.JoinURL, out.Code, out.Role, out.MaxUses, plural, exp.UTC().Format("2006-01-02 15:04 MST"), out.URL, out.JoinURL)
 	return nil
 }
 

@@ -316,7 +316,15 @@ func TestMeshctlEndToEnd(t *testing.T) {
 	if out := alice.must("join", inv.URL, "--name", "alice"); !strings.Contains(out, "Joined mesh demo-team as \"alice\" (role member") {
 		t.Fatalf("join: %s", out)
 	}
-	bob.must("join", inv.URL, "--name", "bob")
+	if inv.JoinURL != b.base+"/join/"+inv.Token {
+		t.Fatalf("invite join_url %q", inv.JoinURL)
+	}
+	bob.must("join", inv.JoinURL, "--name", "bob") // the token link claudemesh users get
+	human := owner.must("invite", "demo-team")
+	if !regexp.MustCompile(`(?m)^Invite link: `+regexp.QuoteMeta(b.base)+`/i/[A-Z0-9]{8}\nToken link:  `+regexp.QuoteMeta(b.base)+`/join/\S{100,}\n`).MatchString(human) ||
+		!strings.Contains(human, "claudemesh users run: claudemesh join "+b.base+"/join/") {
+		t.Fatalf("invite output:\n%s", human)
+	}
 	if _, errOut, code := newPerson(t, "carol").run("join", inv.URL); code != 1 || !strings.Contains(errOut, "invite_exhausted") {
 		t.Fatalf("third join on a 2-use invite: %d %s", code, errOut)
 	}
