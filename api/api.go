@@ -113,6 +113,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /cli/mesh/{slug}/invite", s.handleInviteCreate)
 	mux.HandleFunc("POST /cli/mesh/{slug}/grants", s.handleGrants)
 	mux.HandleFunc("DELETE /cli/mesh/{slug}", s.handleMeshDelete)
+	mux.HandleFunc("POST /cli/mesh/{slug}/rename", s.handleMeshRename)
 	mux.HandleFunc("POST /join", s.handleJoin)
 	// Short links resolve against meshd itself, so a deployment without the
 	// upstream web app can share invites (/i/ is what APP_URL links use;

@@ -182,6 +182,29 @@ func TestCLIMeshList(t *testing.T) {
 	}
 }
 
+// POST /cli/mesh/:slug/rename changes the name (owner only), not the slug.
+func TestCLIMeshRename(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	tok := e.cliToken("owner")
+	m := e.createMeshHTTP(tok, "Old Name")
+	url := e.cliURL("/cli/mesh/old-name/rename")
+	cliDo(t, "POST", url, tok, map[string]any{"name": "  "}).expect(t, 400, "name required")
+	cliDo(t, "POST", url, tok, map[string]any{"name": strings.Repeat("n", 101)}).expect(t, 400, "name too long (max 100 characters)")
+	cliDo(t, "POST", url, tok, map[string]any{"name": 5}).expect(t, 400, "Invalid body")
+	cliDo(t, "POST", url, e.cliToken("intruder"), map[string]any{"name": "Mine"}).expect(t, 403, "Only the mesh owner can rename it")
+	cliDo(t, "POST", e.cliURL("/cli/mesh/nope/rename"), tok, map[string]any{"name": "x"}).expect(t, 404, "Mesh not found")
+	if n := e.cliInt("SELECT count(*) FROM mesh.mesh WHERE id = $1 AND name = 'Old Name'", m.id); n != 1 {
+		t.Fatal("a refused rename wrote")
+	}
+	r := cliDo(t, "POST", url, tok, map[string]any{"name": " New Name "}).expect(t, 200, "")
+	if r.body["ok"] != true || r.body["slug"] != "old-name" || r.body["name"] != "New Name" || r.body["id"] != m.id {
+		t.Fatalf("%s", r.raw)
+	}
+	if n := e.cliInt("SELECT count(*) FROM mesh.mesh WHERE id = $1 AND name = 'New Name' AND slug = 'old-name'", m.id); n != 1 {
+		t.Fatal("mesh row not renamed (or slug changed)")
+	}
+}
+
 // DELETE /cli/mesh/:slug archives (owner only); the mesh disappears from
 // lists, invites and joins.
 func TestCLIMeshDelete(t *testing.T) {

@@ -43,6 +43,9 @@ type MeshOwner interface {
 	CreateOwnedMesh(ctx context.Context, m *meshd.Mesh, ownerSecretHex, rootKey string, owner *meshd.Member) (ok bool, err error)
 	// ArchiveMesh sets archived_at on a live mesh; meshd.ErrNotFound if none.
 	ArchiveMesh(ctx context.Context, meshID string) error
+	// RenameMesh sets a live mesh's name (not its slug); meshd.ErrNotFound
+	// if none.
+	RenameMesh(ctx context.Context, meshID, name string) error
 }
 
 // MeshLookup finds meshes by slug and lists a user's meshes.

@@ -216,6 +216,45 @@ func (s *Server) handleMeshDelete(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "deleted": ms.Slug})
 }
 
+// handleMeshRename is POST /cli/mesh/:slug/rename {name} (owner only, a
+// meshd extension, A.3-34): the name changes, the slug stays.
+func (s *Server) handleMeshRename(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Name string `json:"name"`
+	}
+	if !body.decode(w, &req) {
+		return
+	}
+	name := strings.TrimSpace(req.Name)
+	switch {
+	case name == "":
+		cliError(w, http.StatusBadRequest, "name required")
+		return
+	case utf8.RuneCountInString(name) > maxMeshName:
+		cliError(w, http.StatusBadRequest, "name too long (max 100 characters)")
+		return
+	}
+	ms, user, ok := s.ownedMesh(w, r, body, "Only the mesh owner can rename it")
+	if !ok {
+		return
+	}
+	err := s.cfg.Store.RenameMesh(r.Context(), ms.ID, name)
+	switch {
+	case errors.Is(err, meshd.ErrNotFound): // archived concurrently
+		cliError(w, http.StatusNotFound, "Mesh not found")
+		return
+	case err != nil:
+		s.internalError(w, r, s.log.Error().Err(err), "rename mesh")
+		return
+	}
+	s.log.Info().Str("mesh_id", ms.ID).Str("slug", ms.Slug).Str("user_id", user).Msg("mesh renamed")
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "id": ms.ID, "slug": ms.Slug, "name": name})
+}
+
 // handleGrants is POST /cli/mesh/:slug/grants {grants: {pubkey: [caps] |
 // null}} (B.7): merged into the caller's own member row, null deleting.
 func (s *Server) handleGrants(w http.ResponseWriter, r *http.Request) {

@@ -187,6 +187,20 @@ ORDER BY (id = $1) DESC LIMIT 1`, ref).
 	return ms, nil
 }
 
+// RenameMesh sets the name of the live mesh meshID (POST
+// /cli/mesh/:slug/rename); the slug stays, since invites and links carry it.
+// meshd.ErrNotFound when it is not live.
+func (s *Store) RenameMesh(ctx context.Context, meshID, name string) error {
+	tag, err := s.pool.Exec(ctx, "UPDATE mesh.mesh SET name = $2 WHERE id = $1 AND archived_at IS NULL", meshID, name)
+	if err != nil {
+		return fmt.Errorf("rename mesh: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return meshd.ErrNotFound
+	}
+	return nil
+}
+
 // ArchiveMesh sets archived_at on the live mesh meshID (DELETE
 // /cli/mesh/:slug). Its slug becomes free; hellos and joins stop finding it.
 // meshd.ErrNotFound when it is not live.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshd/meshd/client"
@@ -151,6 +152,38 @@ func (c *cli) remoteMeshes(cfg *config) ([]meshRow, error) {
 		}
 	}
 	return out.Meshes, nil
+}
+
+// runMeshRename renames a mesh the user owns; its slug stays.
+func runMeshRename(c *cli, args []string) error {
+	pos, err := c.parse("mesh rename", flags("mesh rename"), args, -1)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 2 {
+		return usagef(commands()["mesh rename"].usage, "mesh rename needs a slug and the new name")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	base, token, err := c.authed(cfg)
+	if err != nil {
+		return err
+	}
+	var out struct{ ID, Slug, Name string }
+	body := map[string]string{"name": strings.Join(pos[1:], " ")}
+	if err := c.call(base, "POST", "/cli/mesh/"+url.PathEscape(pos[0])+"/rename", token, body, &out); err != nil {
+		return fmt.Errorf("mesh rename: %w", err)
+	}
+	if m := cfg.find(out.ID); m != nil {
+		m.Name = out.Name
+		if err := c.saveConfig(cfg); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(c.stdout, "Renamed mesh %s to %q (the slug stays %s).\n", out.Slug, out.Name, out.Slug)
+	return nil
 }
 
 // runMeshDelete archives a mesh the user owns and forgets its saved key.

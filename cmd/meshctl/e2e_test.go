@@ -410,6 +410,12 @@ func TestMeshctlEndToEnd(t *testing.T) {
 	if out := owner.must("mesh", "list"); !regexp.MustCompile(`demo-team\s+Demo Team\s+admin\s+yes\s+3\s`).MatchString(out) {
 		t.Fatalf("mesh list:\n%s", out)
 	}
+	if out := owner.must("mesh", "rename", "demo-team", "Demo", "Crew"); !strings.Contains(out, `Renamed mesh demo-team to "Demo Crew"`) {
+		t.Fatalf("mesh rename: %s", out)
+	}
+	if out := owner.must("mesh", "list"); !regexp.MustCompile(`demo-team\s+Demo Crew\s+admin\s+yes\s+3\s`).MatchString(out) {
+		t.Fatalf("mesh list after rename:\n%s", out)
+	}
 
 	_ = bl.cmd.Process.Signal(syscall.SIGINT)
 	if err := <-bl.done; err != nil {

@@ -22,6 +22,7 @@ var examples = map[string]string{
 	"whoami":       "  meshctl whoami\n  meshctl whoami --json",
 	"mesh create":  "  meshctl mesh create \"Platform Team\" --name alice\n  meshctl mesh create Demo --slug demo --json",
 	"mesh list":    "  meshctl mesh list",
+	"mesh rename":  "  meshctl mesh rename platform-team \"Platform & Infra\"",
 	"mesh delete":  "  meshctl mesh delete platform-team",
 	"invite":       "  meshctl invite platform-team --max-uses 5\n  meshctl invite --role admin --json",
 	"join":         "  meshctl join https://broker.example/i/AB12CD34 --name bob\n  meshctl join AB12CD34 --broker wss://broker.example/ws",
@@ -38,7 +39,7 @@ var examples = map[string]string{
 
 // groups are the parents of two-word commands.
 var groups = map[string]string{
-	"mesh":   "create, list and delete meshes",
+	"mesh":   "create, list, rename and delete meshes",
 	"status": "set the status of your running listen",
 	"grants": "list and set what peers may send you",
 	"setup":  "wire meshctl into other tools (Claude Code)",

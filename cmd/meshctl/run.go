@@ -35,6 +35,7 @@ func commands() map[string]command {
 		"whoami":       {"whoami [--json]", "show the broker you are logged in to and your identity in each mesh (never secrets)", runWhoami},
 		"mesh create":  {"mesh create NAME [--name DISPLAY_NAME] [--slug SLUG] [--key FILE] [--json]", "create a mesh you own; your member key is generated and saved", runMeshCreate},
 		"mesh list":    {"mesh list [--json]", "list your meshes (from the broker when logged in, plus the ones you joined)", runMeshList},
+		"mesh rename":  {"mesh rename SLUG NEW_NAME…", "rename a mesh you own (its slug stays)", runMeshRename},
 		"mesh delete":  {"mesh delete SLUG", "archive a mesh you own", runMeshDelete},
 		"invite":       {"invite [SLUG] [--role admin|member] [--max-uses N] [--json]", "create an invite link for a mesh you own (7-day expiry)", runInvite},
 		"join":         {"join LINK|CODE|TOKEN [--name NAME] [--broker WS_URL] [--key FILE] [--json]", "join a mesh with an invite; the signature and expiry are checked locally", runJoin},
@@ -105,7 +106,7 @@ func suggestion(msg string) string {
 
 func (c *cli) printUsage(cmds map[string]command, w io.Writer) {
 	// Workflow order: set up, enrol, talk.
-	names := []string{"keygen", "login", "logout", "mesh create", "mesh list", "mesh delete", "invite", "join",
+	names := []string{"keygen", "login", "logout", "mesh create", "mesh list", "mesh rename", "mesh delete", "invite", "join",
 		"send", "listen", "peers", "status set", "grants list", "grants set", "mcp", "hook", "setup claude", "whoami"}
 	fmt.Fprint(w, "meshctl — talk to a claudemesh-compatible broker (meshd)\n\nusage:\n")
 	for _, n := range names {
