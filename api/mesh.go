@@ -52,11 +52,8 @@ func (s *Server) handleMeshCreate(w http.ResponseWriter, r *http.Request) {
 		slug = slugify(name)
 	}
 	switch {
-	case name == "":
-		cliError(w, http.StatusBadRequest, "name required")
-		return
-	case utf8.RuneCountInString(name) > maxMeshName:
-		cliError(w, http.StatusBadRequest, "name too long (max 100 characters)")
+	case meshNameProblem(name) != "":
+		cliError(w, http.StatusBadRequest, meshNameProblem(name))
 		return
 	case !isHex64(req.Pubkey):
 		cliError(w, http.StatusBadRequest, "pubkey required (64 hex chars)")
@@ -198,13 +195,7 @@ func (s *Server) handleMeshDelete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := s.cfg.Store.ArchiveMesh(r.Context(), ms.ID)
-	switch {
-	case errors.Is(err, meshd.ErrNotFound): // archived concurrently
-		cliError(w, http.StatusNotFound, "Mesh not found")
-		return
-	case err != nil:
-		s.internalError(w, r, s.log.Error().Err(err), "archive mesh")
+	if !s.meshWritten(w, r, s.cfg.Store.ArchiveMesh(r.Context(), ms.ID), "archive mesh") {
 		return
 	}
 	s.log.Info().Str("mesh_id", ms.ID).Str("slug", ms.Slug).Str("user_id", user).Msg("mesh archived")
@@ -230,29 +221,41 @@ func (s *Server) handleMeshRename(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := strings.TrimSpace(req.Name)
-	switch {
-	case name == "":
-		cliError(w, http.StatusBadRequest, "name required")
-		return
-	case utf8.RuneCountInString(name) > maxMeshName:
-		cliError(w, http.StatusBadRequest, "name too long (max 100 characters)")
+	if msg := meshNameProblem(name); msg != "" {
+		cliError(w, http.StatusBadRequest, msg)
 		return
 	}
 	ms, user, ok := s.ownedMesh(w, r, body, "Only the mesh owner can rename it")
-	if !ok {
-		return
-	}
-	err := s.cfg.Store.RenameMesh(r.Context(), ms.ID, name)
-	switch {
-	case errors.Is(err, meshd.ErrNotFound): // archived concurrently
-		cliError(w, http.StatusNotFound, "Mesh not found")
-		return
-	case err != nil:
-		s.internalError(w, r, s.log.Error().Err(err), "rename mesh")
+	if !ok || !s.meshWritten(w, r, s.cfg.Store.RenameMesh(r.Context(), ms.ID, name), "rename mesh") {
 		return
 	}
 	s.log.Info().Str("mesh_id", ms.ID).Str("slug", ms.Slug).Str("user_id", user).Msg("mesh renamed")
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "id": ms.ID, "slug": ms.Slug, "name": name})
+}
+
+// meshNameProblem is the 400 message for a bad (trimmed) mesh name, or "".
+func meshNameProblem(name string) string {
+	switch {
+	case name == "":
+		return "name required"
+	case utf8.RuneCountInString(name) > maxMeshName:
+		return "name too long (max 100 characters)"
+	}
+	return ""
+}
+
+// meshWritten answers a failed write to a live mesh (404 when it was
+// archived concurrently, else 500) and reports whether err was nil.
+func (s *Server) meshWritten(w http.ResponseWriter, r *http.Request, err error, what string) bool {
+	switch {
+	case errors.Is(err, meshd.ErrNotFound):
+		cliError(w, http.StatusNotFound, "Mesh not found")
+		return false
+	case err != nil:
+		s.internalError(w, r, s.log.Error().Err(err), what)
+		return false
+	}
+	return true
 }
 
 // handleGrants is POST /cli/mesh/:slug/grants {grants: {pubkey: [caps] |

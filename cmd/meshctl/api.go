@@ -119,6 +119,17 @@ func unwrapURLError(err error) error {
 	return err
 }
 
+// loggedIn loads the config and returns it with the HTTP base and token of
+// the logged-in broker.
+func (c *cli) loggedIn() (*config, string, string, error) {
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return nil, "", "", err
+	}
+	base, token, err := c.authed(cfg)
+	return cfg, base, token, err
+}
+
 // authed returns the HTTP base and token of the logged-in broker.
 func (c *cli) authed(cfg *config) (string, string, error) {
 	if cfg.Token == "" || cfg.Broker == "" {

@@ -58,11 +58,7 @@ func runLogout(c *cli, args []string) error {
 	if _, err := c.parse("logout", flags("logout"), args, 0); err != nil {
 		return err
 	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	base, token, err := c.authed(cfg)
+	cfg, base, token, err := c.loggedIn()
 	if err != nil {
 		return err
 	}

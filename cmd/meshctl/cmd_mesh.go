@@ -23,11 +23,7 @@ func runMeshCreate(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	base, token, err := c.authed(cfg)
+	cfg, base, token, err := c.loggedIn()
 	if err != nil {
 		return err
 	}
@@ -163,11 +159,7 @@ func runMeshRename(c *cli, args []string) error {
 	if len(pos) < 2 {
 		return usagef(commands()["mesh rename"].usage, "mesh rename needs a slug and the new name")
 	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	base, token, err := c.authed(cfg)
+	cfg, base, token, err := c.loggedIn()
 	if err != nil {
 		return err
 	}
@@ -192,11 +184,7 @@ func runMeshDelete(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	base, token, err := c.authed(cfg)
+	cfg, base, token, err := c.loggedIn()
 	if err != nil {
 		return err
 	}
