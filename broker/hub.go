@@ -226,7 +226,14 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 		}
 	}
 	s.flushStats(ctx, c, pres, owned)
-	c.logger().Info().Dur("grace", s.cfg.Grace).Msg("ws close — lease grace started")
+	switch {
+	case pres.Ephemeral:
+		c.logger().Info().Msg("ws close — ephemeral presence ended")
+	case owned:
+		c.logger().Info().Dur("grace", s.cfg.Grace).Msg("ws close — lease grace started")
+	default:
+		c.logger().Info().Msg("ws close — presence already taken over by another socket")
+	}
 }
 
 var errSocketClosed = errors.New("socket closed")
