@@ -179,6 +179,11 @@ func (c *cluster) replicaEnv(r *replica) []string {
 		// the per-IP pre-hello cap would turn a 2,000-client storm into a
 		// test of that cap.
 		"MAX_PREAUTH_PER_IP=100000",
+		// The chaos hostile phase and the storms re-hello the same members
+		// hundreds of times; the per-member hello budget is tested by the
+		// broker's own tests, not here.
+		"HELLO_RATE_BURST=100000",
+		"HELLO_RATE_PER_MIN=1000000",
 		"LOG_LEVEL="+c.opts.logLevel,
 	)
 }
