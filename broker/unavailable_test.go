@@ -46,8 +46,13 @@ func TestSendWhileDatabaseDownGetsItsOwnAck(t *testing.T) {
 		a.send(map[string]any{"type": "send", "id": id, "targetSpec": target, "priority": "now",
 			"nonce": "bm9uY2U=", "ciphertext": "Y2lwaGVy"})
 		for {
-			f := a.expectFrame("ack")
-			if f["id"] != id {
+			// A failing statement is bounded by the batch timeout (10 s) and
+			// the handler timeout (15 s), not by the harness's 5 s read.
+			f, ce, err := a.next(30 * time.Second)
+			if err != nil || ce != nil {
+				t.Fatalf("send to %s while the database is down: no ack (%v %v)", target, err, ce)
+			}
+			if f["type"] != "ack" || f["id"] != id {
 				continue
 			}
 			if f["queued"] != false || !strings.HasPrefix(f["error"].(string), "unavailable: ") ||
@@ -68,8 +73,11 @@ func TestSendWhileDatabaseDownGetsItsOwnAck(t *testing.T) {
 		a.send(map[string]any{"type": "send", "id": "after", "targetSpec": bob.key.Pubkey, "priority": "now",
 			"nonce": "bm9uY2U=", "ciphertext": "Y2lwaGVy"})
 		for {
-			f := a.expectFrame("ack")
-			if f["id"] == "after" {
+			f, ce, err := a.next(30 * time.Second)
+			if err != nil || ce != nil {
+				t.Fatalf("after the restart: %v %v", err, ce)
+			}
+			if f["type"] == "ack" && f["id"] == "after" {
 				return f["queued"] == true
 			}
 		}
