@@ -9,6 +9,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/meshd/meshd/wire"
 )
@@ -28,8 +29,18 @@ func (s *Server) audit(ctx context.Context, meshID, event, actorID, actorName st
 	if actorID != "" {
 		ev.ActorMemberID = &actorID
 	}
+	// Record returns once the event is durable in the outbox; the writer
+	// keeps retrying after that, so waiting is only for order (an event
+	// lands before this socket's next send). While the database is down
+	// that wait would stall the socket's read loop for the whole handler
+	// timeout, so it is bounded (the event is still written, in order).
+	ctx, cancel := context.WithTimeout(ctx, auditWait)
+	defer cancel()
 	s.cfg.Audit.Record(ctx, meshID, ev)
 }
+
+// auditWait bounds how long a socket waits for its audit event to commit.
+const auditWait = 2 * time.Second
 
 // auditEntryFrame is one entry of audit_result (B.8).
 type auditEntryFrame struct {
