@@ -17,7 +17,9 @@ import (
 // statement; created_at is the statement's now() for every row (FIFO among
 // them falls back to id order, and one connection never has two sends in a
 // batch: it waits for its ack). The same statement commits each row's
-// message_sent to the audit outbox (audit_outbox.go), actor name $12.
+// message_sent to the audit outbox (audit_outbox.go), actor name $12 —
+// except the delivery canary's rows (meshd.SystemMeshID), which are no one's
+// messages.
 const enqueueBatchSQL = `
 WITH q AS (
 INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, sender_session_pubkey, target_spec, priority,
@@ -29,7 +31,8 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 RETURNING id, mesh_id, sender_member_id, target_spec, priority, created_at, delivered_at
 ), a AS (
 INSERT INTO ` + outboxMessageSentCols + outboxMessageSentSelect + `
-FROM q JOIN unnest($1::text[], $12::text[]) WITH ORDINALITY AS n(id, name, ord) ON n.id = q.id ORDER BY n.ord
+FROM q JOIN unnest($1::text[], $12::text[]) WITH ORDINALITY AS n(id, name, ord) ON n.id = q.id
+WHERE q.mesh_id <> '` + meshd.SystemMeshID + `' ORDER BY n.ord
 )
 SELECT id, created_at, delivered_at FROM q`
 

@@ -40,12 +40,13 @@ WHERE delivered_at IS NULL AND created_at < now() - make_interval(secs => $1::fl
 
 // QueueStats returns the number of undelivered rows (claimed ones included,
 // as broker_queue_depth upstream) and the age of the oldest one (0 when the
-// queue is empty).
+// queue is empty). The delivery canary's rows (meshd.SystemMeshID) are not
+// counted: they are no one's messages.
 func (s *Store) QueueStats(ctx context.Context) (depth int64, oldestAge time.Duration, err error) {
 	var ageSecs float64
 	err = s.pool.QueryRow(ctx, `
 SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
-FROM mesh.message_queue WHERE delivered_at IS NULL`).Scan(&depth, &ageSecs)
+FROM mesh.message_queue WHERE delivered_at IS NULL AND mesh_id <> $1`, meshd.SystemMeshID).Scan(&depth, &ageSecs)
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue stats: %w", err)
 	}
