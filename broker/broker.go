@@ -45,6 +45,7 @@ type Store interface {
 	AuditLog
 	Pinger
 	GrantsStore
+	Canary
 }
 
 // Config configures a Server. Zero values take the documented defaults.
@@ -92,6 +93,12 @@ type Config struct {
 	// window stayed full this long; its claims are released at once.
 	// Default 60s.
 	SlowConsumerAfter time.Duration
+	// CanaryStallAfter fails /health/ready with delivery_stalled when no
+	// delivery canary round (canary.go) completed this long; default 15s
+	// (CANARY_STALL_SECONDS). CanaryInterval is how often a round starts;
+	// default 5s, at most a third of CanaryStallAfter.
+	CanaryStallAfter time.Duration
+	CanaryInterval   time.Duration
 
 	// ExpectedMigration, when set, makes /health/ready fail with
 	// migration_missing until the newest applied migration has this file
@@ -166,6 +173,8 @@ func (c *Config) validate() error {
 		c.PushWindow = 256
 	}
 	def(&c.SlowConsumerAfter, 60*time.Second)
+	def(&c.CanaryStallAfter, 15*time.Second)
+	def(&c.CanaryInterval, min(5*time.Second, c.CanaryStallAfter/3))
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -208,6 +217,7 @@ type Server struct {
 	mux       http.Handler
 	frames    map[string]frameHandler // immutable after New
 	collab    *collab.Handler         // immutable after New; nil without Config.CollabStore
+	canary    *canary                 // the delivery canary (canary.go)
 	stats     sync.Map                // *conn → its last set_stats counters (stats.go)
 	stopOnce  sync.Once
 }
@@ -230,6 +240,7 @@ func New(cfg Config) (*Server, error) {
 	s.met = newMetrics(cfg.Registry, closeReasonLabels(), helloReasonLabels())
 	s.hub = newHub(s)
 	s.newBatchers()
+	s.canary = s.newCanary()
 	s.m = s.newMelody()
 	s.frames = s.handlers()
 	var err error
@@ -247,7 +258,7 @@ func (s *Server) Start(parent context.Context) {
 	s.dbUp.Store(s.cfg.Store.Ping(ctx) == nil)
 	s.setDBGauge()
 	for _, loop := range []func(context.Context){s.pingLoop, s.redrainLoop, s.sweepLoop, s.hub.workers,
-		s.enqueues.loop, s.acks.loop, s.delivered.loop} {
+		s.enqueues.loop, s.acks.loop, s.delivered.loop, s.canaryLoop} {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()

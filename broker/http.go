@@ -92,7 +92,8 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 }
 
 // serveReady is the deploy gate (A.3-1): 503 with reasons when the DB or
-// NATS is down or the replica drains.
+// NATS is down, the replica drains, or no delivery canary round completed
+// within CanaryStallAfter (delivery_stalled, canary.go).
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	body := s.healthBody()
 	var reasons []string
@@ -104,6 +105,10 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	}
 	if s.draining.Load() {
 		reasons = append(reasons, "draining")
+	}
+	if stalled, since := s.canaryStalled(); stalled {
+		reasons = append(reasons, "delivery_stalled")
+		body["canarySecondsSinceLast"] = int64(since / time.Second)
 	}
 	if exp := s.cfg.ExpectedMigration; exp != "" && body["db"] == "up" {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
