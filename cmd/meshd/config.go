@@ -46,6 +46,7 @@ type config struct {
 	SendPerMinute           int
 	PushWindow              int
 	SlowConsumerAfter       time.Duration
+	CanaryStallAfter        time.Duration
 	LogLevel                string
 	SkipMigrate             bool
 	GitSHA                  string
@@ -98,6 +99,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.PushWindow = intVar(getenv, "PUSH_WINDOW", 256, 1, 100_000, &errs)
 	c.SlowConsumerAfter = time.Duration(intVar(getenv, "SLOW_CONSUMER_SECONDS", 60, 1, 86400, &errs)) * time.Second
 	c.SendPerMinute = intVar(getenv, "SEND_RATE_PER_MIN", 60, 1, 1_000_000_000, &errs)
+	c.CanaryStallAfter = time.Duration(intVar(getenv, "CANARY_STALL_SECONDS", 15, 3, 3600, &errs)) * time.Second
 	if c.NodeID == "" {
 		host, _ := os.Hostname()
 		c.NodeID = fmt.Sprintf("%s-%d", orDefault(host, "meshd"), os.Getpid())

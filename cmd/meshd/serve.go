@@ -140,7 +140,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		HelloBurst:              float64(cfg.HelloBurst), HelloPerMinute: float64(cfg.HelloPerMinute),
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
 		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
-		PushWindow: cfg.PushWindow, SlowConsumerAfter: cfg.SlowConsumerAfter,
+		PushWindow: cfg.PushWindow, SlowConsumerAfter: cfg.SlowConsumerAfter, CanaryStallAfter: cfg.CanaryStallAfter,
 		ExpectedMigration: cfg.ExpectedMigration, StatusTTL: cfg.StatusTTL, JSONLDir: cfg.JSONLDir,
 	})
 	if err != nil {
