@@ -170,6 +170,8 @@ var replicaPanels = map[string][]string{
 	"Queue oldest age":                  {"broker_queue_oldest_age_seconds"},
 	"Ready / draining state":            {"broker_draining", "broker_db_healthy", "broker_nats_connected"},
 	"Legacy auth drain (hits per hour)": {"sum(increase(broker_legacy_auth_hits_total[1h]))"},
+	"Delivery canary round trip":        {"meshd_canary_seconds_bucket"},
+	"Delivery canary failures / sec":    {"meshd_canary_failures_total"},
 }
 
 func TestDashboardPanels(t *testing.T) {
