@@ -42,6 +42,9 @@ type Config struct {
 	PublicURL string
 	// AppURL prefixes invite short links (APP_URL); default: this broker.
 	AppURL string
+	// LegacyAuthFlush is how often Run writes who used the legacy shim
+	// (legacy_auth.go); default 10s.
+	LegacyAuthFlush time.Duration
 
 	Now func() time.Time // default time.Now
 }
@@ -67,6 +70,9 @@ func (c *Config) validate() error {
 	if c.HookRateLimitPerIPPerMin <= 0 {
 		c.HookRateLimitPerIPPerMin = 300
 	}
+	if c.LegacyAuthFlush <= 0 {
+		c.LegacyAuthFlush = 10 * time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -79,6 +85,8 @@ type Server struct {
 	log  zerolog.Logger
 	met  *metrics
 	hook *hookHandler
+	// legacy counts who uses the legacy shim until Run flushes it.
+	legacy *legacyRecorder
 }
 
 // New validates cfg and returns a Server; Register puts its routes on a mux.
@@ -93,6 +101,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.met = met
 	s.hook = newHookHandler(s)
+	s.legacy = newLegacyRecorder()
+	if err := cfg.Registry.Register(s.legacy.users); err != nil {
+		return nil, errors.Join(errors.New("api: metrics"), err)
+	}
 	evictions := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "broker_hook_rate_limit_evictions_total",
 		Help: "Hook rate-limit keys (per IP and per pid/cwd) forgotten to keep the key set bounded."},

@@ -160,6 +160,7 @@ func (s *Server) cliAuth(w http.ResponseWriter, r *http.Request, legacyUser stri
 		w.Header().Set("Deprecation", legacyDeprecation)
 		w.Header().Set("Warning", legacyWarning)
 		s.met.legacyAuthHits.Inc()
+		s.legacy.hit(legacyUser, r.Pattern, s.cfg.Now())
 		s.log.Warn().Str("route", r.Pattern).Str("user_id", legacyUser).Msg("legacy auth accepted")
 		return legacyUser, true
 	}

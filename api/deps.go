@@ -22,6 +22,7 @@ type Store interface {
 	InviteRedeemer
 	GrantWriter
 	Hooks
+	LegacyAuthLog
 }
 
 // CLITokens validates and revokes CLI bearer tokens (B.9.3, A.3-15).

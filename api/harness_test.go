@@ -52,6 +52,7 @@ type replica struct {
 	srv *broker.Server
 	reg *prometheus.Registry
 	hs  *httptest.Server
+	ctl *api.Server
 }
 
 func (r *replica) wsURL() string { return "ws" + strings.TrimPrefix(r.hs.URL, "http") + "/ws" }
@@ -120,7 +121,7 @@ func (e *env) startReplica(node string, tweak func(*broker.Config, *api.Config))
 		hs.Close()
 		_ = bus.Close()
 	})
-	return &replica{srv: srv, reg: reg, hs: hs}
+	return &replica{srv: srv, reg: reg, hs: hs, ctl: ctl}
 }
 
 // identity is an enrolled member with its keys.
