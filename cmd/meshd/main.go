@@ -9,6 +9,7 @@
 //	meshd token revoke --id <id> | --user <id>   revoke CLI tokens
 //	meshd audit verify --mesh <id>   verify a mesh's audit chain (id or slug)
 //	meshd keys rotate                re-encrypt secrets under BROKER_ENCRYPTION_KEY
+//	meshd legacy-auth report [--since 7d] [--json]   who still uses the legacy body user_id auth
 //	meshd version                    print version and git SHA
 package main
 
@@ -43,6 +44,7 @@ const usage = `usage:
   meshd token revoke --id <id> | --user <id>   revoke one token, or all of a user's
   meshd audit verify --mesh <id>   verify a mesh's audit hash chain (id or slug; exit 1 if broken, 2 if unknown)
   meshd keys rotate                re-encrypt secrets at rest under BROKER_ENCRYPTION_KEY
+  meshd legacy-auth report [--since 7d] [--json]   who still uses the legacy body user_id auth
   meshd version                    print version and git SHA
 `
 
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = auditCmd(ctx, args, getenv, stdout, stderr)
 	case "keys":
 		err = keys(ctx, args, getenv, stdout, stderr)
+	case "legacy-auth":
+		err = legacyAuthCmd(ctx, args, getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "meshd %s (%s)\n", version, gitSHA)
 	case "help", "-h", "--help":

@@ -180,6 +180,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		leaders.Wait()
 	}()
 	srv.Start(srvCtx)
+	// Who uses the legacy auth shim: flushed every 10 s and once at the end.
+	leaders.Go(func() { ctl.Run(srvCtx) })
 	if err := runSingletons(srvCtx, &leaders, cfg, log, reg, srv); err != nil {
 		return err
 	}
