@@ -170,6 +170,7 @@ var replicaPanels = map[string][]string{
 	"Queue oldest age":                  {"broker_queue_oldest_age_seconds"},
 	"Ready / draining state":            {"broker_draining", "broker_db_healthy", "broker_nats_connected"},
 	"Legacy auth drain (hits per hour)": {"sum(increase(broker_legacy_auth_hits_total[1h]))"},
+	"Legacy auth users and hits (24h)":  {"broker_legacy_auth_users", "broker_legacy_auth_hits_total"},
 	"Delivery canary round trip":        {"meshd_canary_seconds_bucket"},
 	"Delivery canary failures / sec":    {"meshd_canary_failures_total"},
 }
