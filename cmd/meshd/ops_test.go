@@ -123,6 +123,14 @@ func families(t *testing.T, mfs map[string]*dto.MetricFamily) map[string]family 
 			sort.Strings(v)
 		}
 		out[name] = f
+		if f.typ == "histogram" {
+			// PromQL reads a histogram as its _bucket (with le), _sum and
+			// _count series.
+			b := f
+			b.labels = append(slices.Clone(f.labels), "le")
+			sort.Strings(b.labels)
+			out[name+"_bucket"], out[name+"_sum"], out[name+"_count"] = b, f, f
+		}
 	}
 	return out
 }
@@ -181,6 +189,9 @@ var ownSeries = []wantSeries{
 	{"go_goroutines", "gauge", nil, nil},
 	{"process_resident_memory_bytes", "gauge", nil, nil},
 	{"meshd_build_info", "gauge", []string{"git_sha", "go_version", "version"}, []string{"abc1234"}},
+	{"meshd_canary_seconds", "histogram", nil, nil},
+	{"meshd_canary_failures_total", "counter", []string{"stage"}, nil},
+	{"broker_legacy_auth_users", "gauge", nil, nil},
 }
 
 func checkSeries(t *testing.T, fams map[string]family, want []wantSeries) {
