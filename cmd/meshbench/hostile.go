@@ -59,6 +59,21 @@ func helloSession(mesh, memberID string, key client.Identity, now time.Time, ses
 	}
 }
 
+// lastValidMs makes the valid hellos' timestamps strictly increasing: a
+// hello signature is single-use (docs/protocol.md A.3-21), and two sockets
+// of alice signing in the same millisecond would sign the same bytes.
+var lastValidMs atomic.Int64
+
+func validMillis(now time.Time) int64 {
+	for {
+		last := lastValidMs.Load()
+		ms := max(now.UnixMilli(), last+1)
+		if lastValidMs.CompareAndSwap(last, ms) {
+			return ms
+		}
+	}
+}
+
 func resignMap(f map[string]any, key client.Identity) map[string]any {
 	f["signature"] = wire.Sign(key.Secret, wire.HelloCanonical(f["meshId"].(string), f["memberId"].(string), f["pubkey"].(string), f["timestamp"].(float64)))
 	return f
@@ -214,7 +229,7 @@ func (h *hostile) one(ctx context.Context, url string, c hostileCase, session st
 	defer ws.Close()
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if c.auth {
-		if err := ws.WriteMessage(websocket.TextMessage, js(helloSession(h.mesh, h.alice.id, h.alice.key, time.Now(), session))); err != nil {
+		if err := ws.WriteMessage(websocket.TextMessage, js(helloSession(h.mesh, h.alice.id, h.alice.key, time.UnixMilli(validMillis(time.Now())), session))); err != nil {
 			h.outcome(c, "hello write failed")
 			return
 		}
