@@ -221,14 +221,29 @@ func (s *Server) runEnqueues(ctx context.Context, items []*enqueueItem) error {
 	return nil
 }
 
-// runAcks applies client_acks of every connection in one statement.
+// runAcks applies client_acks of every connection in one statement. An
+// ack is idempotent, so a failed batch (a statement that timed out on a
+// saturated pool, a connection lost) is tried again a few times before its
+// rows are left to the claim lease — which would re-push them.
 func (s *Server) runAcks(ctx context.Context, acks []meshd.AckByID) error {
-	_, err := s.cfg.Store.ClientAckBatch(ctx, acks)
+	var err error
+	for attempt := range ackAttempts {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
+		_, err = s.cfg.Store.ClientAckBatch(actx, acks)
+		cancel()
+		if err == nil || s.ctx.Err() != nil {
+			break
+		}
+		s.log.Warn().Err(err).Int("acks", len(acks)).Int("attempt", attempt+1).Msg("client_ack batch failed")
+	}
 	if err != nil {
-		s.log.Warn().Err(err).Int("acks", len(acks)).Msg("client_ack batch failed; rows are redelivered after the claim lease")
+		s.log.Error().Err(err).Int("acks", len(acks)).Msg("client_ack batch given up; its rows are redelivered after the claim lease")
 	}
 	return err
 }
+
+// ackAttempts bounds the tries of one ack batch.
+const ackAttempts = 3
 
 // runDelivered marks the written pushes of non-acking clients (A.3-4),
 // gathered from every connection, in one statement.
@@ -470,6 +485,28 @@ type credit struct {
 	byClient map[string]string // client message id → broker message id
 	fullAt   time.Time         // when the window filled; zero while it has room
 	lastAck  time.Time         // when the client last acked a push in flight
+	// settling are rows the client acked whose ack has not committed yet
+	// (it waits in the replica's ack batch): a re-claim after the lease
+	// must not push them again.
+	settling map[string]struct{}
+}
+
+// settle records that id's ack is waiting for its batch.
+func (cr *credit) settle(id string) {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if cr.settling == nil {
+		cr.settling = map[string]struct{}{}
+	}
+	cr.settling[id] = struct{}{}
+}
+
+// settled records that id's ack batch ended (committed or failed: a failed
+// ack leaves the row to the lease, as before).
+func (cr *credit) settled(id string) {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	delete(cr.settling, id)
 }
 
 // progressing reports whether id is already in flight to a client that
@@ -477,6 +514,9 @@ type credit struct {
 func (cr *credit) progressing(id string, now time.Time, lease time.Duration) bool {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
+	if _, ok := cr.settling[id]; ok {
+		return true
+	}
 	_, ok := cr.inflight[id]
 	return ok && !cr.lastAck.IsZero() && now.Sub(cr.lastAck) < lease
 }
@@ -575,7 +615,12 @@ func (s *Server) handleClientAck(ctx context.Context, c *conn, data []byte, _ st
 	// read loop; the close path waits for them (c.pendingAcks) before it
 	// releases this socket's claims, so an acked row is never re-pushed.
 	c.pendingAcks.Add(1)
-	s.acks.post(ctx, meshd.AckByID{MeshID: pres.MeshID, ID: m.BrokerMessageID, Keys: keys}, func(error) { c.pendingAcks.Done() })
+	id := m.BrokerMessageID
+	c.credit.settle(id)
+	s.acks.post(ctx, meshd.AckByID{MeshID: pres.MeshID, ID: id, Keys: keys}, func(error) {
+		c.credit.settled(id)
+		c.pendingAcks.Done()
+	})
 	return nil
 }
 
