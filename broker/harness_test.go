@@ -383,3 +383,24 @@ func runAudit(t testing.TB, st *store.Store, reg prometheus.Registerer, log zero
 	})
 	return aw
 }
+
+// ownCluster starts a PostgreSQL cluster of the test's own (one it may stop
+// and restart, unlike the shared one) and a migrated Store on it.
+func ownCluster(t *testing.T) (*testpg.Cluster, *store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	pg, err := testpg.Start(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Stop)
+	st, err := store.New(ctx, store.Config{URL: pg.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return pg, st
+}

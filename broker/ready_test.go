@@ -13,7 +13,6 @@ import (
 
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/fanout"
-	"github.com/meshd/meshd/internal/testpg"
 	"github.com/meshd/meshd/store"
 )
 
@@ -35,19 +34,7 @@ func getJSON(t *testing.T, url string) (int, map[string]any) {
 // keeps it 503 migration_missing; the right file name or SHA-256 passes.
 func TestReadinessGate(t *testing.T) {
 	ctx := context.Background()
-	pg, err := testpg.Start(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
-	st, err := store.New(ctx, store.Config{URL: pg.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	pg, st := ownCluster(t)
 	latest := store.Migrations()[len(store.Migrations())-1]
 	start := func(expected string) string {
 		reg := prometheus.NewRegistry()

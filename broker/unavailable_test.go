@@ -1,14 +1,11 @@
 package broker_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshd/meshd"
-	"github.com/meshd/meshd/internal/testpg"
-	"github.com/meshd/meshd/store"
 )
 
 // Issue 11 item 3: a send that cannot be committed (PostgreSQL down) gets
@@ -16,20 +13,7 @@ import (
 // send's id, so a client that sends no _reqId still knows which send
 // failed — never an error frame with database text. The socket stays up.
 func TestSendWhileDatabaseDownGetsItsOwnAck(t *testing.T) {
-	ctx := context.Background()
-	pg, err := testpg.Start(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
-	st, err := store.New(ctx, store.Config{URL: pg.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	pg, st := ownCluster(t)
 	e := &env{t: t, st: st, dsn: pg.URL, prefix: "t" + meshd.NewID()[20:]}
 	e.replicas = append(e.replicas, e.startReplica("node-0", nil))
 	mesh := e.newMesh("Down")
