@@ -93,7 +93,7 @@ chaos:
 	$(GO) build -o bin/meshbench ./cmd/meshbench
 	./bin/meshsmoke -bin bin -pg scripts/pg.sh -chaos $(if $(FULL),-full -timeout 30m)
 
-# Every fuzz target briefly (FUZZTIME each, default 1s); crashers stay in
+# Every fuzz target briefly (FUZZTIME each, default 2000x executions); crashers stay in
 # the package's testdata/fuzz.
 fuzz:
 	scripts/fuzz.sh
