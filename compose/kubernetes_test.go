@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshd/meshd/internal/opstools"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -550,5 +551,70 @@ func TestKubernetesKustomization(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(k8sDir, "README.md")); err != nil {
 		t.Error(err)
+	}
+}
+
+// kustomizeBuild runs the real `kustomize build` on dir — what `kubectl
+// apply -k` would apply — and decodes every object strictly into its API
+// type.
+func kustomizeBuild(t *testing.T, dir string) manifests {
+	t.Helper()
+	kz := opstools.Find(t, "kustomize")
+	out := opstools.Run(t, ".", kz, "build", dir)
+	m := manifests{files: map[string][]string{}, external: map[string]bool{secretName: true}}
+	m.decodeAll(t, "kustomize build "+dir, "rendered", []byte(out))
+	if len(m.files["rendered"]) < 5 {
+		t.Fatalf("kustomize build %s rendered only %v", dir, m.files["rendered"])
+	}
+	return m
+}
+
+// The base, the example overlay and the base with the other components,
+// built by the real kustomize: each builds, decodes strictly, and wires
+// together (selectors, ports, HPA ownership, the overlay's image).
+func TestKustomizeBuild(t *testing.T) {
+	base := kustomizeBuild(t, baseDir)
+	checkHPADeployment(t, base)
+	if len(base.secrets)+len(base.monitors)+len(base.ingresses) != 0 {
+		t.Errorf("the base renders a Secret, ServiceMonitor or Ingress: %v", base.files)
+	}
+
+	ex := kustomizeBuild(t, filepath.Join(k8sDir, "overlays", "example"))
+	checkHPADeployment(t, ex)
+	svc := one(t, "Service", ex.services)
+	checkServiceMonitor(t, svc, one(t, "ServiceMonitor", ex.monitors))
+	ing := one(t, "Ingress", ex.ingresses)
+	checkIngress(t, svc, ing)
+	checkNginxAnnotations(t, ing.Annotations)
+	if img := one(t, "Deployment", ex.deployments).Spec.Template.Spec.Containers[0].Image; img != "ghcr.io/meshd/meshd:0.1.0" {
+		t.Errorf("overlay image %q: the images: override did not apply", img)
+	}
+	if len(ex.secrets) != 0 {
+		t.Error("the example overlay must not carry a Secret")
+	}
+
+	// The components the example leaves out: Traefik (its Service patch
+	// must merge into the base's Service) and the throwaway Secret.
+	k8s, err := filepath.Abs(k8sDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if k8s, err = filepath.Rel(dir, k8s); err != nil { // kustomize refuses absolute roots
+		t.Fatal(err)
+	}
+	kust := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + filepath.Join(k8s, "base") +
+		"\ncomponents:\n  - " + filepath.Join(k8s, "components", "ingress-traefik") +
+		"\n  - " + filepath.Join(k8s, "components", "dev-secret") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr := kustomizeBuild(t, dir)
+	checkHPADeployment(t, tr)
+	trSvc := one(t, "Service", tr.services)
+	checkTraefikAnnotations(t, trSvc.Annotations)
+	checkIngress(t, trSvc, one(t, "Ingress", tr.ingresses))
+	if s := one(t, "Secret", tr.secrets); s.Name != secretName {
+		t.Errorf("dev-secret renders %s, the base reads %s", s.Name, secretName)
 	}
 }

@@ -5,6 +5,7 @@
 #   docker-compose  Compose v1 (Debian's docker-compose 1.29), apt-get as root
 #   composecheck    compose-go v2 (Compose v2's loader), compose/tools module
 #   helm            helm.sh/helm/v3/cmd/helm@HELM_VERSION
+#   kustomize       sigs.k8s.io/kustomize/kustomize/v5@KUSTOMIZE_VERSION
 #   promtool        Debian's prometheus package (as root), else
 #                   github.com/prometheus/prometheus/cmd/promtool@PROMETHEUS_VERSION
 #   systemd-analyze Debian's systemd, for compose/systemd/meshd.service
@@ -16,6 +17,7 @@
 set -u
 cd "$(dirname "$0")/.."
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
+KUSTOMIZE_VERSION=${KUSTOMIZE_VERSION:-v5.8.1}
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
 dir=${OPS_TOOLS_DIR:-$PWD/bin/tools}
 mkdir -p "$dir"
@@ -43,6 +45,7 @@ go_tool() {
 }
 
 go_tool helm "$HELM_VERSION" env GOBIN="$dir" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+go_tool kustomize "$KUSTOMIZE_VERSION" env GOBIN="$dir" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
 # promtool: a built one in $dir, else one on PATH, else Debian's prometheus
 # package (about a minute), else go install — a cold build of promtool's
 # dependency tree took 31 min on a loaded 2-core machine, so it comes last.

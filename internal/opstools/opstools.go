@@ -1,4 +1,4 @@
-// Package opstools finds the real tools the deployment tests run (helm,
+// Package opstools finds the real tools the deployment tests run (helm, kustomize,
 // promtool, docker-compose, composecheck), which scripts/ops-tools.sh
 // installs into bin/tools. A test whose tool is missing skips, naming the
 // tool and how to install it; a tool that rejects a file fails the test.
