@@ -56,6 +56,9 @@ type Config struct {
 	Audit    Auditor              // required: the audit-chain writer (audit.Writer)
 	NATS     Pinger               // optional: reported by /health and /health/ready
 	Registry *prometheus.Registry // required: metrics are registered here and served on /metrics
+	// MetricsElsewhere leaves /metrics off Register's mux: cmd/meshd serves
+	// it on its own listener (METRICS_ADDR) so it need not be public.
+	MetricsElsewhere bool
 	Logger   zerolog.Logger       // carries the "node" key (cmd/meshd adds it once for the process)
 	// CollabStore holds the rows of the 66 collaboration verbs (package
 	// collab; cmd/meshd passes store.Store). The broker builds the handler

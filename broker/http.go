@@ -15,13 +15,30 @@ import (
 )
 
 // Register adds the broker's routes to mux: /ws, the health endpoints,
-// /metrics and the JSON 404 for every path no other route claims.
+// /metrics (unless Config.MetricsElsewhere) and the JSON 404 for every path
+// no other route claims.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/ws", s.serveWS)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.HandleFunc("GET /health/ready", s.serveReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
+	if !s.cfg.MetricsElsewhere {
+		mux.Handle("GET /metrics", s.MetricsHandler())
+	}
 	mux.HandleFunc("/", s.serveNotFound)
+}
+
+// MetricsHandler serves the registry in Prometheus' exposition formats.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry})
+}
+
+// MetricsRoutes serves /metrics alone, with the JSON 404 elsewhere: the
+// mux of the METRICS_ADDR listener.
+func (s *Server) MetricsRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.MetricsHandler())
+	mux.HandleFunc("/", s.serveNotFound)
+	return mux
 }
 
 func (s *Server) routes() http.Handler {

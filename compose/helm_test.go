@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshd/meshd/internal/opstools"
@@ -85,6 +86,19 @@ func TestHelmChartAllEnabled(t *testing.T) {
 	}
 	if cm := one(t, "ConfigMap", m.configMaps); !natsFromSecret || cm.Data["NATS_URL"] != "" {
 		t.Errorf("existingSecret.natsUrlKey: NATS_URL must come from the Secret only (env %v, ConfigMap %q)", c.Env, cm.Data["NATS_URL"])
+	}
+	// METRICS_ADDR ":9464": the pod and the Service name the port, and the
+	// ServiceMonitor scrapes it instead of the public one.
+	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "metrics" && p.ContainerPort == 9464 }) {
+		t.Errorf("container ports %v: no metrics port 9464 for METRICS_ADDR", c.Ports)
+	}
+	if sm := one(t, "ServiceMonitor", m.monitors); len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "metrics" {
+		t.Errorf("ServiceMonitor endpoints %+v, want the metrics port", sm.Spec.Endpoints)
+	}
+	if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool {
+		return p.Name == "metrics" && p.Port == 9464 && p.TargetPort.StrVal == "metrics"
+	}) {
+		t.Errorf("Service ports %v: no metrics port", svc.Spec.Ports)
 	}
 }
 

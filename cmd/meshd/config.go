@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -50,6 +51,7 @@ type config struct {
 	LogLevel                string
 	SkipMigrate             bool
 	GitSHA                  string
+	MetricsAddr             string // METRICS_ADDR: /metrics on its own listener, off the public port
 }
 
 var dsnRe = regexp.MustCompile(`^postgres(ql)?://`)
@@ -99,6 +101,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.PushWindow = intVar(getenv, "PUSH_WINDOW", 256, 1, 100_000, &errs)
 	c.SlowConsumerAfter = time.Duration(intVar(getenv, "SLOW_CONSUMER_SECONDS", 60, 1, 86400, &errs)) * time.Second
 	c.SendPerMinute = intVar(getenv, "SEND_RATE_PER_MIN", 60, 1, 1_000_000_000, &errs)
+	c.MetricsAddr = getenv("METRICS_ADDR")
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR must be host:port or :port (got %q)", c.MetricsAddr))
+		}
+	}
 	c.CanaryStallAfter = time.Duration(intVar(getenv, "CANARY_STALL_SECONDS", 15, 3, 3600, &errs)) * time.Second
 	if c.NodeID == "" {
 		host, _ := os.Hostname()

@@ -329,6 +329,9 @@ func TestCommands(t *testing.T) {
 	if _, errOut, code := runCmd([]string{"DATABASE_URL=" + dsn, "BROKER_PORT=99999"}, "serve"); code != 1 || !strings.Contains(errOut, "BROKER_PORT must be an integer in [1, 65535]") {
 		t.Fatalf("bad port: %d %q", code, errOut)
 	}
+	if _, errOut, code := runCmd([]string{"DATABASE_URL=" + dsn, "METRICS_ADDR=9464"}, "serve"); code != 1 || !strings.Contains(errOut, "METRICS_ADDR must be host:port or :port") {
+		t.Fatalf("bad METRICS_ADDR: %d %q", code, errOut)
+	}
 	if _, errOut, code := runCmd(nil, "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
 		t.Fatalf("unknown command: %d %q", code, errOut)
 	}

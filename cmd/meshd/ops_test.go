@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"regexp"
@@ -10,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -78,6 +81,41 @@ func TestOperations(t *testing.T) {
 		}
 		t.Logf("%d expressions, %d distinct metrics, all exported except known-missing %v", len(exprs), len(used), sortedKeys(knownMissing))
 	})
+}
+
+// With METRICS_ADDR, /metrics is served on that listener only: the public
+// port answers it with the JSON 404, and the metrics port serves nothing
+// else.
+func TestMetricsAddr(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := startMeshd(t, "DATABASE_URL="+dsn, "MESHD_NODE_ID=metrics-addr", "METRICS_ADDR="+maddr)
+	var fams map[string]family
+	deadline := time.Now().Add(10 * time.Second)
+	for fams == nil { // the metrics listener opens with the public one; be sure it answers
+		if resp, err := http.Get("http://" + maddr + "/metrics"); err == nil {
+			resp.Body.Close()
+			fams = scrape(t, "http://"+maddr+"/metrics")
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if _, ok := fams["meshd_build_info"]; !ok {
+		t.Error("METRICS_ADDR /metrics lacks meshd_build_info")
+	}
+	for _, u := range []string{p.base + "/metrics", "http://" + maddr + "/health", "http://" + maddr + "/ws"} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), `"error":"not_found"`) {
+			t.Errorf("GET %s: %d %s, want the JSON 404", u, resp.StatusCode, body)
+		}
+	}
 }
 
 func scrape(t *testing.T, url string) map[string]family {

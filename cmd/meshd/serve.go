@@ -141,6 +141,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
 		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
 		PushWindow: cfg.PushWindow, SlowConsumerAfter: cfg.SlowConsumerAfter, CanaryStallAfter: cfg.CanaryStallAfter,
+		MetricsElsewhere:  cfg.MetricsAddr != "",
 		ExpectedMigration: cfg.ExpectedMigration, StatusTTL: cfg.StatusTTL, JSONLDir: cfg.JSONLDir,
 	})
 	if err != nil {
@@ -159,6 +160,13 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	var mln net.Listener // METRICS_ADDR: /metrics off the public port
+	if cfg.MetricsAddr != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
+		}
 	}
 	auditCtx, stopAudit := context.WithCancel(context.Background())
 	auditDone := make(chan error, 1)
@@ -186,8 +194,15 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return err
 	}
 	hs := newHTTPServer(cfg, handler(log, srv, ctl, cfg.CORSAllowedOrigins))
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
+	if mln != nil {
+		// Scraped until the process exits, drain included.
+		ms := newHTTPServer(cfg, srv.MetricsRoutes())
+		go func() { errc <- ms.Serve(mln) }()
+		defer ms.Close()
+		log.Info().Str("addr", mln.Addr().String()).Msg("metrics listening")
+	}
 	log.Info().Str("addr", ln.Addr().String()).Str("version", version).Str("gitSha", sha).
 		Int("max_connections_per_mesh", cfg.MaxConnectionsPerMesh).Int("max_message_bytes", cfg.MaxMessageBytes).
 		Msg("broker listening")

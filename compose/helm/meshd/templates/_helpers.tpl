@@ -18,6 +18,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
+{{/* The port of env.METRICS_ADDR (":9464" → 9464), empty when unset. */}}
+{{- define "meshd.metricsPort" -}}
+{{- with .Values.env.METRICS_ADDR -}}
+{{- regexFind "[0-9]+$" (toString .) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "meshd.image" -}}
 {{- if .Values.image.digest -}}
 {{ .Values.image.repository }}@{{ .Values.image.digest }}
