@@ -198,7 +198,13 @@ type QueuedMessage struct {
 	RequestFingerprint  string
 	// SenderName is the sender's effective display name, recorded as the
 	// actor of the row's message_sent audit event (B.8); not a queue column.
-	SenderName  string
+	SenderName string
+	// ReplyToID is the send's replyToId; Topic (the topic's name) and
+	// BodyVersion are set on the rows of a #topic send (docs/protocol.md
+	// C.2.4). All three travel to the recipient's push.
+	ReplyToID   string
+	Topic       string
+	BodyVersion int
 	CreatedAt   time.Time
 	DeliveredAt *time.Time
 }
@@ -217,6 +223,9 @@ type Delivery struct {
 	CreatedAt          time.Time
 	ClientMessageID    string
 	RequestFingerprint string
+	ReplyToID          string
+	Topic              string // topic name of a #topic post's row
+	BodyVersion        int    // a #topic post's body version; 0 otherwise
 }
 
 // AttachRequest is what a successful hello asks of the presence table.

@@ -131,7 +131,7 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 		MeshID: pres.MeshID, SenderMemberID: member.ID, SenderSessionPubkey: pres.SessionPubkey,
 		TargetSpec: m.TargetSpec, Priority: meshd.Priority(m.Priority), Nonce: *m.Nonce,
 		Ciphertext: *m.Ciphertext, ClientMessageID: m.ClientMessageID, RequestFingerprint: m.RequestFingerprint,
-		SenderName: from.name,
+		SenderName: from.name, ReplyToID: m.ReplyToID,
 	}
 	if err != nil {
 		id := s.logInternal(c, err, "send")
@@ -154,7 +154,7 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 			return
 		}
 		c.send(wire.Ack{Type: wire.TypeAck, ID: m.ID, MessageID: q.ID, Queued: true})
-		s.announce(s.ctx, q, from, multicast, announceOpts{replyTo: m.ReplyToID})
+		s.announce(s.ctx, q, from, multicast, announceOpts{})
 	})
 	return nil
 }
@@ -175,8 +175,15 @@ func validateSend(m *wire.Send) error {
 	if !meshd.Priority(m.Priority).Valid() {
 		return invalid("send: priority must be now, next or low (got %q)", truncate(m.Priority, 16))
 	}
+	if len(m.ReplyToID) > maxReplyToID {
+		return invalid("send: replyToId longer than %d bytes", maxReplyToID)
+	}
 	return nil
 }
+
+// maxReplyToID bounds a send's replyToId, a message id (32 characters)
+// that the queue row keeps and every push repeats.
+const maxReplyToID = 128
 
 // jsLen is the length of s in UTF-16 code units, as JS's String.length.
 func jsLen(s string) int {
@@ -273,7 +280,6 @@ const (
 )
 
 type announceOpts struct {
-	replyTo string // multicast pushes carry replyToId
 	subtype string // "reminder" for scheduled multicasts (A.3-13)
 }
 
@@ -291,9 +297,9 @@ func (s *Server) announce(ctx context.Context, q *meshd.QueuedMessage, from send
 	p := pushOf(meshd.Delivery{
 		ID: q.ID, MeshID: q.MeshID, SenderPubkey: from.routingPubkey(), SenderMemberID: from.member.ID,
 		SenderMemberPubkey: from.member.Pubkey, SenderName: from.name, Priority: q.Priority,
-		Nonce: q.Nonce, Ciphertext: q.Ciphertext, CreatedAt: q.CreatedAt,
+		Nonce: q.Nonce, Ciphertext: q.Ciphertext, CreatedAt: q.CreatedAt, ReplyToID: q.ReplyToID,
 	})
-	p.ReplyToID, p.Subtype = o.replyTo, o.subtype
+	p.Subtype = o.subtype
 	ev := meshEventMsg{
 		Kind: kindBroadcast, Target: q.TargetSpec, Push: p, SenderMemberID: from.member.ID,
 		SenderMemberPubkey: from.member.Pubkey, SenderSessionPubkey: from.sessionPubkey,
@@ -312,7 +318,7 @@ func pushOf(d meshd.Delivery) *wire.Push {
 		SenderMemberID: d.SenderMemberID, SenderName: d.SenderName,
 		Priority: string(d.Priority), Nonce: d.Nonce, Ciphertext: d.Ciphertext,
 		CreatedAt: isoTime(d.CreatedAt), ClientMessageID: d.ClientMessageID,
-		RequestFingerprint: d.RequestFingerprint,
+		RequestFingerprint: d.RequestFingerprint, ReplyToID: d.ReplyToID, Topic: d.Topic, BodyVersion: d.BodyVersion,
 	}
 }
 

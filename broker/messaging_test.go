@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +67,52 @@ func TestDirectMessageAcrossReplicas(t *testing.T) {
 	}
 	if _, err := time.Parse("2006-01-02T15:04:05.000Z", p.CreatedAt); err != nil {
 		t.Fatalf("createdAt %q: %v", p.CreatedAt, err)
+	}
+}
+
+// A DM's replyToId reaches the recipient's push across replicas: online
+// (the wake-up) and after a reconnect (the drain of the queued row).
+// A replyToId longer than a message id could be is refused.
+func TestDirectReplyToAcrossReplicas(t *testing.T) {
+	e := newEnv(t, 2, nil)
+	mesh := e.newMesh("Reply")
+	alice, bob := e.enroll(mesh, "alice"), e.enroll(mesh, "bob")
+	a := e.dial(0, alice, nil)
+	b := e.dial(1, bob, nil)
+	ctx := context.Background()
+	first := sendOK(t, a, bob.key.Pubkey, meshd.PriorityNow, "question")
+	if m := recvPush(t, b, 5*time.Second); m.Push.MessageID != first || m.Push.ReplyToID != "" {
+		t.Fatalf("first push %+v", m.Push)
+	}
+	ack, err := b.SendReply(ctx, alice.key.Pubkey, meshd.PriorityNow, []byte("answer"), first)
+	if err != nil || !ack.Queued {
+		t.Fatalf("reply ack %+v err %v", ack, err)
+	}
+	if m := recvPush(t, a, 5*time.Second); string(m.Plaintext) != "answer" || m.Push.ReplyToID != first {
+		t.Fatalf("online reply push %+v %q", m.Push, m.Plaintext)
+	}
+	// (A written push is marked delivered by a batch; closing before it
+	// commits may redeliver it, which is not what this test is about.)
+	waitFor(t, 5*time.Second, "the answer marked delivered", func() bool {
+		return queryInt(t, e.dsn, `SELECT count(*) FROM mesh.message_queue WHERE id = $1 AND delivered_at IS NOT NULL`, ack.MessageID) == 1
+	})
+	// Alice goes away; bob's next reply waits in the queue and reaches her
+	// on the other replica with its replyToId.
+	_ = a.Close()
+	ack, err = b.SendReply(ctx, alice.key.Pubkey, meshd.PriorityNext, []byte("and later"), first)
+	if err != nil || !ack.Queued {
+		t.Fatalf("offline reply ack %+v err %v", ack, err)
+	}
+	a2 := e.dial(1, alice, nil)
+	if m := recvPush(t, a2, 5*time.Second); string(m.Plaintext) != "and later" || m.Push.ReplyToID != first || m.Push.MessageID != ack.MessageID {
+		t.Fatalf("drained reply push %+v %q", m.Push, m.Plaintext)
+	}
+	// Hostile: a replyToId no message id could be.
+	r := e.authed(0, e.enroll(mesh, "carol"))
+	r.send(map[string]any{"type": "send", "id": "long", "targetSpec": alice.key.Pubkey, "priority": "now",
+		"nonce": "bg==", "ciphertext": "bg==", "replyToId": strings.Repeat("x", 129)})
+	if m := r.expectFrame("error"); m["code"] != "invalid_message" || m["message"] != "send: replyToId longer than 128 bytes" {
+		t.Fatalf("long replyToId: %v", m)
 	}
 }
 

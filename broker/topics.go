@@ -48,6 +48,7 @@ func (s *Server) sendTopic(ctx context.Context, c *conn, m *wire.Send, from send
 				MeshID: peer.MeshID, SenderMemberID: from.member.ID, SenderSessionPubkey: from.sessionPubkey,
 				TargetSpec: r.Pubkey, Priority: meshd.Priority(m.Priority), Nonce: *m.Nonce, Ciphertext: *m.Ciphertext,
 				ClientMessageID: m.ClientMessageID, RequestFingerprint: m.RequestFingerprint, SenderName: from.name,
+				Topic: d.Topic.Name, BodyVersion: d.Message.BodyVersion, ReplyToID: d.Message.ReplyToID,
 			})
 		}
 		err = s.enqueueAll(ctx, rows)

@@ -97,7 +97,8 @@ func TestTopicSendAcrossReplicas(t *testing.T) {
 	if el := time.Since(start); el > time.Second {
 		t.Fatalf("push after %v", el)
 	}
-	if p["senderMemberId"] != alice.member.ID || p["senderName"] != "alice" {
+	if p["senderMemberId"] != alice.member.ID || p["senderName"] != "alice" || p["topic"] != "ops" ||
+		p["bodyVersion"] != float64(1) || p["replyToId"] != nil {
 		t.Fatalf("push %v", p)
 	}
 	a.noPush(300*time.Millisecond, "the sender")
@@ -106,16 +107,32 @@ func TestTopicSendAcrossReplicas(t *testing.T) {
 	a.topicSend("m2", "#ops", "and by name")
 	b.topicPush("and by name")
 
-	// Dave gets both on connect, in order, on the other replica.
+	// A v2 body answering the first post: the push carries the version and
+	// the history id it answers (a replyToId outside the topic is dropped).
+	a.send(map[string]any{"type": "send", "id": "m2b", "targetSpec": "#ops", "priority": "now",
+		"nonce": base64.StdEncoding.EncodeToString(make([]byte, 24)), "ciphertext": base64.StdEncoding.EncodeToString([]byte("sealed")),
+		"bodyVersion": 2, "replyToId": ack["messageId"]})
+	a.expectFrame("ack")
+	if p := b.topicPush("sealed"); p["topic"] != "ops" || p["bodyVersion"] != float64(2) || p["replyToId"] != ack["messageId"] {
+		t.Fatalf("v2 push %v", p)
+	}
+
+	// Dave gets all three on connect, in order, on the other replica, with
+	// the topic and the version on the drained pushes.
 	d2 := e.authed(0, dave)
-	d2.topicPush("deploy at noon")
+	if p := d2.topicPush("deploy at noon"); p["topic"] != "ops" || p["bodyVersion"] != float64(1) {
+		t.Fatalf("drained push %v", p)
+	}
 	d2.topicPush("and by name")
+	if p := d2.topicPush("sealed"); p["bodyVersion"] != float64(2) || p["replyToId"] != ack["messageId"] {
+		t.Fatalf("drained v2 push %v", p)
+	}
 
 	// The history has both, newest first, with the acked id.
 	b.send(`{"type":"topic_history","_reqId":"h","topic":"ops"}`)
 	h := b.replies(1)[0]
 	msgs, _ := h["messages"].([]any)
-	if len(msgs) != 2 || msgs[1].(map[string]any)["id"] != ack["messageId"] {
+	if len(msgs) != 3 || msgs[2].(map[string]any)["id"] != ack["messageId"] {
 		t.Fatalf("history %v", h)
 	}
 

@@ -62,11 +62,12 @@ WITH picked AS (
 	SET claimed_at = now(), claim_id = $5, claim_expires_at = now() + make_interval(secs => $6::float8)
 	WHERE q.id = ANY(ARRAY(SELECT id FROM picked))
 	RETURNING q.id, q.mesh_id, q.sender_member_id, q.sender_session_pubkey, q.priority, q.nonce, q.ciphertext,
-		q.created_at, q.client_message_id, q.request_fingerprint
+		q.created_at, q.client_message_id, q.request_fingerprint, q.reply_to_id, q.topic, q.body_version
 )
 SELECT c.id, c.mesh_id, COALESCE(c.sender_session_pubkey, m.peer_pubkey), c.sender_member_id, m.peer_pubkey,
 	m.display_name, c.priority, c.nonce, c.ciphertext, c.created_at,
-	COALESCE(c.client_message_id, ''), COALESCE(c.request_fingerprint, '')
+	COALESCE(c.client_message_id, ''), COALESCE(c.request_fingerprint, ''),
+	COALESCE(c.reply_to_id, ''), COALESCE(c.topic, ''), COALESCE(c.body_version, 0)
 FROM claimed c
 JOIN mesh.member m ON m.id = c.sender_member_id
 ORDER BY c.created_at, c.id`
@@ -104,7 +105,8 @@ func (s *Store) Claim(ctx context.Context, req meshd.ClaimRequest) ([]meshd.Deli
 	var out []meshd.Delivery
 	var d meshd.Delivery
 	_, err = pgx.ForEachRow(rows, []any{&d.ID, &d.MeshID, &d.SenderPubkey, &d.SenderMemberID, &d.SenderMemberPubkey,
-		&d.SenderName, &d.Priority, &d.Nonce, &d.Ciphertext, &d.CreatedAt, &d.ClientMessageID, &d.RequestFingerprint},
+		&d.SenderName, &d.Priority, &d.Nonce, &d.Ciphertext, &d.CreatedAt, &d.ClientMessageID, &d.RequestFingerprint,
+		&d.ReplyToID, &d.Topic, &d.BodyVersion},
 		func() error {
 			out = append(out, d)
 			return nil

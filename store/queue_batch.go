@@ -23,11 +23,13 @@ import (
 const enqueueBatchSQL = `
 WITH q AS (
 INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, sender_session_pubkey, target_spec, priority,
-	nonce, ciphertext, client_message_id, request_fingerprint, delivered_at)
+	nonce, ciphertext, client_message_id, request_fingerprint, delivered_at, reply_to_id, topic, body_version)
 SELECT r.id, r.mesh, r.sender, NULLIF(r.sess, ''), r.target, r.prio, r.nonce, r.ct,
-	NULLIF(r.cmid, ''), NULLIF(r.fp, ''), CASE WHEN r.dl THEN now() END
+	NULLIF(r.cmid, ''), NULLIF(r.fp, ''), CASE WHEN r.dl THEN now() END,
+	NULLIF(r.reply, ''), NULLIF(r.topic, ''), NULLIF(r.bv, 0)
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-	$9::text[], $10::text[], $11::bool[]) AS r(id, mesh, sender, sess, target, prio, nonce, ct, cmid, fp, dl)
+	$9::text[], $10::text[], $11::bool[], $13::text[], $14::text[], $15::int2[])
+	AS r(id, mesh, sender, sess, target, prio, nonce, ct, cmid, fp, dl, reply, topic, bv)
 RETURNING id, mesh_id, sender_member_id, target_spec, priority, created_at, delivered_at
 ), a AS (
 INSERT INTO ` + outboxMessageSentCols + outboxMessageSentSelect + `
@@ -42,7 +44,8 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*meshd.QueuedMessage, del
 	if len(ms) != len(delivered) {
 		return fmt.Errorf("enqueue batch: %d rows, %d delivered flags", len(ms), len(delivered))
 	}
-	cols := make([][]string, 11)
+	cols := make([][]string, 13)
+	bvs := make([]int16, 0, len(ms))
 	byID := make(map[string]*meshd.QueuedMessage, len(ms))
 	for _, m := range ms {
 		if m.ID == "" {
@@ -56,12 +59,14 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*meshd.QueuedMessage, del
 		}
 		byID[m.ID] = m
 		for i, v := range []string{m.ID, m.MeshID, m.SenderMemberID, m.SenderSessionPubkey, m.TargetSpec,
-			string(m.Priority), m.Nonce, m.Ciphertext, m.ClientMessageID, m.RequestFingerprint, m.SenderName} {
+			string(m.Priority), m.Nonce, m.Ciphertext, m.ClientMessageID, m.RequestFingerprint, m.SenderName,
+			m.ReplyToID, m.Topic} {
 			cols[i] = append(cols[i], v)
 		}
+		bvs = append(bvs, int16(m.BodyVersion))
 	}
 	rows, err := s.pool.Query(ctx, enqueueBatchSQL, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5],
-		cols[6], cols[7], cols[8], cols[9], delivered, cols[10])
+		cols[6], cols[7], cols[8], cols[9], delivered, cols[10], cols[11], cols[12], bvs)
 	if err != nil {
 		return fmt.Errorf("enqueue batch: %w", err)
 	}

@@ -199,8 +199,8 @@ func insertQueueRow(ctx context.Context, q querier, m *meshd.QueuedMessage, deli
 	return q.QueryRow(ctx, `
 WITH q AS (
 INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, sender_session_pubkey, target_spec, priority,
-	nonce, ciphertext, client_message_id, request_fingerprint, delivered_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11::bool THEN now() END)
+	nonce, ciphertext, client_message_id, request_fingerprint, delivered_at, reply_to_id, topic, body_version)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11::bool THEN now() END, $13, $14, NULLIF($15::int2, 0))
 RETURNING id, mesh_id, sender_member_id, target_spec, priority, created_at, delivered_at
 ), a AS (
 INSERT INTO `+outboxMessageSentCols+outboxMessageSentSelect+`
@@ -209,5 +209,5 @@ FROM q, (SELECT $12::text AS name) n
 SELECT created_at, delivered_at FROM q`,
 		m.ID, m.MeshID, m.SenderMemberID, nullIfEmpty(m.SenderSessionPubkey), m.TargetSpec, string(m.Priority),
 		m.Nonce, m.Ciphertext, nullIfEmpty(m.ClientMessageID), nullIfEmpty(m.RequestFingerprint), delivered,
-		m.SenderName).Scan(&m.CreatedAt, &m.DeliveredAt)
+		m.SenderName, nullIfEmpty(m.ReplyToID), nullIfEmpty(m.Topic), int16(m.BodyVersion)).Scan(&m.CreatedAt, &m.DeliveredAt)
 }

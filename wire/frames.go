@@ -156,6 +156,8 @@ type Push struct {
 	ClientMessageID    string          `json:"client_message_id,omitempty"`
 	RequestFingerprint string          `json:"request_fingerprint,omitempty"`
 	ReplyToID          string          `json:"replyToId,omitempty"`
+	Topic              string          `json:"topic,omitempty"`       // a #topic post: the topic's name
+	BodyVersion        int             `json:"bodyVersion,omitempty"` // a #topic post: 1 base64, 2 topic key
 }
 
 // ClientAck confirms a push (B.4.4).

@@ -256,12 +256,12 @@ func TestMCPEndToEnd(t *testing.T) {
 		n.Meta["mesh_slug"] != "mcp-team" || n.Meta["priority"] != "now" {
 		t.Fatalf("meta %+v", n.Meta)
 	}
-	// A DM by pubkey prefix; a broadcast reply carries reply_to_id (the
-	// broker keeps replyToId on broadcasts only, PROTOCOL.md B.4.3); a
-	// pushed message is not repeated by check_messages.
+	// A DM by pubkey prefix answering alice's DM carries reply_to_id; so
+	// does a broadcast reply; a pushed message is not repeated by
+	// check_messages.
 	var dm sendOut
-	b.ok("send_message", map[string]any{"to": names["alice"].Pubkey[:10], "message": "thanks"}, &dm)
-	if dn := a.expect("the DM by prefix", isMessage(dm.MessageID)); dn.Content != "bob: thanks" {
+	b.ok("send_message", map[string]any{"to": names["alice"].Pubkey[:10], "message": "thanks", "reply_to": sent.MessageID}, &dm)
+	if dn := a.expect("the DM by prefix", isMessage(dm.MessageID)); dn.Content != "bob: thanks" || dn.Meta["reply_to_id"] != sent.MessageID {
 		t.Fatalf("DM by prefix %+v", dn)
 	}
 	var reply sendOut
