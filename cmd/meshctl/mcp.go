@@ -107,11 +107,15 @@ func runMCP(c *cli, args []string) error {
 	name := fs.String("name", "", "display name of this session (default: your name in the mesh)")
 	push := fs.Bool("push", true, "push messages into the conversation as notifications/claude/channel (off: only check_messages)")
 	buffer := fs.Int("buffer", defaultMCPBuffer, "how many unsurfaced messages to hold; more are dropped unacked and come back later")
+	skillsPoll := fs.Duration("skills-poll", skillsPollDefault, "how often to read the mesh's skills again (they are the server's prompts)")
 	if _, err := c.parse("mcp", fs, args, 0); err != nil {
 		return err
 	}
 	if *buffer < 1 {
 		return usagef(commands()["mcp"].usage, "--buffer must be at least 1")
+	}
+	if *skillsPoll < 100*time.Millisecond {
+		return usagef(commands()["mcp"].usage, "--skills-poll must be at least 100ms")
 	}
 	id, err := c.pickMesh(*mesh)
 	if err != nil {
@@ -134,10 +138,15 @@ func runMCP(c *cli, args []string) error {
 		Capabilities: &mcp.ServerCapabilities{
 			Experimental: map[string]any{channelCapability: map[string]any{}},
 			Tools:        &mcp.ToolCapabilities{},
+			Prompts:      &mcp.PromptCapabilities{ListChanged: true},
 		},
 		InitializedHandler: func(ctx context.Context, _ *mcp.InitializedRequest) { go b.welcome(c.ctx) },
 	})
 	b.addTools(srv)
+	skills := &skillPrompts{cl: b.cl, srv: srv, slug: id.Slug, stderr: c.stderr}
+	skills.refreshLogged(c.ctx)
+	srv.AddReceivingMiddleware(skills.listMiddleware)
+	go skills.poll(c.ctx, *skillsPoll)
 	fmt.Fprintf(c.stderr, "meshctl mcp: connected to mesh %s as %q (session %s)\n", id.Slug, id.DisplayName, short(b.cl.Pubkey()))
 	err = srv.Run(c.ctx, b.tr)
 	if err != nil && c.ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, mcp.ErrConnectionClosed) {

@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/fanout"
 	"github.com/meshd/meshd/internal/testpg"
 )
@@ -72,6 +73,8 @@ type mcpPeer struct {
 	cmd    *exec.Cmd
 	ch     chan notification
 	stderr *lockedBuffer
+	// promptsChanged gets a value per notifications/prompts/list_changed.
+	promptsChanged chan struct{}
 }
 
 // startMCP runs `meshctl mcp` for p in dir (its cwd, which hooks match)
@@ -80,9 +83,11 @@ func startMCP(t *testing.T, p *person, dir string, args ...string) *mcpPeer {
 	t.Helper()
 	cmd := p.command(append([]string{"mcp"}, args...)...)
 	cmd.Dir = dir
-	m := &mcpPeer{t: t, cmd: cmd, ch: make(chan notification, 100), stderr: &lockedBuffer{}}
+	m := &mcpPeer{t: t, cmd: cmd, ch: make(chan notification, 100), stderr: &lockedBuffer{}, promptsChanged: make(chan struct{}, 100)}
 	cmd.Stderr = m.stderr
-	cl := mcp.NewClient(&mcp.Implementation{Name: "e2e-" + p.name, Version: "1"}, nil)
+	cl := mcp.NewClient(&mcp.Implementation{Name: "e2e-" + p.name, Version: "1"}, &mcp.ClientOptions{
+		PromptListChangedHandler: func(context.Context, *mcp.PromptListChangedRequest) { m.promptsChanged <- struct{}{} },
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cs, err := cl.Connect(ctx, &tapTransport{inner: &mcp.CommandTransport{Command: cmd}, ch: m.ch},
@@ -169,7 +174,14 @@ func isMessage(id string) func(notification) bool {
 // The issue's MCP end-to-end test: two `meshctl mcp` processes, each
 // driven by the MCP SDK's own client over stdio, against two meshd
 // replicas on one real PostgreSQL and one NATS.
-func TestMCPEndToEnd(t *testing.T) {
+// mcpStack is two meshd replicas on one PostgreSQL and one NATS, and the
+// mesh mcp-team: owner created it on b1, alice joined on b1, bob on b2.
+type mcpStack struct {
+	b1, b2            *broker
+	owner, alice, bob *person
+}
+
+func newMCPStack(t *testing.T) mcpStack {
 	meshdPath, _ := binaries(t)
 	dsn := testpg.NewDatabase(t)
 	ns, err := fanout.StartEmbedded(fanout.EmbeddedConfig{Port: -1})
@@ -177,21 +189,29 @@ func TestMCPEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	b1 := startBroker(t, dsn, freePort(t), "NATS_URL="+ns.ClientURL(), "MESHD_NODE_ID=mcp-a")
-	b2 := startBroker(t, dsn, freePort(t), "NATS_URL="+ns.ClientURL(), "MESHD_NODE_ID=mcp-b")
+	st := mcpStack{
+		b1:    startBroker(t, dsn, freePort(t), "NATS_URL="+ns.ClientURL(), "MESHD_NODE_ID=mcp-a"),
+		b2:    startBroker(t, dsn, freePort(t), "NATS_URL="+ns.ClientURL(), "MESHD_NODE_ID=mcp-b"),
+		owner: newPerson(t, "owner"), alice: newPerson(t, "alice"), bob: newPerson(t, "bob"),
+	}
 	tokCmd := exec.Command(meshdPath, "token", "create", "--user", "owner")
 	tokCmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "LOG_LEVEL=warn")
 	tokOut, err := tokCmd.Output()
 	if err != nil {
 		t.Fatalf("meshd token create: %v", err)
 	}
-	owner, alice, bob := newPerson(t, "owner"), newPerson(t, "alice"), newPerson(t, "bob")
-	owner.must("login", "--token", strings.TrimSpace(string(tokOut)), "--broker", b1.ws())
-	owner.must("mesh", "create", "MCP Team")
+	st.owner.must("login", "--token", strings.TrimSpace(string(tokOut)), "--broker", st.b1.ws())
+	st.owner.must("mesh", "create", "MCP Team")
 	var inv inviteResult
-	owner.mustJSON(&inv, "invite", "mcp-team", "--max-uses", "2", "--json")
-	alice.must("join", inv.URL, "--name", "alice")
-	bob.must("join", inv.URL, "--name", "bob", "--broker", b2.ws())
+	st.owner.mustJSON(&inv, "invite", "mcp-team", "--max-uses", "2", "--json")
+	st.alice.must("join", inv.URL, "--name", "alice")
+	st.bob.must("join", inv.URL, "--name", "bob", "--broker", st.b2.ws())
+	return st
+}
+
+func TestMCPEndToEnd(t *testing.T) {
+	stack := newMCPStack(t)
+	b1, alice, bob := stack.b1, stack.alice, stack.bob
 	aliceDir, bobDir := t.TempDir(), t.TempDir()
 
 	a := startMCP(t, alice, aliceDir)
@@ -412,5 +432,106 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Skills shared in the mesh are `meshctl mcp`'s prompts (issue 15 item 4),
+// through the SDK's own client over stdio: listed with their description
+// and author, fetched with their instructions at the time of the call, and
+// a skill shared, changed or removed on the other replica is announced with
+// notifications/prompts/list_changed and shows in the next list.
+func TestMCPSkillsArePrompts(t *testing.T) {
+	stack := newMCPStack(t)
+	ownerID := stack.owner.config().Meshes[0]
+	member, err := ownerID.identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	owner, err := client.Dial(ctx, client.Config{URL: stack.b2.ws(), MeshID: ownerID.MeshID, MemberID: ownerID.MemberID,
+		Member: member, DisplayName: "owner"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	skill := func(typ string, fields map[string]any) {
+		t.Helper()
+		fields["type"] = typ
+		if _, err := owner.Request(ctx, fields, "skill_ack"); err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+	}
+	skill("share_skill", map[string]any{"name": "review", "description": "review a diff for races", "instructions": "Look for data races."})
+
+	a := startMCP(t, stack.alice, t.TempDir(), "--skills-poll", "200ms")
+	list := func() map[string]*mcp.Prompt {
+		t.Helper()
+		res, err := a.cs.ListPrompts(ctx, nil)
+		if err != nil {
+			t.Fatalf("prompts/list: %v\n%s", err, a.stderr.String())
+		}
+		out := map[string]*mcp.Prompt{}
+		for _, p := range res.Prompts {
+			out[p.Name] = p
+		}
+		return out
+	}
+	changed := func(what string) {
+		t.Helper()
+		select {
+		case <-a.promptsChanged:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no prompts/list_changed after %s\n%s", what, a.stderr.String())
+		}
+	}
+	ps := list()
+	if p := ps["review"]; len(ps) != 1 || p == nil || p.Description != "review a diff for races (skill shared by owner in mesh mcp-team)" ||
+		len(p.Arguments) != 1 || p.Arguments[0].Name != "input" || p.Arguments[0].Required {
+		t.Fatalf("prompts %+v", ps)
+	}
+	text := func(name string, args map[string]string) string {
+		t.Helper()
+		res, err := a.cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: name, Arguments: args})
+		if err != nil {
+			t.Fatalf("prompts/get %s: %v", name, err)
+		}
+		if len(res.Messages) != 1 || res.Messages[0].Role != "user" {
+			t.Fatalf("prompts/get %s: %+v", name, res)
+		}
+		return res.Messages[0].Content.(*mcp.TextContent).Text
+	}
+	if got := text("review", map[string]string{"input": "main.go"}); got != "Look for data races.\n\nmain.go" {
+		t.Fatalf("review %q", got)
+	}
+
+	// A new skill and a changed one, from the other replica: announced,
+	// then listed; prompts/get reads the instructions as they are now.
+	skill("share_skill", map[string]any{"name": "deploy", "description": "ship it", "instructions": "Run make deploy.",
+		"manifest": map[string]any{"context": "fork"}})
+	changed("a new skill")
+	skill("share_skill", map[string]any{"name": "review", "description": "review a diff", "instructions": "Look for leaks."})
+	waitFor(t, "both skills listed, review changed", func() bool {
+		ps = list()
+		return len(ps) == 2 && ps["deploy"] != nil && ps["review"].Description == "review a diff (skill shared by owner in mesh mcp-team)"
+	})
+	if got := text("review", nil); got != "Look for leaks." {
+		t.Fatalf("changed review %q", got)
+	}
+	if got := text("deploy", nil); !strings.HasPrefix(got, "Run the following skill in a sub-agent") || !strings.HasSuffix(got, "\n\nRun make deploy.") {
+		t.Fatalf("deploy %q", got)
+	}
+
+	// A removed skill leaves the list; asking for it is an error naming it.
+	for len(a.promptsChanged) > 0 {
+		<-a.promptsChanged
+	}
+	skill("remove_skill", map[string]any{"name": "review"})
+	changed("a removed skill")
+	if ps = list(); len(ps) != 1 || ps["deploy"] == nil {
+		t.Fatalf("after remove: %+v", ps)
+	}
+	if _, err := a.cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "review"}); err == nil || !strings.Contains(err.Error(), "review") {
+		t.Fatalf("prompts/get of a removed skill: %v", err)
 	}
 }

@@ -47,7 +47,7 @@ func commands() map[string]command {
 		"grants set":   {"grants set PUBKEY CAP… [--mesh SLUG] [--json]", "set what a peer may send you: caps dm, broadcast, …; `none` blocks, `default` resets", runGrantsSet},
 		"hook":         {"hook working|idle", "report this Claude Code session's status to your brokers (a Claude Code hook; reads its JSON on stdin, never fails)", runHook},
 		"setup claude": {"setup claude [--write] [--remove] [--user] [--dir DIR] [--mesh SLUG]", "print or merge the Claude Code settings for `meshctl mcp` and the status hooks", runSetupClaude},
-		"mcp":          {"mcp [--mesh SLUG] [--name NAME] [--push=false] [--buffer N]", "run a stdio MCP server for Claude Code: live message push and mesh tools (docs/mcp.md)", runMCP},
+		"mcp":          {"mcp [--mesh SLUG] [--name NAME] [--push=false] [--buffer N] [--skills-poll DURATION]", "run a stdio MCP server for Claude Code: live message push and mesh tools (docs/mcp.md)", runMCP},
 	}
 }
 
