@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/meshd/meshd"
 )
 
@@ -16,38 +18,35 @@ import (
 // `default` removes the entry. It is sent as set_grants over this member's
 // own WebSocket (signed hello with the member key), so members who joined
 // by invite and have no login can use it too.
-func runGrantsSet(c *cli, args []string) error {
-	fs := flags("grants set")
+func runGrantsSet(c *cli, fs *pflag.FlagSet) runFunc {
 	mesh := fs.String("mesh", "", "mesh slug (default: $MESHCTL_MESH, else your only mesh)")
 	asJSON := fs.Bool("json", false, "print the merged grants as JSON")
-	pos, err := c.parse("grants set", fs, args, -1)
-	if err != nil {
-		return err
+	return func(pos []string) error {
+		usage := commands()["grants set"].usage
+		if len(pos) < 2 {
+			return usagef(usage, "grants set needs a pubkey and at least one capability (or none / default)")
+		}
+		if !hex64.MatchString(pos[0]) {
+			return usagef(usage, "%q is not a 64-hex pubkey (see `meshctl peers --json`)", pos[0])
+		}
+		caps, err := parseCaps(pos[1:], usage)
+		if err != nil {
+			return err
+		}
+		id, err := c.pickMesh(*mesh)
+		if err != nil {
+			return err
+		}
+		out, err := c.grantsRequest(id, map[string]any{"type": "set_grants", "grants": map[string]any{strings.ToLower(pos[0]): caps}})
+		if err != nil {
+			return fmt.Errorf("grants set: %w", err)
+		}
+		if *asJSON {
+			return printJSON(c.stdout, map[string]any{"mesh": id.Slug, "grants": out.Grants})
+		}
+		printGrants(c, id.Slug, out.Grants)
+		return nil
 	}
-	usage := commands()["grants set"].usage
-	if len(pos) < 2 {
-		return usagef(usage, "grants set needs a pubkey and at least one capability (or none / default)")
-	}
-	if !hex64.MatchString(pos[0]) {
-		return usagef(usage, "%q is not a 64-hex pubkey (see `meshctl peers --json`)", pos[0])
-	}
-	caps, err := parseCaps(pos[1:], usage)
-	if err != nil {
-		return err
-	}
-	id, err := c.pickMesh(*mesh)
-	if err != nil {
-		return err
-	}
-	out, err := c.grantsRequest(id, map[string]any{"type": "set_grants", "grants": map[string]any{strings.ToLower(pos[0]): caps}})
-	if err != nil {
-		return fmt.Errorf("grants set: %w", err)
-	}
-	if *asJSON {
-		return printJSON(c.stdout, map[string]any{"mesh": id.Slug, "grants": out.Grants})
-	}
-	printGrants(c, id.Slug, out.Grants)
-	return nil
 }
 
 // parseCaps turns the arguments into the grants value: a list, [] for
@@ -76,26 +75,24 @@ func parseCaps(args []string, usage string) ([]string, error) {
 
 // runGrantsList shows the grants on your own member row (get_grants over
 // your WebSocket).
-func runGrantsList(c *cli, args []string) error {
-	fs := flags("grants list")
+func runGrantsList(c *cli, fs *pflag.FlagSet) runFunc {
 	mesh := fs.String("mesh", "", "mesh slug (default: $MESHCTL_MESH, else your only mesh)")
 	asJSON := fs.Bool("json", false, "print the grants as JSON")
-	if _, err := c.parse("grants list", fs, args, 0); err != nil {
-		return err
+	return func([]string) error {
+		id, err := c.pickMesh(*mesh)
+		if err != nil {
+			return err
+		}
+		out, err := c.grantsRequest(id, map[string]any{"type": "get_grants"})
+		if err != nil {
+			return fmt.Errorf("grants list: %w", err)
+		}
+		if *asJSON {
+			return printJSON(c.stdout, map[string]any{"mesh": id.Slug, "grants": out.Grants})
+		}
+		printGrants(c, id.Slug, out.Grants)
+		return nil
 	}
-	id, err := c.pickMesh(*mesh)
-	if err != nil {
-		return err
-	}
-	out, err := c.grantsRequest(id, map[string]any{"type": "get_grants"})
-	if err != nil {
-		return fmt.Errorf("grants list: %w", err)
-	}
-	if *asJSON {
-		return printJSON(c.stdout, map[string]any{"mesh": id.Slug, "grants": out.Grants})
-	}
-	printGrants(c, id.Slug, out.Grants)
-	return nil
 }
 
 // grantsReply is the broker's {type:"grants"} answer.

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // hookTimeout is the whole budget of `meshctl hook`: Claude Code waits for
@@ -29,44 +31,41 @@ type hookInput struct {
 // session_id}. The broker matches the presence of the `meshctl mcp` that
 // the same Claude Code process started (same pid and cwd). It never fails
 // the hook: problems go to stderr and the exit status is 0.
-func runHook(c *cli, args []string) error {
-	fs := flags("hook")
-	pos, err := c.parse("hook", fs, args, 1)
-	if err != nil {
-		if err == errHelp {
-			return err
+func runHook(c *cli, fs *pflag.FlagSet) runFunc {
+	return func(pos []string) error {
+		if len(pos) != 1 {
+			fmt.Fprintf(c.stderr, "meshctl hook: hook takes 1 argument (working or idle), got %d\n", len(pos))
+			return nil
 		}
-		fmt.Fprintf(c.stderr, "meshctl hook: %v\n", err)
+		if pos[0] != "working" && pos[0] != "idle" {
+			fmt.Fprintf(c.stderr, "meshctl hook: status must be working or idle, not %q\n", pos[0])
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, hookTimeout)
+		defer cancel()
+		in := c.readHookInput(ctx)
+		if in.CWD == "" {
+			in.CWD, _ = os.Getwd()
+		}
+		bases, err := c.hookBrokers()
+		if err != nil {
+			fmt.Fprintf(c.stderr, "meshctl hook: %v\n", err)
+			return nil
+		}
+		body, _ := json.Marshal(map[string]any{"cwd": in.CWD, "pid": os.Getppid(), "status": pos[0], "session_id": in.SessionID})
+		var wg sync.WaitGroup
+		for _, base := range bases {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := postHook(ctx, base, body); err != nil {
+					fmt.Fprintf(c.stderr, "meshctl hook: %s: %v\n", base, err)
+				}
+			}()
+		}
+		wg.Wait()
 		return nil
 	}
-	if pos[0] != "working" && pos[0] != "idle" {
-		fmt.Fprintf(c.stderr, "meshctl hook: status must be working or idle, not %q\n", pos[0])
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, hookTimeout)
-	defer cancel()
-	in := c.readHookInput(ctx)
-	if in.CWD == "" {
-		in.CWD, _ = os.Getwd()
-	}
-	bases, err := c.hookBrokers()
-	if err != nil {
-		fmt.Fprintf(c.stderr, "meshctl hook: %v\n", err)
-		return nil
-	}
-	body, _ := json.Marshal(map[string]any{"cwd": in.CWD, "pid": os.Getppid(), "status": pos[0], "session_id": in.SessionID})
-	var wg sync.WaitGroup
-	for _, base := range bases {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := postHook(ctx, base, body); err != nil {
-				fmt.Fprintf(c.stderr, "meshctl hook: %s: %v\n", base, err)
-			}
-		}()
-	}
-	wg.Wait()
-	return nil
 }
 
 // readHookInput decodes stdin, giving up at the deadline: Claude Code

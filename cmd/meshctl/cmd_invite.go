@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/meshd/meshd/wire"
 )
 
@@ -23,58 +25,55 @@ type inviteResult struct {
 // runInvite asks the broker for a signed invite to a mesh the user owns
 // and prints the short link and code to share, and the token link the
 // upstream claudemesh CLI joins with.
-func runInvite(c *cli, args []string) error {
-	fs := flags("invite")
+func runInvite(c *cli, fs *pflag.FlagSet) runFunc {
 	role := fs.String("role", "member", "role of whoever joins: member or admin")
 	uses := fs.Int("max-uses", 1, "how many peers may join with this invite (1-1000)")
 	asJSON := fs.Bool("json", false, "print {url, join_url, code, expires_at, token, role, max_uses} as JSON")
-	pos, err := c.parse("invite", fs, args, -2)
-	if err != nil {
-		return err
+	return func(pos []string) error {
+		if len(pos) > 1 {
+			return usagef(commands()["invite"].usage, "invite takes at most one mesh slug")
+		}
+		if *role != "member" && *role != "admin" {
+			return usagef(commands()["invite"].usage, "--role must be member or admin")
+		}
+		cfg, err := c.loadConfig()
+		if err != nil {
+			return err
+		}
+		slug := ""
+		if len(pos) == 1 {
+			slug = pos[0]
+		} else if m, err := c.pick(cfg, ""); err == nil {
+			slug = m.Slug
+		} else {
+			return usagef(commands()["invite"].usage, "which mesh? %v", err)
+		}
+		base, token, err := c.authed(cfg)
+		if err != nil {
+			return err
+		}
+		var out inviteResult
+		body := map[string]any{"role": *role, "max_uses": *uses}
+		if err := c.call(base, "POST", "/cli/mesh/"+url.PathEscape(slug)+"/invite", token, body, &out); err != nil {
+			return fmt.Errorf("invite: %w", err)
+		}
+		c.rememberRootKey(cfg, out.Token)
+		if *asJSON {
+			return printJSON(c.stdout, out)
+		}
+		exp, _ := time.Parse(time.RFC3339, out.ExpiresAt)
+		plural := "use"
+		if out.MaxUses != 1 {
+			plural = "uses"
+		}
+		if out.JoinURL == "" { // a broker from before join_url: the same link, built here
+			out.JoinURL = strings.TrimSuffix(out.URL, "/i/"+out.Code) + "/join/" + out.Token
+		}
+		fmt.Fprintf(c.stdout, "Invite link: %s\nToken link:  %s\nCode:        %s\nRole:        %s (%d %s)\nExpires:     %s\n\n"+
+			"meshctl users run:    meshctl join %s\nclaudemesh users run: claudemesh join %s\n",
+			out.URL, out.JoinURL, out.Code, out.Role, out.MaxUses, plural, exp.UTC().Format("2006-01-02 15:04 MST"), out.URL, out.JoinURL)
+		return nil
 	}
-	if len(pos) > 1 {
-		return usagef(commands()["invite"].usage, "invite takes at most one mesh slug")
-	}
-	if *role != "member" && *role != "admin" {
-		return usagef(commands()["invite"].usage, "--role must be member or admin")
-	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	slug := ""
-	if len(pos) == 1 {
-		slug = pos[0]
-	} else if m, err := c.pick(cfg, ""); err == nil {
-		slug = m.Slug
-	} else {
-		return usagef(commands()["invite"].usage, "which mesh? %v", err)
-	}
-	base, token, err := c.authed(cfg)
-	if err != nil {
-		return err
-	}
-	var out inviteResult
-	body := map[string]any{"role": *role, "max_uses": *uses}
-	if err := c.call(base, "POST", "/cli/mesh/"+url.PathEscape(slug)+"/invite", token, body, &out); err != nil {
-		return fmt.Errorf("invite: %w", err)
-	}
-	c.rememberRootKey(cfg, out.Token)
-	if *asJSON {
-		return printJSON(c.stdout, out)
-	}
-	exp, _ := time.Parse(time.RFC3339, out.ExpiresAt)
-	plural := "use"
-	if out.MaxUses != 1 {
-		plural = "uses"
-	}
-	if out.JoinURL == "" { // a broker from before join_url: the same link, built here
-		out.JoinURL = strings.TrimSuffix(out.URL, "/i/"+out.Code) + "/join/" + out.Token
-	}
-	fmt.Fprintf(c.stdout, "Invite link: %s\nToken link:  %s\nCode:        %s\nRole:        %s (%d %s)\nExpires:     %s\n\n"+
-		"meshctl users run:    meshctl join %s\nclaudemesh users run: claudemesh join %s\n",
-		out.URL, out.JoinURL, out.Code, out.Role, out.MaxUses, plural, exp.UTC().Format("2006-01-02 15:04 MST"), out.URL, out.JoinURL)
-	return nil
 }
 
 // rememberRootKey saves the mesh root key carried by an invite into the

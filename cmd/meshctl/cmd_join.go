@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/wire"
 )
@@ -17,53 +19,50 @@ import (
 // the expiry locally, generate a member key (or reuse the saved one for
 // this mesh, so joining twice is harmless), POST /join to the invite's
 // broker and save the identity.
-func runJoin(c *cli, args []string) error {
-	fs := flags("join")
+func runJoin(c *cli, fs *pflag.FlagSet) runFunc {
 	name := fs.String("name", "", "your display name in the mesh (default: $USER)")
 	broker := fs.String("broker", "", "broker WebSocket URL to use instead of the one in the invite (also resolves bare codes)")
 	keyFile := fs.String("key", "", "use the member key in this file (from `meshctl keygen`)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	pos, err := c.parse("join", fs, args, 1)
-	if err != nil {
-		return err
+	return func(pos []string) error {
+		cfg, err := c.loadConfig()
+		if err != nil {
+			return err
+		}
+		p, token, err := c.resolveInvite(cfg, pos[0], *broker)
+		if err != nil {
+			return fmt.Errorf("join: %w", err)
+		}
+		brokerURL := p.BrokerURL
+		if *broker != "" {
+			brokerURL = *broker
+		}
+		id, err := c.joinKey(cfg, p.MeshID, *keyFile)
+		if err != nil {
+			return err
+		}
+		display := c.displayName(*name)
+		memberID, already, err := c.postJoin(brokerURL, token, p, id.Pubkey, display)
+		if err != nil {
+			return fmt.Errorf("join: %w", err)
+		}
+		cfg.put(meshIdentity{MeshID: p.MeshID, MemberID: memberID, Slug: p.MeshSlug, Pubkey: id.Pubkey, SecretKey: id.SecretHex(),
+			BrokerURL: brokerURL, RootKey: p.MeshRootKey, DisplayName: display, Role: p.Role})
+		if err := c.saveConfig(cfg); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(c.stdout, map[string]any{"meshId": p.MeshID, "memberId": memberID, "slug": p.MeshSlug,
+				"pubkey": id.Pubkey, "brokerUrl": brokerURL, "role": p.Role, "alreadyMember": already})
+		}
+		verb := "Joined"
+		if already {
+			verb = "Already a member of"
+		}
+		fmt.Fprintf(c.stdout, "%s mesh %s as %q (role %s, member id %s).\nNext: meshctl listen --mesh %s\n",
+			verb, p.MeshSlug, display, p.Role, memberID, p.MeshSlug)
+		return nil
 	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	p, token, err := c.resolveInvite(cfg, pos[0], *broker)
-	if err != nil {
-		return fmt.Errorf("join: %w", err)
-	}
-	brokerURL := p.BrokerURL
-	if *broker != "" {
-		brokerURL = *broker
-	}
-	id, err := c.joinKey(cfg, p.MeshID, *keyFile)
-	if err != nil {
-		return err
-	}
-	display := c.displayName(*name)
-	memberID, already, err := c.postJoin(brokerURL, token, p, id.Pubkey, display)
-	if err != nil {
-		return fmt.Errorf("join: %w", err)
-	}
-	cfg.put(meshIdentity{MeshID: p.MeshID, MemberID: memberID, Slug: p.MeshSlug, Pubkey: id.Pubkey, SecretKey: id.SecretHex(),
-		BrokerURL: brokerURL, RootKey: p.MeshRootKey, DisplayName: display, Role: p.Role})
-	if err := c.saveConfig(cfg); err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(c.stdout, map[string]any{"meshId": p.MeshID, "memberId": memberID, "slug": p.MeshSlug,
-			"pubkey": id.Pubkey, "brokerUrl": brokerURL, "role": p.Role, "alreadyMember": already})
-	}
-	verb := "Joined"
-	if already {
-		verb = "Already a member of"
-	}
-	fmt.Fprintf(c.stdout, "%s mesh %s as %q (role %s, member id %s).\nNext: meshctl listen --mesh %s\n",
-		verb, p.MeshSlug, display, p.Role, memberID, p.MeshSlug)
-	return nil
 }
 
 // resolveInvite turns a link, code or token into a verified payload and its

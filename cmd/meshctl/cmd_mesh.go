@@ -7,57 +7,56 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/meshd/meshd/client"
 )
 
 // runMeshCreate creates a mesh owned by the logged-in user. The broker
 // holds the mesh's owner signing key; this user's member key is generated
 // here (or read with --key) and only its public half is sent.
-func runMeshCreate(c *cli, args []string) error {
-	fs := flags("mesh create")
+func runMeshCreate(c *cli, fs *pflag.FlagSet) runFunc {
 	slug := fs.String("slug", "", "URL slug (default: derived from the name)")
 	keyFile := fs.String("key", "", "use the member key in this file (from `meshctl keygen`) instead of a new one")
 	name := fs.String("name", "", "your display name in the mesh (default: $USER)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	pos, err := c.parse("mesh create", fs, args, 1)
-	if err != nil {
-		return err
-	}
-	cfg, base, token, err := c.loggedIn()
-	if err != nil {
-		return err
-	}
-	id := client.GenerateIdentity()
-	if *keyFile != "" {
-		if id, err = readKeyFile(*keyFile); err != nil {
+	return func(pos []string) error {
+		cfg, base, token, err := c.loggedIn()
+		if err != nil {
 			return err
 		}
+		id := client.GenerateIdentity()
+		if *keyFile != "" {
+			if id, err = readKeyFile(*keyFile); err != nil {
+				return err
+			}
+		}
+		display := c.displayName(*name)
+		req := map[string]string{"name": pos[0], "pubkey": id.Pubkey, "display_name": display}
+		if *slug != "" {
+			req["slug"] = *slug
+		}
+		var out struct {
+			ID       string `json:"id"`
+			Slug     string `json:"slug"`
+			Name     string `json:"name"`
+			MemberID string `json:"member_id"`
+		}
+		if err := c.call(base, "POST", "/cli/mesh/create", token, req, &out); err != nil {
+			return fmt.Errorf("mesh create: %w", err)
+		}
+		cfg.put(meshIdentity{MeshID: out.ID, MemberID: out.MemberID, Slug: out.Slug, Name: out.Name, Pubkey: id.Pubkey,
+			SecretKey: id.SecretHex(), BrokerURL: cfg.Broker, DisplayName: display, Role: "admin"})
+		if err := c.saveConfig(cfg); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(c.stdout, map[string]string{"id": out.ID, "slug": out.Slug, "name": out.Name, "member_id": out.MemberID, "pubkey": id.Pubkey})
+		}
+		fmt.Fprintf(c.stdout, "Created mesh %q (slug %s). You are its owner, %q; your member key %s is saved.\nNext: meshctl invite %s\n",
+			out.Name, out.Slug, display, short(id.Pubkey), out.Slug)
+		return nil
 	}
-	display := c.displayName(*name)
-	req := map[string]string{"name": pos[0], "pubkey": id.Pubkey, "display_name": display}
-	if *slug != "" {
-		req["slug"] = *slug
-	}
-	var out struct {
-		ID       string `json:"id"`
-		Slug     string `json:"slug"`
-		Name     string `json:"name"`
-		MemberID string `json:"member_id"`
-	}
-	if err := c.call(base, "POST", "/cli/mesh/create", token, req, &out); err != nil {
-		return fmt.Errorf("mesh create: %w", err)
-	}
-	cfg.put(meshIdentity{MeshID: out.ID, MemberID: out.MemberID, Slug: out.Slug, Name: out.Name, Pubkey: id.Pubkey,
-		SecretKey: id.SecretHex(), BrokerURL: cfg.Broker, DisplayName: display, Role: "admin"})
-	if err := c.saveConfig(cfg); err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(c.stdout, map[string]string{"id": out.ID, "slug": out.Slug, "name": out.Name, "member_id": out.MemberID, "pubkey": id.Pubkey})
-	}
-	fmt.Fprintf(c.stdout, "Created mesh %q (slug %s). You are its owner, %q; your member key %s is saved.\nNext: meshctl invite %s\n",
-		out.Name, out.Slug, display, short(id.Pubkey), out.Slug)
-	return nil
 }
 
 // meshRow is one line of `mesh list`.
@@ -76,50 +75,48 @@ type meshRow struct {
 
 // runMeshList shows the broker's view of the user's meshes (when logged
 // in) merged with the meshes joined from this machine.
-func runMeshList(c *cli, args []string) error {
-	fs := flags("mesh list")
+func runMeshList(c *cli, fs *pflag.FlagSet) runFunc {
 	asJSON := fs.Bool("json", false, "print the list as JSON")
-	if _, err := c.parse("mesh list", fs, args, 0); err != nil {
-		return err
-	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	rows, err := c.remoteMeshes(cfg)
-	if err != nil {
-		return fmt.Errorf("mesh list: %w", err)
-	}
-	seen := map[string]bool{}
-	for i := range rows {
-		seen[rows[i].ID] = true
-		rows[i].Identity = cfg.find(rows[i].ID) != nil
-	}
-	for _, m := range cfg.Meshes {
-		if !seen[m.MeshID] {
-			rows = append(rows, meshRow{ID: m.MeshID, Slug: m.Slug, Name: m.Name, Role: dash(m.Role), BrokerURL: m.BrokerURL, Identity: true})
+	return func([]string) error {
+		cfg, err := c.loadConfig()
+		if err != nil {
+			return err
 		}
-	}
-	if *asJSON {
-		return printJSON(c.stdout, map[string]any{"meshes": rows})
-	}
-	if len(rows) == 0 {
-		fmt.Fprintln(c.stdout, "No meshes yet: `meshctl mesh create <name>` or `meshctl join <link>`.")
+		rows, err := c.remoteMeshes(cfg)
+		if err != nil {
+			return fmt.Errorf("mesh list: %w", err)
+		}
+		seen := map[string]bool{}
+		for i := range rows {
+			seen[rows[i].ID] = true
+			rows[i].Identity = cfg.find(rows[i].ID) != nil
+		}
+		for _, m := range cfg.Meshes {
+			if !seen[m.MeshID] {
+				rows = append(rows, meshRow{ID: m.MeshID, Slug: m.Slug, Name: m.Name, Role: dash(m.Role), BrokerURL: m.BrokerURL, Identity: true})
+			}
+		}
+		if *asJSON {
+			return printJSON(c.stdout, map[string]any{"meshes": rows})
+		}
+		if len(rows) == 0 {
+			fmt.Fprintln(c.stdout, "No meshes yet: `meshctl mesh create <name>` or `meshctl join <link>`.")
+			return nil
+		}
+		lines := make([][]string, len(rows))
+		for i, r := range rows {
+			owner, key := "", "no"
+			if r.IsOwner {
+				owner = "yes"
+			}
+			if r.Identity {
+				key = "yes"
+			}
+			lines[i] = []string{r.Slug, r.Name, r.Role, dash(owner), count(r.MemberCount), count(r.ActivePeers), key, r.BrokerURL}
+		}
+		table(c.stdout, []string{"SLUG", "NAME", "ROLE", "OWNER", "MEMBERS", "ONLINE", "KEY SAVED", "BROKER"}, lines)
 		return nil
 	}
-	lines := make([][]string, len(rows))
-	for i, r := range rows {
-		owner, key := "", "no"
-		if r.IsOwner {
-			owner = "yes"
-		}
-		if r.Identity {
-			key = "yes"
-		}
-		lines[i] = []string{r.Slug, r.Name, r.Role, dash(owner), count(r.MemberCount), count(r.ActivePeers), key, r.BrokerURL}
-	}
-	table(c.stdout, []string{"SLUG", "NAME", "ROLE", "OWNER", "MEMBERS", "ONLINE", "KEY SAVED", "BROKER"}, lines)
-	return nil
 }
 
 func count(n *int) string {
@@ -151,52 +148,48 @@ func (c *cli) remoteMeshes(cfg *config) ([]meshRow, error) {
 }
 
 // runMeshRename renames a mesh the user owns; its slug stays.
-func runMeshRename(c *cli, args []string) error {
-	pos, err := c.parse("mesh rename", flags("mesh rename"), args, -1)
-	if err != nil {
-		return err
-	}
-	if len(pos) < 2 {
-		return usagef(commands()["mesh rename"].usage, "mesh rename needs a slug and the new name")
-	}
-	cfg, base, token, err := c.loggedIn()
-	if err != nil {
-		return err
-	}
-	var out struct{ ID, Slug, Name string }
-	body := map[string]string{"name": strings.Join(pos[1:], " ")}
-	if err := c.call(base, "POST", "/cli/mesh/"+url.PathEscape(pos[0])+"/rename", token, body, &out); err != nil {
-		return fmt.Errorf("mesh rename: %w", err)
-	}
-	if m := cfg.find(out.ID); m != nil {
-		m.Name = out.Name
-		if err := c.saveConfig(cfg); err != nil {
+func runMeshRename(c *cli, fs *pflag.FlagSet) runFunc {
+	return func(pos []string) error {
+		if len(pos) < 2 {
+			return usagef(commands()["mesh rename"].usage, "mesh rename needs a slug and the new name")
+		}
+		cfg, base, token, err := c.loggedIn()
+		if err != nil {
 			return err
 		}
+		var out struct{ ID, Slug, Name string }
+		body := map[string]string{"name": strings.Join(pos[1:], " ")}
+		if err := c.call(base, "POST", "/cli/mesh/"+url.PathEscape(pos[0])+"/rename", token, body, &out); err != nil {
+			return fmt.Errorf("mesh rename: %w", err)
+		}
+		if m := cfg.find(out.ID); m != nil {
+			m.Name = out.Name
+			if err := c.saveConfig(cfg); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(c.stdout, "Renamed mesh %s to %q (the slug stays %s).\n", out.Slug, out.Name, out.Slug)
+		return nil
 	}
-	fmt.Fprintf(c.stdout, "Renamed mesh %s to %q (the slug stays %s).\n", out.Slug, out.Name, out.Slug)
-	return nil
 }
 
 // runMeshDelete archives a mesh the user owns and forgets its saved key.
-func runMeshDelete(c *cli, args []string) error {
-	pos, err := c.parse("mesh delete", flags("mesh delete"), args, 1)
-	if err != nil {
-		return err
-	}
-	cfg, base, token, err := c.loggedIn()
-	if err != nil {
-		return err
-	}
-	if err := c.call(base, "DELETE", "/cli/mesh/"+url.PathEscape(pos[0]), token, nil, nil); err != nil {
-		return fmt.Errorf("mesh delete: %w", err)
-	}
-	if m := cfg.find(pos[0]); m != nil {
-		cfg.remove(m.MeshID)
-		if err := c.saveConfig(cfg); err != nil {
+func runMeshDelete(c *cli, fs *pflag.FlagSet) runFunc {
+	return func(pos []string) error {
+		cfg, base, token, err := c.loggedIn()
+		if err != nil {
 			return err
 		}
+		if err := c.call(base, "DELETE", "/cli/mesh/"+url.PathEscape(pos[0]), token, nil, nil); err != nil {
+			return fmt.Errorf("mesh delete: %w", err)
+		}
+		if m := cfg.find(pos[0]); m != nil {
+			cfg.remove(m.MeshID)
+			if err := c.saveConfig(cfg); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(c.stdout, "Deleted mesh %s (archived on the broker; its members can no longer connect).\n", pos[0])
+		return nil
 	}
-	fmt.Fprintf(c.stdout, "Deleted mesh %s (archived on the broker; its members can no longer connect).\n", pos[0])
-	return nil
 }

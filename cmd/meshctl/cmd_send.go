@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/wire"
 )
@@ -16,51 +18,44 @@ var hex64 = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 // pubkey through peers_list; direct messages are sealed for the recipient
 // with crypto_box by the client package (B.12), `*`, `@all` and `@group`
 // go out as broadcasts.
-func runSend(c *cli, args []string) error {
-	fs := flags("send")
+func runSend(c *cli, fs *pflag.FlagSet) runFunc {
 	mesh := fs.String("mesh", "", "mesh slug (default: $MESHCTL_MESH, else your only mesh)")
 	prio := fs.String("priority", "next", "now (even to busy peers), next or low")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	pos, err := c.parse("send", fs, args, -1)
-	if err != nil {
-		return err
-	}
-	usage := commands()["send"].usage
-	if len(pos) < 2 {
-		return usagef(usage, "send needs a target and a message")
-	}
-	if !meshd.Priority(*prio).Valid() {
-		return usagef(usage, "--priority must be now, next or low")
-	}
-	text, err := c.messageText(pos[1:])
-	if err != nil {
-		return err
-	}
-	id, err := c.pickMesh(*mesh)
-	if err != nil {
-		return err
-	}
-	s, err := c.connect(id, "cli", false)
-	if err != nil {
-		return err
-	}
-	spec, label, ack, err := c.sendOn(s, pos[0], meshd.Priority(*prio), text)
-	got := c.closeCollect(s)
-	if err != nil {
+	return func(pos []string) error {
+		usage := commands()["send"].usage
+		if len(pos) < 2 {
+			return usagef(usage, "send needs a target and a message")
+		}
+		if !meshd.Priority(*prio).Valid() {
+			return usagef(usage, "--priority must be now, next or low")
+		}
+		text, err := c.messageText(pos[1:])
+		if err != nil {
+			return err
+		}
+		id, s, err := c.connectMesh(*mesh, "cli", false)
+		if err != nil {
+			return err
+		}
+		spec, label, ack, err := c.sendOn(s, pos[0], meshd.Priority(*prio), text)
+		got := c.closeCollect(s)
+		if err != nil {
+			c.showReceived(id.Slug, got)
+			return err
+		}
+		if *asJSON {
+			return printJSON(c.stdout, map[string]any{"ok": true, "messageId": ack.MessageID, "target": spec, "to": label,
+				"encrypted": hex64.MatchString(spec), "received": receivedLines(id.Slug, got)})
+		}
+		kind := "broadcast"
+		if hex64.MatchString(spec) {
+			kind = "encrypted direct message"
+		}
+		fmt.Fprintf(c.stdout, "Sent %s to %s (message %s).\n", kind, label, ack.MessageID)
 		c.showReceived(id.Slug, got)
-		return err
+		return nil
 	}
-	if *asJSON {
-		return printJSON(c.stdout, map[string]any{"ok": true, "messageId": ack.MessageID, "target": spec, "to": label,
-			"encrypted": hex64.MatchString(spec), "received": receivedLines(id.Slug, got)})
-	}
-	kind := "broadcast"
-	if hex64.MatchString(spec) {
-		kind = "encrypted direct message"
-	}
-	fmt.Fprintf(c.stdout, "Sent %s to %s (message %s).\n", kind, label, ack.MessageID)
-	c.showReceived(id.Slug, got)
-	return nil
 }
 
 // messageText joins the message words; a lone "-" reads stdin.

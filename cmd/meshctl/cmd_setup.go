@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/spf13/pflag"
 )
 
 // `meshctl setup claude` wires meshctl into Claude Code: the MCP server
@@ -29,47 +31,45 @@ type setupFile struct {
 	apply func(doc map[string]any, remove bool)
 }
 
-func runSetupClaude(c *cli, args []string) error {
-	fs := flags("setup claude")
+func runSetupClaude(c *cli, fs *pflag.FlagSet) runFunc {
 	write := fs.Bool("write", false, "merge the settings into the files (default: print them)")
 	remove := fs.Bool("remove", false, "take meshctl's entries out of the files again")
 	user := fs.Bool("user", false, "for every project: ~/.claude.json and ~/.claude/settings.json (default: this project)")
 	dir := fs.String("dir", "", "the project directory (default: the current directory)")
 	mesh := fs.String("mesh", "", "pin the MCP server to this mesh (default: $MESHCTL_MESH, else your only mesh)")
-	if _, err := c.parse("setup claude", fs, args, 0); err != nil {
-		return err
-	}
-	files, err := c.setupFiles(*user, *dir, *mesh)
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		if !*write && !*remove {
-			doc := map[string]any{}
-			f.apply(doc, false)
-			b, _ := json.MarshalIndent(doc, "", "  ")
-			fmt.Fprintf(c.stdout, "# merge into %s\n%s\n\n", f.path, b)
-			continue
-		}
-		changed, err := mergeJSONFile(f.path, f.mode, func(doc map[string]any) { f.apply(doc, *remove) })
+	return func([]string) error {
+		files, err := c.setupFiles(*user, *dir, *mesh)
 		if err != nil {
 			return err
 		}
-		state := "unchanged"
-		if changed {
-			state = "updated"
+		for _, f := range files {
+			if !*write && !*remove {
+				doc := map[string]any{}
+				f.apply(doc, false)
+				b, _ := json.MarshalIndent(doc, "", "  ")
+				fmt.Fprintf(c.stdout, "# merge into %s\n%s\n\n", f.path, b)
+				continue
+			}
+			changed, err := mergeJSONFile(f.path, f.mode, func(doc map[string]any) { f.apply(doc, *remove) })
+			if err != nil {
+				return err
+			}
+			state := "unchanged"
+			if changed {
+				state = "updated"
+			}
+			fmt.Fprintf(c.stdout, "%s: %s\n", f.path, state)
 		}
-		fmt.Fprintf(c.stdout, "%s: %s\n", f.path, state)
+		switch {
+		case *remove:
+			fmt.Fprintln(c.stdout, "meshctl is no longer wired into Claude Code there; restart Claude Code.")
+		case *write:
+			fmt.Fprintln(c.stdout, "Done. Restart Claude Code; for live message push start it with --dangerously-load-development-channels server:meshd (docs/mcp.md).")
+		default:
+			fmt.Fprintln(c.stdout, "Run with --write to merge these (other keys are kept), --remove to undo.")
+		}
+		return nil
 	}
-	switch {
-	case *remove:
-		fmt.Fprintln(c.stdout, "meshctl is no longer wired into Claude Code there; restart Claude Code.")
-	case *write:
-		fmt.Fprintln(c.stdout, "Done. Restart Claude Code; for live message push start it with --dangerously-load-development-channels server:meshd (docs/mcp.md).")
-	default:
-		fmt.Fprintln(c.stdout, "Run with --write to merge these (other keys are kept), --remove to undo.")
-	}
-	return nil
 }
 
 // setupFiles describes the files of a project or of the user.

@@ -143,6 +143,7 @@ func TestHookNeverFails(t *testing.T) {
 		{[]string{"hook", "working"}, `{"cwd":"/x","session_id":"s1"}`, "connection refused"},
 		{[]string{"hook", "sleeping"}, "", "status must be working or idle"},
 		{[]string{"hook"}, "", "hook takes 1 argument"},
+		{[]string{"hook", "--verbose", "idle"}, "", "meshctl hook: unknown flag: --verbose"},
 		{[]string{"hook", "idle"}, "not json", "not Claude Code's hook JSON"},
 	} {
 		start := time.Now()

@@ -22,6 +22,16 @@ type session struct {
 	self string // our routing pubkey
 }
 
+// connectMesh picks the mesh for --mesh ref (pickMesh) and connects to it.
+func (c *cli) connectMesh(ref, purpose string, reconnect bool) (*meshIdentity, *session, error) {
+	id, err := c.pickMesh(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := c.connect(id, purpose, reconnect)
+	return id, s, err
+}
+
 // connect opens a member-key connection for id (hello, B.2). Pushes are
 // client_acked as they are taken (at-least-once, A.3-4), so whatever a
 // one-shot command receives it must show.

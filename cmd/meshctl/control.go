@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/meshd/meshd"
 )
 
@@ -111,40 +113,37 @@ func (c *cli) handleControl(s *session, conn net.Conn) {
 
 // runStatusSet asks the running `meshctl listen` of a mesh to set its
 // status.
-func runStatusSet(c *cli, args []string) error {
-	fs := flags("status set")
+func runStatusSet(c *cli, fs *pflag.FlagSet) runFunc {
 	mesh := fs.String("mesh", "", "mesh slug (default: $MESHCTL_MESH, else your only mesh)")
-	pos, err := c.parse("status set", fs, args, 1)
-	if err != nil {
-		return err
+	return func(pos []string) error {
+		if !meshd.Status(pos[0]).Valid() {
+			return usagef(commands()["status set"].usage, "status must be idle, working or dnd")
+		}
+		id, err := c.pickMesh(*mesh)
+		if err != nil {
+			return err
+		}
+		path, err := c.controlPath(id.Slug)
+		if err != nil {
+			return err
+		}
+		conn, err := net.DialTimeout("unix", path, controlTimeout)
+		if err != nil {
+			return fmt.Errorf("no `meshctl listen` is running for mesh %s; status belongs to a live connection: start `meshctl listen --mesh %s --status %s`", id.Slug, id.Slug, pos[0])
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(controlTimeout))
+		if err := json.NewEncoder(conn).Encode(controlRequest{Status: pos[0]}); err != nil {
+			return fmt.Errorf("status set: %w", err)
+		}
+		var reply controlReply
+		if err := json.NewDecoder(conn).Decode(&reply); err != nil {
+			return fmt.Errorf("status set: no answer from meshctl listen: %w", err)
+		}
+		if !reply.OK {
+			return fmt.Errorf("status set: %s", reply.Error)
+		}
+		fmt.Fprintf(c.stdout, "Status of your listen on mesh %s is now %s.\n", id.Slug, pos[0])
+		return nil
 	}
-	if !meshd.Status(pos[0]).Valid() {
-		return usagef(commands()["status set"].usage, "status must be idle, working or dnd")
-	}
-	id, err := c.pickMesh(*mesh)
-	if err != nil {
-		return err
-	}
-	path, err := c.controlPath(id.Slug)
-	if err != nil {
-		return err
-	}
-	conn, err := net.DialTimeout("unix", path, controlTimeout)
-	if err != nil {
-		return fmt.Errorf("no `meshctl listen` is running for mesh %s; status belongs to a live connection: start `meshctl listen --mesh %s --status %s`", id.Slug, id.Slug, pos[0])
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(controlTimeout))
-	if err := json.NewEncoder(conn).Encode(controlRequest{Status: pos[0]}); err != nil {
-		return fmt.Errorf("status set: %w", err)
-	}
-	var reply controlReply
-	if err := json.NewDecoder(conn).Decode(&reply); err != nil {
-		return fmt.Errorf("status set: no answer from meshctl listen: %w", err)
-	}
-	if !reply.OK {
-		return fmt.Errorf("status set: %s", reply.Error)
-	}
-	fmt.Fprintf(c.stdout, "Status of your listen on mesh %s is now %s.\n", id.Slug, pos[0])
-	return nil
 }

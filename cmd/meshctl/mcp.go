@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spf13/pflag"
 
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/wire"
@@ -101,58 +102,56 @@ type bridge struct {
 	order    []string         // guarded by mu; surfaced keys, oldest first
 }
 
-func runMCP(c *cli, args []string) error {
-	fs := flags("mcp")
+func runMCP(c *cli, fs *pflag.FlagSet) runFunc {
 	mesh := fs.String("mesh", "", "mesh slug (default: $MESHCTL_MESH, else your only mesh)")
 	name := fs.String("name", "", "display name of this session (default: your name in the mesh)")
 	push := fs.Bool("push", true, "push messages into the conversation as notifications/claude/channel (off: only check_messages)")
 	buffer := fs.Int("buffer", defaultMCPBuffer, "how many unsurfaced messages to hold; more are dropped unacked and come back later")
 	skillsPoll := fs.Duration("skills-poll", skillsPollDefault, "how often to read the mesh's skills again (they are the server's prompts)")
-	if _, err := c.parse("mcp", fs, args, 0); err != nil {
-		return err
+	return func([]string) error {
+		if *buffer < 1 {
+			return usagef(commands()["mcp"].usage, "--buffer must be at least 1")
+		}
+		if *skillsPoll < 100*time.Millisecond {
+			return usagef(commands()["mcp"].usage, "--skills-poll must be at least 100ms")
+		}
+		id, err := c.pickMesh(*mesh)
+		if err != nil {
+			return err
+		}
+		if *name != "" {
+			id.DisplayName = *name
+		}
+		b := &bridge{id: id, push: *push, max: *buffer, stderr: c.stderr, surfaced: map[string]bool{}}
+		if err := b.dial(c); err != nil {
+			return err
+		}
+		defer b.cl.Close()
+		go b.pump(c.ctx)
+		go b.logErrors()
+		in, out := readCloser(c.stdin), writeCloser(c.stdout)
+		b.tr = &channelTransport{inner: &mcp.IOTransport{Reader: in, Writer: out}}
+		srv := mcp.NewServer(&mcp.Implementation{Name: "meshd", Title: "meshd mesh", Version: version}, &mcp.ServerOptions{
+			Instructions: mcpInstructions,
+			Capabilities: &mcp.ServerCapabilities{
+				Experimental: map[string]any{channelCapability: map[string]any{}},
+				Tools:        &mcp.ToolCapabilities{},
+				Prompts:      &mcp.PromptCapabilities{ListChanged: true},
+			},
+			InitializedHandler: func(ctx context.Context, _ *mcp.InitializedRequest) { go b.welcome(c.ctx) },
+		})
+		b.addTools(srv)
+		skills := &skillPrompts{cl: b.cl, srv: srv, slug: id.Slug, stderr: c.stderr}
+		skills.refreshLogged(c.ctx)
+		srv.AddReceivingMiddleware(skills.listMiddleware)
+		go skills.poll(c.ctx, *skillsPoll)
+		fmt.Fprintf(c.stderr, "meshctl mcp: connected to mesh %s as %q (session %s)\n", id.Slug, id.DisplayName, short(b.cl.Pubkey()))
+		err = srv.Run(c.ctx, b.tr)
+		if err != nil && c.ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, mcp.ErrConnectionClosed) {
+			return fmt.Errorf("mcp: %w", err)
+		}
+		return nil
 	}
-	if *buffer < 1 {
-		return usagef(commands()["mcp"].usage, "--buffer must be at least 1")
-	}
-	if *skillsPoll < 100*time.Millisecond {
-		return usagef(commands()["mcp"].usage, "--skills-poll must be at least 100ms")
-	}
-	id, err := c.pickMesh(*mesh)
-	if err != nil {
-		return err
-	}
-	if *name != "" {
-		id.DisplayName = *name
-	}
-	b := &bridge{id: id, push: *push, max: *buffer, stderr: c.stderr, surfaced: map[string]bool{}}
-	if err := b.dial(c); err != nil {
-		return err
-	}
-	defer b.cl.Close()
-	go b.pump(c.ctx)
-	go b.logErrors()
-	in, out := readCloser(c.stdin), writeCloser(c.stdout)
-	b.tr = &channelTransport{inner: &mcp.IOTransport{Reader: in, Writer: out}}
-	srv := mcp.NewServer(&mcp.Implementation{Name: "meshd", Title: "meshd mesh", Version: version}, &mcp.ServerOptions{
-		Instructions: mcpInstructions,
-		Capabilities: &mcp.ServerCapabilities{
-			Experimental: map[string]any{channelCapability: map[string]any{}},
-			Tools:        &mcp.ToolCapabilities{},
-			Prompts:      &mcp.PromptCapabilities{ListChanged: true},
-		},
-		InitializedHandler: func(ctx context.Context, _ *mcp.InitializedRequest) { go b.welcome(c.ctx) },
-	})
-	b.addTools(srv)
-	skills := &skillPrompts{cl: b.cl, srv: srv, slug: id.Slug, stderr: c.stderr}
-	skills.refreshLogged(c.ctx)
-	srv.AddReceivingMiddleware(skills.listMiddleware)
-	go skills.poll(c.ctx, *skillsPoll)
-	fmt.Fprintf(c.stderr, "meshctl mcp: connected to mesh %s as %q (session %s)\n", id.Slug, id.DisplayName, short(b.cl.Pubkey()))
-	err = srv.Run(c.ctx, b.tr)
-	if err != nil && c.ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, mcp.ErrConnectionClosed) {
-		return fmt.Errorf("mcp: %w", err)
-	}
-	return nil
 }
 
 const mcpInstructions = "You are one peer in a meshd mesh: other Claude Code sessions can message you and you them. " +

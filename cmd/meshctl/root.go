@@ -9,10 +9,12 @@ import (
 )
 
 // The command tree is spf13/cobra (docs/cli.md says why): it gives every
-// command and group `--help`, "did you mean" for a mistyped command,
-// `completion bash|zsh|fish` and examples in the help. Each leaf keeps its
-// own flag parsing (cli.parse), so flags may come before, between and after
-// arguments and mistakes exit 2 with the command's usage line.
+// command and group `--help` and `-h`, "did you mean" for a mistyped
+// command, `completion bash|zsh|fish` and examples in the help. Each leaf
+// defines its flags on its cobra command (pflag: `--name value`,
+// `--name=value`, anywhere among the arguments, `--` ends them); a
+// mistake exits 2 with the command's usage line, and an unknown flag names
+// the command's flags spelled alike.
 
 // examples are shown by `meshctl COMMAND --help`.
 var examples = map[string]string{
@@ -58,12 +60,16 @@ func newRoot(c *cli) *cobra.Command {
 	root.SetErr(c.stderr)
 	root.SetVersionTemplate("meshctl {{.Version}}\n")
 	cmds := commands()
+	helps := map[*cobra.Command]func(){}
 	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
-		if cmd == root {
+		switch h := helps[cmd]; {
+		case cmd == root:
 			c.printUsage(cmds, c.stdout)
-			return
+		case h != nil:
+			h()
+		default:
+			_ = cmd.Usage()
 		}
-		_ = cmd.Usage()
 	})
 	parents := map[string]*cobra.Command{}
 	for g, short := range groups {
@@ -84,14 +90,27 @@ func newRoot(c *cli) *cobra.Command {
 		if g, sub, ok := strings.Cut(name, " "); ok {
 			parent, use = parents[g], sub
 		}
-		run := cmd.run
-		parent.AddCommand(&cobra.Command{
-			Use:                use + strings.TrimPrefix(cmd.usage, name),
-			Short:              cmd.summary,
-			Example:            examples[name],
-			DisableFlagParsing: true, // cli.parse owns the flags
-			RunE:               func(_ *cobra.Command, args []string) error { return run(c, args) },
-		})
+		cc := &cobra.Command{
+			Use:           use + strings.TrimPrefix(cmd.usage, name),
+			Short:         cmd.summary,
+			Example:       examples[name],
+			Args:          checkArgs(name, cmd),
+			SilenceErrors: true,
+			SilenceUsage:  true,
+		}
+		cc.SetFlagErrorFunc(flagError(name, cmd))
+		if name == "hook" { // a Claude Code hook never fails: the mistake goes to stderr, exit 0
+			cc.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+				fmt.Fprintf(c.stderr, "meshctl hook: %v\n", err)
+				return nil
+			})
+		}
+		body := cmd.setup(c, cc.Flags())
+		cc.RunE = func(_ *cobra.Command, pos []string) error { return body(pos) }
+		cc.InitDefaultHelpFlag()
+		cc.Flags().Lookup("help").Usage = "show this help"
+		helps[cc] = func() { c.printHelp(name, cmd, cc.Flags()) }
+		parent.AddCommand(cc)
 	}
 	root.AddCommand(&cobra.Command{
 		Use:     "version",

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/wire"
 )
@@ -23,14 +25,34 @@ func runIn(t *testing.T, dir string, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// Every command answers --help on stdout with exit 0.
+// Every command answers --help and -h on stdout with exit 0, listing each
+// of its flags (cobra's own flag set) with its placeholder and text.
 func TestHelpOnEveryCommand(t *testing.T) {
 	dir := t.TempDir()
+	root := newRoot(&cli{})
 	for name, cmd := range commands() {
-		args := append(strings.Fields(name), "--help")
-		out, errOut, code := runIn(t, dir, args...)
-		if code != 0 || !strings.HasPrefix(out, "usage: meshctl "+cmd.usage+"\n") || errOut != "" {
-			t.Errorf("%s --help: %d %q %q", name, code, out, errOut)
+		sub, _, err := root.Find(strings.Fields(name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, help := range []string{"--help", "-h"} {
+			args := append(strings.Fields(name), help)
+			out, errOut, code := runIn(t, dir, args...)
+			if code != 0 || !strings.HasPrefix(out, "usage: meshctl "+cmd.usage+"\n") || errOut != "" ||
+				!strings.Contains(out, "  -h, --help\n      show this help\n") {
+				t.Errorf("%s %s: %d %q %q", name, help, code, out, errOut)
+			}
+			sub.LocalFlags().VisitAll(func(f *pflag.Flag) {
+				if !strings.Contains(out, "--"+f.Name) || !strings.Contains(out, "      "+f.Usage) {
+					t.Errorf("%s %s lacks --%s: %q", name, help, f.Name, out)
+				}
+			})
+		}
+	}
+	out, _, _ := runIn(t, dir, "send", "--help")
+	for _, want := range []string{"  --mesh SLUG\n", "  --priority now|next|low\n      now (even to busy peers), next or low (default next)\n", "  --json\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("send --help lacks %q: %q", want, out)
 		}
 	}
 	out, _, code := runIn(t, dir, "--help")
@@ -57,7 +79,12 @@ func TestUsageErrors(t *testing.T) {
 		{"send_nothing", []string{"send"}, "send needs an argument"},
 		{"send_no_message", []string{"send", "bob"}, "send needs a target and a message"},
 		{"send_bad_priority", []string{"send", "--priority", "urgent", "bob", "hi"}, "--priority must be now, next or low"},
-		{"send_unknown_flag", []string{"send", "--bogus", "bob", "hi"}, "flag provided but not defined: -bogus"},
+		{"send_unknown_flag", []string{"send", "--bogus", "bob", "hi"}, "send: unknown flag: --bogus\nusage: meshctl send "},
+		{"send_misspelt_flag", []string{"send", "--priorty", "now", "bob", "hi"}, "unknown flag: --priorty; did you mean --priority?"},
+		{"go_style_flag", []string{"peers", "-json"}, "unknown shorthand flag: 'j' in -json; did you mean --json?"},
+		{"flag_without_value", []string{"send", "bob", "hi", "--mesh"}, "send: flag needs an argument: --mesh"},
+		{"bad_int", []string{"invite", "--max-uses", "many"}, `invalid argument "many" for "--max-uses"`},
+		{"bad_duration", []string{"mcp", "--skills-poll", "soon"}, `invalid argument "soon" for "--skills-poll"`},
 		{"mesh_create_no_name", []string{"mesh", "create"}, "mesh create takes 1 argument(s), got 0"},
 		{"login_no_token", []string{"login"}, "login: --token is required"},
 		{"grants_bad_pubkey", []string{"grants", "set", "xyz", "dm"}, `"xyz" is not a 64-hex pubkey`},
@@ -223,7 +250,7 @@ func TestCLITree(t *testing.T) {
 	if out, _, code := runIn(t, dir, "send", "--help"); code != 0 || !strings.Contains(out, "examples:\n  meshctl send bob") || strings.Contains(out, "-token meshd") {
 		t.Fatalf("send --help: %d %q", code, out)
 	}
-	if out, _, code := runIn(t, dir, "login", "--help"); code != 0 || !strings.Contains(out, "  --token STRING\n") {
+	if out, _, code := runIn(t, dir, "login", "--help"); code != 0 || !strings.Contains(out, "  --token TOKEN\n      bearer token from `meshd token create --user <you>`") {
 		t.Fatalf("login --help shows a bogus placeholder: %q", out)
 	}
 	if out, _, code := runIn(t, dir, "whoami"); code != 0 || !strings.Contains(out, "Not logged in") || !strings.Contains(out, "In no mesh yet") {
