@@ -52,6 +52,7 @@ type config struct {
 	SkipMigrate             bool
 	GitSHA                  string
 	MetricsAddr             string // METRICS_ADDR: /metrics on its own listener, off the public port
+	PprofAddr               string // PPROF_ADDR: net/http/pprof on its own listener; "" = off
 }
 
 var dsnRe = regexp.MustCompile(`^postgres(ql)?://`)
@@ -73,6 +74,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		AppURL:            getenv("APP_URL"),
 		JSONLDir:          getenv("JSONL_STATUS_DIR"),
 		ExpectedMigration: getenv("EXPECTED_MIGRATION"),
+		PprofAddr:         getenv("PPROF_ADDR"),
 	}
 	var errs []error
 	if c.DatabaseURL == "" {

@@ -193,6 +193,13 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err := runSingletons(srvCtx, &leaders, cfg, log, reg, srv); err != nil {
 		return err
 	}
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	hs := newHTTPServer(cfg, handler(log, srv, ctl, cfg.CORSAllowedOrigins))
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
