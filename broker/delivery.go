@@ -353,16 +353,12 @@ func (c *conn) drain() {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
-	req := meshd.ClaimRequest{
-		MeshID: pres.MeshID, ClaimerPresenceID: c.socketID, // claim id = socket: released when it closes
-		MemberPubkey: member.Pubkey, SessionPubkey: pres.SessionPubkey,
-		Groups: groupNames(pres.Groups), Priorities: meshd.Deliverable(pres.Status),
-		Lease: c.srv.cfg.ClaimLease, Limit: claimBatch,
-		// The status gate (B.4.2) is read by the claim itself, after the
-		// JSONL fallback (B.6.3), in one round trip.
-		StatusPresenceID: pres.ID,
-		Refresh:          &meshd.StatusRefresh{Inferred: c.inferredStatus(pres), FreshWindow: c.srv.cfg.HookFreshWindow},
-	}
+	req := c.claimRequest(pres, member)
+	req.Priorities, req.Lease = meshd.Deliverable(pres.Status), c.srv.cfg.ClaimLease
+	// The status gate (B.4.2) is read by the claim itself, after the JSONL
+	// fallback (B.6.3), in one round trip.
+	req.StatusPresenceID = pres.ID
+	req.Refresh = &meshd.StatusRefresh{Inferred: c.inferredStatus(pres), FreshWindow: c.srv.cfg.HookFreshWindow}
 	for {
 		if req.Limit = c.claimLimit(); req.Limit == 0 {
 			return // the window is full: the next ack wakes us
@@ -377,6 +373,15 @@ func (c *conn) drain() {
 		if n := c.pushRows(rows); n < len(rows) || len(rows) < req.Limit {
 			return
 		}
+	}
+}
+
+// claimRequest names this socket's claims: its mesh and targets, the
+// socket id as claim id (released when it closes).
+func (c *conn) claimRequest(pres meshd.Presence, member meshd.Member) meshd.ClaimRequest {
+	return meshd.ClaimRequest{
+		MeshID: pres.MeshID, ClaimerPresenceID: c.socketID,
+		MemberPubkey: member.Pubkey, SessionPubkey: pres.SessionPubkey, Groups: groupNames(pres.Groups),
 	}
 }
 

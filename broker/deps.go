@@ -78,9 +78,10 @@ type Queue interface {
 	ClientAckBatch(ctx context.Context, acks []meshd.AckByID) (int64, error)
 	// MarkDelivered sets delivered_at = now on the given undelivered rows.
 	MarkDelivered(ctx context.Context, ids []string) error
-	// ReleaseClaims makes the undelivered rows claimed by claimID claimable
-	// again (their socket closed before writing them).
-	ReleaseClaims(ctx context.Context, claimID string) (int64, error)
+	// ReleaseClaims makes the undelivered rows of req's targets claimed by
+	// req.ClaimerPresenceID claimable again (their socket closed before
+	// writing them).
+	ReleaseClaims(ctx context.Context, req meshd.ClaimRequest) (int64, error)
 	// ClientAck marks delivered the undelivered rows of meshID with id =
 	// brokerID or client_message_id = clientID whose target is one of keys,
 	// `*`, `@…` or `#…` (B.4.4). Returns the number of rows.

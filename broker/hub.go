@@ -188,7 +188,7 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 		return
 	}
 	c.closed = true
-	authed, pres, releases := c.authed, c.pres, c.releases
+	authed, pres, member, releases := c.authed, c.pres, c.member, c.releases
 	c.releases = nil
 	c.mu.Unlock()
 	c.cancel(errSocketClosed)
@@ -211,7 +211,7 @@ func (s *Server) onDisconnect(sess *melody.Session) {
 	c.pendingAcks.Wait() // bounded by the batch timeout
 	c.marker.stop()      // written rows are marked before the release
 	c.flushMarks()
-	if n, err := s.cfg.Store.ReleaseClaims(ctx, c.socketID); err != nil {
+	if n, err := s.cfg.Store.ReleaseClaims(ctx, c.claimRequest(pres, member)); err != nil {
 		c.logger().Warn().Err(err).Msg("release claims")
 	} else if n > 0 {
 		c.logger().Info().Int64("rows", n).Msg("released unwritten claims")

@@ -178,7 +178,10 @@ RETURNING `+presenceCols, old.PresenceID, p.NodeID, p.SocketID, p.CWD, p.Display
 	// Rows the old socket claimed but may never have written (it died or is
 	// being replaced) are claimable again at once: the reattaching client
 	// gets them now, not after the claim lease (A.3-5).
-	if err := releaseClaimsTx(ctx, tx, []string{old.SocketID}); err != nil {
+	pres := res.Presence
+	targets := claimTargets(meshd.ClaimRequest{MemberPubkey: pres.MemberPubkey, SessionPubkey: pres.SessionPubkey,
+		Groups: groupNameList(pres.Groups)})
+	if err := releaseClaimsTx(ctx, tx, pres.MeshID, targets, []string{old.SocketID}); err != nil {
 		return false, err
 	}
 	if online && old.SocketID != p.SocketID {
@@ -323,16 +326,24 @@ RETURNING id, socket_id, node_id`, p.MeshID, p.MemberID, p.SessionID)
 	for _, r := range out {
 		sockets = append(sockets, r.SocketID)
 	}
-	return out, releaseClaimsTx(ctx, tx, sockets)
+	return out, releaseClaimsTx(ctx, tx, p.MeshID, nil, sockets)
 }
 
-// releaseClaimsTx clears the claims of undelivered rows held by sockets.
-func releaseClaimsTx(ctx context.Context, tx pgx.Tx, sockets []string) error {
+// releaseClaimsTx clears the claims of undelivered rows of meshID held by
+// sockets. claim_id has no index (migration 0020, HOT claims): with targets
+// the rows are read through message_queue_pending_target_idx as the claim
+// reads them; without (a replaced session, whose old key may differ) all
+// pending rows of the mesh are read.
+func releaseClaimsTx(ctx context.Context, tx pgx.Tx, meshID string, targets, sockets []string) error {
 	if len(sockets) == 0 {
 		return nil
 	}
+	if targets != nil {
+		_, err := tx.Exec(ctx, releaseClaimsSQL, meshID, targets, sockets)
+		return err
+	}
 	_, err := tx.Exec(ctx, `UPDATE mesh.message_queue SET claimed_at = NULL, claim_id = NULL, claim_expires_at = NULL
-WHERE claim_id = ANY($1) AND delivered_at IS NULL`, sockets)
+WHERE mesh_id = $2 AND claim_id = ANY($1) AND delivered_at IS NULL`, sockets, meshID)
 	return err
 }
 
@@ -478,4 +489,12 @@ ORDER BY p.connected_at, p.id`, meshID)
 		return nil, fmt.Errorf("list peers: %w", err)
 	}
 	return out, nil
+}
+
+func groupNameList(gs []meshd.Group) []string {
+	out := make([]string, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, g.Name)
+	}
+	return out
 }

@@ -207,16 +207,25 @@ func (s *Store) MarkDelivered(ctx context.Context, ids []string) error {
 }
 
 // ReleaseClaims clears the claim of every undelivered row claimed by
-// claimID (a socket that closed before its pushes were written), so the
-// rows are claimable again at once instead of after the lease.
-func (s *Store) ReleaseClaims(ctx context.Context, claimID string) (int64, error) {
-	tag, err := s.lease.Exec(ctx, `UPDATE mesh.message_queue SET claimed_at = NULL, claim_id = NULL, claim_expires_at = NULL
-WHERE claim_id = $1 AND delivered_at IS NULL`, claimID)
+// req.ClaimerPresenceID (a socket that closed before its pushes were
+// written), so the rows are claimable again at once instead of after the
+// lease. It reads req's targets (claimTargets) through
+// message_queue_pending_target_idx, as the claim does: claim_id has no
+// index, so claims stay HOT updates (migration 0020). A row claimed under a
+// target the socket no longer has (its groups changed) waits for its lease.
+func (s *Store) ReleaseClaims(ctx context.Context, req meshd.ClaimRequest) (int64, error) {
+	if req.ClaimerPresenceID == "" {
+		return 0, nil
+	}
+	tag, err := s.lease.Exec(ctx, releaseClaimsSQL, req.MeshID, claimTargets(req), []string{req.ClaimerPresenceID})
 	if err != nil {
 		return 0, fmt.Errorf("release claims: %w", err)
 	}
 	return tag.RowsAffected(), nil
 }
+
+const releaseClaimsSQL = `UPDATE mesh.message_queue SET claimed_at = NULL, claim_id = NULL, claim_expires_at = NULL
+WHERE mesh_id = $1 AND target_spec = ANY($2::text[]) AND delivered_at IS NULL AND claim_id = ANY($3::text[])`
 
 // ClientAck marks delivered the undelivered rows of meshID with id =
 // brokerID or client_message_id = clientID (empty ids match nothing) whose

@@ -620,3 +620,88 @@ SELECT md5(g::text), $1, $2, md5((g % 50)::text), 'n', 'c' FROM generate_series(
 		t.Fatalf("claimed %d rows for bob, want 1", len(got))
 	}
 }
+
+// A closed socket's release frees its own claims on its targets, and no
+// other socket's.
+func TestReleaseClaimsFreesOnlyTheSocketsRows(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
+	f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
+	f.enqueue(f.bob, f.alice.Pubkey, meshd.PriorityNow)
+	if got := f.claimFor(f.bob, "s1", allPrios); len(got) != 2 {
+		t.Fatalf("s1 claimed %d rows, want 2", len(got))
+	}
+	if got := f.claimFor(f.alice, "s9", allPrios); len(got) != 1 {
+		t.Fatalf("s9 claimed %d rows, want 1", len(got))
+	}
+	if got := f.claimFor(f.bob, "s2", allPrios); len(got) != 0 {
+		t.Fatalf("s2 claimed %d rows while s1 holds them", len(got))
+	}
+	// Another socket's release, and s1's release under someone else's
+	// targets, free nothing.
+	for _, req := range []meshd.ClaimRequest{
+		{MeshID: f.mesh.ID, ClaimerPresenceID: "s2", MemberPubkey: f.bob.Pubkey},
+		{MeshID: f.mesh.ID, ClaimerPresenceID: "s1", MemberPubkey: f.alice.Pubkey},
+		{MeshID: f.other.ID, ClaimerPresenceID: "s1", MemberPubkey: f.bob.Pubkey},
+	} {
+		if n, err := f.s.ReleaseClaims(f.ctx, req); err != nil || n != 0 {
+			t.Fatalf("release %+v: %d rows, %v; want 0", req, n, err)
+		}
+	}
+	n, err := f.s.ReleaseClaims(f.ctx, meshd.ClaimRequest{MeshID: f.mesh.ID, ClaimerPresenceID: "s1", MemberPubkey: f.bob.Pubkey})
+	if err != nil || n != 2 {
+		t.Fatalf("release s1: %d rows, %v; want 2", n, err)
+	}
+	if got := f.claimFor(f.bob, "s2", allPrios); len(got) != 2 {
+		t.Fatalf("s2 claimed %d rows after the release, want 2", len(got))
+	}
+	if got := f.claimFor(f.alice, "s3", allPrios); len(got) != 0 {
+		t.Fatalf("s9's claim was released: s3 claimed %d rows", len(got))
+	}
+}
+
+// The release reads the socket's targets through the target index, never
+// the mesh's other rows or the whole queue (claim_id has no index: 0020).
+func TestReleaseClaimsPlanReadsOnlyTargets(t *testing.T) {
+	f := newFixture(t)
+	f.exec(`INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, nonce, ciphertext, claim_id)
+SELECT md5(g::text), $1, $2, md5((g % 50)::text), 'n', 'c', 'sock' FROM generate_series(1, 5000) g`, f.mesh.ID, f.alice.ID)
+	f.exec(`ANALYZE mesh.message_queue`)
+	req := meshd.ClaimRequest{MeshID: f.mesh.ID, MemberPubkey: f.bob.Pubkey, SessionPubkey: key('s'),
+		Groups: []string{"eng/backend"}, ClaimerPresenceID: "sock"}
+	text := f.explain(releaseClaimsSQL, req.MeshID, claimTargets(req), []string{"sock"})
+	if !strings.Contains(text, "message_queue_pending_target_idx") || strings.Contains(text, "Seq Scan on message_queue") {
+		t.Fatalf("release plan does not read by target:\n%s", text)
+	}
+}
+
+// A claim changes no indexed column, so it is a HOT update (the row's new
+// version stays on its page and no index gets a new entry: 0020). The
+// counter is the transaction's own, so the check needs no stats flush.
+func TestClaimIsHOTUpdate(t *testing.T) {
+	f := newFixture(t)
+	for range 3 {
+		f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
+	}
+	tx, err := f.s.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(f.ctx)
+	req := meshd.ClaimRequest{MeshID: f.mesh.ID, MemberPubkey: f.bob.Pubkey, ClaimerPresenceID: "sock"}
+	tag, err := tx.Exec(f.ctx, claimSQL, req.MeshID, []string{"now", "next", "low"}, claimTargets(req), 256, "sock", 30.0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag.RowsAffected() != 3 {
+		t.Fatalf("claimed %d rows, want 3", tag.RowsAffected())
+	}
+	var upd, hot int64
+	if err := tx.QueryRow(f.ctx, `SELECT pg_stat_get_xact_tuples_updated('mesh.message_queue'::regclass),
+	pg_stat_get_xact_tuples_hot_updated('mesh.message_queue'::regclass)`).Scan(&upd, &hot); err != nil {
+		t.Fatal(err)
+	}
+	if upd != 3 || hot != 3 {
+		t.Fatalf("claim updated %d rows, %d of them HOT; want 3 and 3", upd, hot)
+	}
+}
