@@ -65,6 +65,10 @@ type Config struct {
 	// itself so collab can publish through it. Nil leaves those types
 	// answered with unknown_message_type.
 	CollabStore collab.Store
+	// PublicURL is the broker's public HTTP base URL (BROKER_PUBLIC_URL),
+	// the prefix of the webhook URLs collab hands out; "" gives URLs that
+	// are only the path.
+	PublicURL string
 
 	MaxMessageBytes       int // WS frame and send size cap; default 65536
 	MaxConnectionsPerMesh int // across all replicas; default 100

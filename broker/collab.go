@@ -18,7 +18,8 @@ func (s *Server) newCollab() (*collab.Handler, error) {
 	if s.cfg.CollabStore == nil {
 		return nil, nil
 	}
-	return collab.New(collab.Config{Store: s.cfg.CollabStore, Publisher: collabPublisher{s}, Logger: s.log})
+	return collab.New(collab.Config{Store: s.cfg.CollabStore, Publisher: collabPublisher{s}, Logger: s.log,
+		PublicURL: s.cfg.PublicURL})
 }
 
 // collabPublisher is collab's Publisher over the broker's mesh fan-out.

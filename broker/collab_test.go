@@ -1,12 +1,17 @@
 package broker_test
 
 import (
+	"context"
+	"crypto/rand"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/collab"
+	"github.com/meshd/meshd/internal/seal"
+	"github.com/meshd/meshd/store"
 )
 
 // authed opens a raw socket on replica i and completes id's member hello.
@@ -55,12 +60,19 @@ var collabReplies = map[string]struct {
 	"list_contexts": {``, "context_list"},
 	"share_skill":   {`"name":"review","description":"code review","instructions":"read the diff"`, "skill_ack"},
 	"get_skill":     {`"name":"review"`, "skill_data"}, "list_skills": {``, "skill_list"}, "remove_skill": {`"name":"review"`, "skill_ack"},
+	"apikey_create": {`"label":"cli-members-1","capabilities":["read"]`, "apikey_created"},
+	"apikey_list":   {``, "apikey_list_response"}, "apikey_revoke": {`"id":"ffffffffff"`, "apikey_revoke_response"},
+	"vault_set":  {`"key":"DB_URL","ciphertext":"Y2lwaGVy","nonce":"bm9uY2U=","sealed_key":"a2V5","entry_type":"env"`, "vault_ack"},
+	"vault_list": {``, "vault_list_result"}, "vault_get": {`"keys":["DB_URL"]`, "vault_get_result"},
+	"vault_delete":   {`"key":"DB_URL"`, "vault_ack"},
+	"create_webhook": {`"name":"ci"`, "webhook_ack"}, "list_webhooks": {``, "webhook_list"},
+	"delete_webhook": {`"name":"ci"`, "webhook_ack"},
 }
 
 // fallbackErrors and fallbackAcks are the unsupported verbs whose typed
 // fallback is an error frame or an inert ack (docs/protocol.md C.1).
 var (
-	fallbackErrors = "apikey_create grant_file_access create_webhook delete_webhook mcp_register unwatch"
+	fallbackErrors = "grant_file_access mcp_register unwatch"
 	fallbackAcks   = "delete_file vector_delete mesh_execute mcp_unregister mcp_call_response peer_file_response peer_dir_response"
 )
 
@@ -69,8 +81,12 @@ var (
 // come at once with the type the client waits for, echo _reqId, never put
 // the request id in "id", carry the new row's id where the client reads it,
 // and that none is unknown_message_type.
+// The replica's collab store has an encryption key, so vault and webhooks
+// answer for real.
 func TestCollabEveryTypeOverSocket(t *testing.T) {
-	e := newEnv(t, 1, nil)
+	e := newEnv(t, 0, nil)
+	keyed := e.keyedStore()
+	e.replicas = append(e.replicas, e.startReplica("node-0", func(c *broker.Config) { c.CollabStore = keyed }))
 	mesh := e.newMesh("Collab")
 	alice := e.enroll(mesh, "alice")
 	r := e.authed(0, alice)
@@ -121,6 +137,18 @@ func TestCollabEveryTypeOverSocket(t *testing.T) {
 			}
 		}
 		switch typ {
+		case "vault_set", "vault_delete":
+			if want := map[string]string{"vault_set": "stored", "vault_delete": "deleted"}[typ]; got[0]["action"] != want {
+				t.Errorf("%s: %v, want action %s", typ, got[0], want)
+			}
+		case "vault_get": // after vault_delete in E.1's order
+			if es, _ := got[0]["entries"].([]any); es == nil || len(es) != 0 {
+				t.Errorf("vault_get: %v", got[0])
+			}
+		case "apikey_create", "create_webhook":
+			if sec, _ := got[0]["secret"].(string); sec == "" {
+				t.Errorf("%s: no secret in %v", typ, got[0])
+			}
 		case "remember", "create_task", "share_context":
 			if id, _ := got[0]["id"].(string); id == "" {
 				t.Errorf("%s: no row id in %v", typ, got[0])
@@ -189,4 +217,20 @@ func TestCollabContextPushAcrossReplicas(t *testing.T) {
 	if cs, _ := got["contexts"].([]any); len(cs) != 1 {
 		t.Fatalf("get_context %v", got)
 	}
+}
+
+// keyedStore is a second handle on the env's database that seals secrets
+// (BROKER_ENCRYPTION_KEY), for the collab verbs that store them.
+func (e *env) keyedStore() *store.Store {
+	e.t.Helper()
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		e.t.Fatal(err)
+	}
+	st, err := store.New(context.Background(), store.Config{URL: e.dsn, Keyring: seal.New(k)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(st.Close)
+	return st
 }

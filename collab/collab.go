@@ -36,6 +36,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -49,6 +50,9 @@ type Config struct {
 	// Publisher sends frames to the other sockets of a mesh on every
 	// replica (share_context's state_change). Nil disables those pushes.
 	Publisher Publisher
+	// PublicURL is the broker's public HTTP base URL (BROKER_PUBLIC_URL),
+	// the prefix of webhook URLs; "" gives URLs that are only the path.
+	PublicURL string
 	// Logger receives internal errors (with the error id sent to the
 	// client); the zero value discards them.
 	Logger zerolog.Logger
@@ -79,6 +83,8 @@ type Handler struct {
 	st  Store          // immutable after New
 	pub Publisher      // immutable after New; may be nil
 	log zerolog.Logger // immutable after New
+	// publicURL prefixes webhook URLs, without a trailing slash.
+	publicURL string
 }
 
 // New validates cfg and returns a Handler.
@@ -86,7 +92,8 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("collab: config: Store is required")
 	}
-	return &Handler{st: cfg.Store, pub: cfg.Publisher, log: cfg.Logger.With().Str("component", "collab").Logger()}, nil
+	return &Handler{st: cfg.Store, pub: cfg.Publisher, log: cfg.Logger.With().Str("component", "collab").Logger(),
+		publicURL: strings.TrimRight(cfg.PublicURL, "/")}, nil
 }
 
 // Handle answers one authenticated frame of type typ (raw is the whole
@@ -103,6 +110,9 @@ func (h *Handler) Handle(ctx context.Context, p Peer, typ string, raw []byte) (r
 	}
 	if v.handle == nil {
 		return frames(fallback(req)), true
+	}
+	if v.sealed && !h.st.SealsSecrets() {
+		return frames(fallbackWithReason(req, noKeyReason)), true
 	}
 	out, err := v.handle(h, ctx, p, req)
 	if err != nil {

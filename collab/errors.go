@@ -24,4 +24,6 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrExists: a unique name is already taken.
 	ErrExists = errors.New("already exists")
+	// ErrLimit: a per-member or per-mesh row cap is reached.
+	ErrLimit = errors.New("limit reached")
 )

@@ -5,9 +5,15 @@ package collab
 // rejection or failure decorates. Every frame echoes _reqId. The client's
 // outcome for each is in docs/protocol.md Part C.
 func fallback(req *request) []frame {
+	return fallbackWithReason(req, Unsupported[verbs[req.typ].group])
+}
+
+// fallbackWithReason is fallback with why as the reason the verb is not
+// served (vault and webhooks without an encryption key).
+func fallbackWithReason(req *request, why string) []frame {
 	typ := req.typ
 	msg := "unsupported on this broker: " + verbs[typ].group
-	if why, ok := Unsupported[verbs[typ].group]; ok {
+	if why != "" {
 		msg += " (" + why + ")"
 	}
 	one := func(typ string, kv ...any) []frame {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/collab"
+	"github.com/meshd/meshd/internal/seal"
 	"github.com/meshd/meshd/internal/testpg"
 	"github.com/meshd/meshd/store"
 )
@@ -30,13 +31,22 @@ type fixture struct {
 	mesh, other       meshd.Mesh
 	alice, bob, carol collab.Peer
 	secrets           map[string]ed25519.PrivateKey // by member id
+	url               string                        // the database
 }
 
 func newFixture(t *testing.T, cfg collab.Config) *fixture {
 	t.Helper()
+	return newKeyedFixture(t, cfg, nil)
+}
+
+// newKeyedFixture is newFixture on a store that seals secrets with kr (nil:
+// no BROKER_ENCRYPTION_KEY).
+func newKeyedFixture(t *testing.T, cfg collab.Config, kr *seal.Keyring) *fixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	st, err := store.New(ctx, store.Config{URL: testpg.NewDatabase(t), Logger: zerolog.Nop()})
+	url := testpg.NewDatabase(t)
+	st, err := store.New(ctx, store.Config{URL: url, Logger: zerolog.Nop(), Keyring: kr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +54,7 @@ func newFixture(t *testing.T, cfg collab.Config) *fixture {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	f := &fixture{t: t, ctx: ctx, st: st, secrets: map[string]ed25519.PrivateKey{}}
+	f := &fixture{t: t, ctx: ctx, st: st, secrets: map[string]ed25519.PrivateKey{}, url: url}
 	f.mesh = f.createMesh("c-main")
 	f.other = f.createMesh("c-other")
 	f.alice = f.createMember(f.mesh.ID, "alice", "admin")

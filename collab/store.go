@@ -17,6 +17,8 @@ type Store interface {
 	SkillStore
 	InfoStore
 	TopicStore
+	SecretStore
+	APIKeyStore
 }
 
 // Memory is a row of mesh.memory (E.4).
@@ -123,4 +125,78 @@ type MeshStats struct {
 // InfoStore aggregates mesh_info.
 type InfoStore interface {
 	MeshStats(ctx context.Context, meshID string) (MeshStats, error)
+}
+
+// VaultEntry is a row of mesh.vault_entry (E.10). Ciphertext, Nonce and
+// SealedKey are the client's own encryption (opaque base64 strings); the
+// store seals them again at rest. They are empty in VaultList.
+type VaultEntry struct {
+	Key                          string
+	Ciphertext, Nonce, SealedKey string
+	EntryType                    string // "env" or "file"
+	MountPath, Description       string
+	UpdatedAt                    time.Time
+}
+
+// Webhook is an active row of mesh.webhook (E.11).
+type Webhook struct {
+	ID, Name, Secret string
+	CreatedBy        string // member id
+	CreatedAt        time.Time
+}
+
+// SecretStore keeps vault entries and webhooks, whose secrets it seals at
+// rest with BROKER_ENCRYPTION_KEY. Every vault method is scoped to one
+// member of one mesh.
+type SecretStore interface {
+	// SealsSecrets reports whether the store has an encryption key; without
+	// one collab answers vault and webhook verbs with their typed fallback
+	// and never stores a secret.
+	SealsSecrets() bool
+	// VaultSet upserts the member's entry by key (every field replaced);
+	// ErrLimit when the member already has maxEntries other keys.
+	VaultSet(ctx context.Context, meshID, memberID string, e VaultEntry, maxEntries int) error
+	// VaultList returns the member's entries by key, without secrets.
+	VaultList(ctx context.Context, meshID, memberID string) ([]VaultEntry, error)
+	// VaultDelete deletes the member's entry and reports whether it existed.
+	VaultDelete(ctx context.Context, meshID, memberID, key string) (bool, error)
+	// VaultGet returns the member's entries among keys, secrets opened.
+	VaultGet(ctx context.Context, meshID, memberID string, keys []string) ([]VaultEntry, error)
+
+	// CreateWebhook inserts an active webhook: ErrExists when an active
+	// one has the name, ErrLimit when the mesh has maxActive already.
+	CreateWebhook(ctx context.Context, meshID string, w *Webhook, maxActive int) error
+	// ListWebhooks returns the mesh's active webhooks by name, secrets
+	// opened.
+	ListWebhooks(ctx context.Context, meshID string) ([]Webhook, error)
+	// DeleteWebhook deactivates the active webhook name if memberID
+	// created it or admin is set: meshd.ErrNotFound, or ErrForbidden.
+	DeleteWebhook(ctx context.Context, meshID, name, memberID string, admin bool) error
+}
+
+// APIKey is a row of mesh.api_key (E.3), never with its secret.
+type APIKey struct {
+	ID, Label, Prefix string
+	Capabilities      []string
+	TopicScopes       []string // nil: every topic
+	IssuedBy          string   // member id
+	CreatedAt         time.Time
+	LastUsedAt        *time.Time
+	RevokedAt         *time.Time
+	ExpiresAt         *time.Time
+}
+
+// APIKeyStore keeps API keys, hashed.
+type APIKeyStore interface {
+	// CreateAPIKey inserts k (ID and CreatedAt are set) with the SHA-256
+	// of secret (the secret itself is never stored); ErrLimit when the mesh
+	// has maxLive live keys.
+	CreateAPIKey(ctx context.Context, meshID string, k *APIKey, secret string, maxLive int) error
+	// ListAPIKeys returns the mesh's keys, revoked and expired included,
+	// newest first, at most limit.
+	ListAPIKeys(ctx context.Context, meshID string, limit int) ([]APIKey, error)
+	// RevokeAPIKey revokes (idempotently) the key whose id is id or starts
+	// with it, if memberID issued it or admin is set, and returns its full
+	// id: meshd.ErrNotFound, meshd.ErrAmbiguous, or ErrForbidden.
+	RevokeAPIKey(ctx context.Context, meshID, id, memberID string, admin bool) (string, error)
 }

@@ -8,6 +8,9 @@ type handleFunc func(h *Handler, ctx context.Context, p Peer, req *request) ([]a
 type verb struct {
 	group  string
 	handle handleFunc // nil: unsupported, always the typed fallback
+	// sealed: the verb stores secrets, so without an encryption key
+	// (Store.SealsSecrets false) it answers its typed fallback.
+	sealed bool
 }
 
 // order is E.1's list of the 66 request types.
@@ -32,9 +35,9 @@ var order = []string{
 }
 
 // Unsupported maps each group collab answers only with typed fallbacks to
-// the reason (docs/protocol.md Part C).
+// the reason (docs/protocol.md Part C). Vault and webhooks also fall back,
+// with their own reason, on a broker without BROKER_ENCRYPTION_KEY.
 var Unsupported = map[string]string{
-	"api keys":     "meshd has no /api/v1 REST surface that would accept the keys",
 	"files":        "needs object storage for the bytes, and the 1.37 CLI uploads without credentials",
 	"vectors":      "needs a vector index (Qdrant or pgvector) and an embedding model",
 	"graph":        "needs a graph database (Neo4j)",
@@ -44,8 +47,6 @@ var Unsupported = map[string]string{
 	"URL watches":  "not implemented: outbound polling needs SSRF guards and a single owner per watch",
 	"peer relay":   "not implemented: needs cross-replica routing by pubkey",
 	"skill deploy": "a stub upstream too",
-	"vault":        "secrets at rest must be encrypted with BROKER_ENCRYPTION_KEY, which meshd does not support yet",
-	"webhooks":     "secrets at rest must be encrypted with BROKER_ENCRYPTION_KEY, which meshd does not support yet; the inbound route is the broker's",
 }
 
 var verbs = map[string]verb{
@@ -57,9 +58,9 @@ var verbs = map[string]verb{
 	"topic_history":   {group: "topics", handle: (*Handler).topicHistory},
 	"topic_mark_read": {group: "topics", handle: (*Handler).topicMarkRead},
 
-	"apikey_create": {group: "api keys"},
-	"apikey_list":   {group: "api keys"},
-	"apikey_revoke": {group: "api keys"},
+	"apikey_create": {group: "api keys", handle: (*Handler).apikeyCreate},
+	"apikey_list":   {group: "api keys", handle: (*Handler).apikeyList},
+	"apikey_revoke": {group: "api keys", handle: (*Handler).apikeyRevoke},
 
 	"remember": {group: "memory", handle: (*Handler).remember},
 	"recall":   {group: "memory", handle: (*Handler).recall},
@@ -88,14 +89,14 @@ var verbs = map[string]verb{
 	"grant_file_access": {group: "files"},
 	"delete_file":       {group: "files"},
 
-	"vault_set":    {group: "vault"},
-	"vault_list":   {group: "vault"},
-	"vault_delete": {group: "vault"},
-	"vault_get":    {group: "vault"},
+	"vault_set":    {group: "vault", handle: (*Handler).vaultSet, sealed: true},
+	"vault_list":   {group: "vault", handle: (*Handler).vaultList, sealed: true},
+	"vault_delete": {group: "vault", handle: (*Handler).vaultDelete, sealed: true},
+	"vault_get":    {group: "vault", handle: (*Handler).vaultGet, sealed: true},
 
-	"create_webhook": {group: "webhooks"},
-	"list_webhooks":  {group: "webhooks"},
-	"delete_webhook": {group: "webhooks"},
+	"create_webhook": {group: "webhooks", handle: (*Handler).createWebhook, sealed: true},
+	"list_webhooks":  {group: "webhooks", handle: (*Handler).listWebhooks, sealed: true},
+	"delete_webhook": {group: "webhooks", handle: (*Handler).deleteWebhook, sealed: true},
 
 	"vector_store":     {group: "vectors"},
 	"vector_search":    {group: "vectors"},

@@ -20,6 +20,8 @@ var sealedColumns = []struct {
 	{"mesh.mesh", "root_key", aadRootKey},
 	{"mesh.invite", "token", aadInviteToken},
 	{"mesh.invite", "token_bytes", aadInviteCanonical},
+	{"mesh.vault_entry", "value", aadVaultValue},
+	{"mesh.webhook", "secret", aadWebhookSecret},
 }
 
 // ResealSecrets seals every secret that is not sealed under the keyring's
@@ -74,7 +76,8 @@ func (s *Store) ResealSecrets(ctx context.Context) (resealed, unreadable int, er
 func (s *Store) SealedSecretsExist(ctx context.Context) (bool, error) {
 	var ok bool
 	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mesh.mesh WHERE owner_secret_key LIKE 'enc1:%' OR root_key LIKE 'enc1:%')
-	OR EXISTS (SELECT 1 FROM mesh.invite WHERE token LIKE 'enc1:%')`).Scan(&ok)
+	OR EXISTS (SELECT 1 FROM mesh.invite WHERE token LIKE 'enc1:%')
+	OR EXISTS (SELECT 1 FROM mesh.vault_entry) OR EXISTS (SELECT 1 FROM mesh.webhook)`).Scan(&ok)
 	if err != nil {
 		return false, fmt.Errorf("sealed secrets: %w", err)
 	}
