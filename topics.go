@@ -1,5 +1,7 @@
 package meshd
 
+import "encoding/json"
+
 // Fan-out topic scheme (logical; the fanout package prefixes them and maps
 // them to NATS subjects). Whoever publishes or subscribes uses these, so a
 // wake-up sent by the control plane reaches the socket code's subscription.
@@ -18,6 +20,17 @@ func PeerTopic(meshID, pubkey string) string { return "peer." + meshID + "." + p
 // archived the mesh: every replica closes the mesh's sockets with 4003
 // mesh_archived (docs/protocol.md A.3-23).
 const MeshArchivedEvent = `{"kind":"mesh_archived"}`
+
+// MeshFrameEvent is what the control plane publishes on MeshTopic to have
+// every replica write frame, as is, to every socket of the mesh (an inbound
+// webhook's push, docs/protocol.md C.6). The broker reads it as its "frame"
+// mesh event.
+func MeshFrameEvent(frame json.RawMessage) ([]byte, error) {
+	return json.Marshal(struct {
+		Kind  string          `json:"kind"`
+		Frame json.RawMessage `json:"frame"`
+	}{"frame", frame})
+}
 
 // PresenceTopic is the control topic of one presence's socket.
 func PresenceTopic(presenceID string) string { return "presence." + presenceID }

@@ -35,6 +35,12 @@ type Config struct {
 	// HookRateLimitPerIPPerMin is HOOK_RATE_LIMIT_PER_IP_PER_MIN: the hook
 	// bucket of one client IP, whatever its pids and cwds; default 300.
 	HookRateLimitPerIPPerMin int
+	// WebhookRateLimitPerMin is the bucket of one webhook's inbound route
+	// (capacity and refill per minute); default 60.
+	WebhookRateLimitPerMin int
+	// WebhookRateLimitPerIPPerMin is the inbound webhook bucket of one
+	// client IP, whatever the webhook; default 600.
+	WebhookRateLimitPerIPPerMin int
 	// LegacyAuth enables the BROKER_LEGACY_AUTH=1 body user_id shim (B.9.3).
 	LegacyAuth bool
 	// PublicURL is the broker's public WebSocket URL put into invites
@@ -70,6 +76,12 @@ func (c *Config) validate() error {
 	if c.HookRateLimitPerIPPerMin <= 0 {
 		c.HookRateLimitPerIPPerMin = 300
 	}
+	if c.WebhookRateLimitPerMin <= 0 {
+		c.WebhookRateLimitPerMin = 60
+	}
+	if c.WebhookRateLimitPerIPPerMin <= 0 {
+		c.WebhookRateLimitPerIPPerMin = 600
+	}
 	if c.LegacyAuthFlush <= 0 {
 		c.LegacyAuthFlush = 10 * time.Second
 	}
@@ -85,6 +97,8 @@ type Server struct {
 	log  zerolog.Logger
 	met  *metrics
 	hook *hookHandler
+	// webhook serves inbound webhooks (webhook.go).
+	webhook *webhookHandler
 	// legacy counts who uses the legacy shim until Run flushes it.
 	legacy *legacyRecorder
 }
@@ -101,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.met = met
 	s.hook = newHookHandler(s)
+	s.webhook = newWebhookHandler(s)
 	s.legacy = newLegacyRecorder()
 	if err := cfg.Registry.Register(s.legacy.users); err != nil {
 		return nil, errors.Join(errors.New("api: metrics"), err)
@@ -135,6 +150,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /invites/{code}/claim", s.handleInviteClaim)
 	mux.HandleFunc("POST /api/public/invites/{code}/claim", s.handleInviteClaim)
 	mux.Handle("POST "+hookRoute, s.hook)
+	mux.Handle("POST /hook/{meshId}/{secret}", s.webhook)
+	mux.HandleFunc("GET /api/v1/members", s.handleAPIMembers)
 }
 
 // writeJSON answers status with v as JSON.

@@ -23,6 +23,8 @@ type Store interface {
 	GrantWriter
 	Hooks
 	LegacyAuthLog
+	Webhooks
+	APIKeys
 }
 
 // CLITokens validates and revokes CLI bearer tokens (B.9.3, A.3-15).

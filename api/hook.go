@@ -64,17 +64,29 @@ const (
 // hookHandler serves the route; its bucket is created in New and dies
 // with the Server.
 type hookHandler struct {
-	s         *Server                // immutable
-	rl        *ratelimit.TokenBucket // key "<pid or 0>:<cwd>"; per replica (B.10)
-	ipRL      *ratelimit.TokenBucket // key: client IP; per replica
-	lastSweep atomic.Int64           // cfg.Now() in UnixNano of the last bucket sweep
+	s *Server // immutable
+	// buckets: rl keyed "<pid or 0>:<cwd>" (B.10), ipRL keyed by client
+	// IP; per replica.
+	*buckets
 }
 
 func newHookHandler(s *Server) *hookHandler {
-	n, ip := float64(s.cfg.HookRateLimitPerMin), float64(s.cfg.HookRateLimitPerIPPerMin)
-	h := &hookHandler{s: s, rl: ratelimit.NewBounded(n, n, hookMaxKeys), ipRL: ratelimit.NewBounded(ip, ip, hookMaxKeys)}
-	h.lastSweep.Store(s.cfg.Now().UnixNano())
-	return h
+	return &hookHandler{s: s, buckets: newBuckets(s.cfg.HookRateLimitPerMin, s.cfg.HookRateLimitPerIPPerMin, s.cfg.Now())}
+}
+
+// buckets are a route's two rate limits: rl per key of the route, ipRL
+// per client IP, both bounded to hookMaxKeys keys.
+type buckets struct {
+	rl        *ratelimit.TokenBucket
+	ipRL      *ratelimit.TokenBucket
+	lastSweep atomic.Int64 // cfg.Now() in UnixNano of the last bucket sweep
+}
+
+func newBuckets(perKeyPerMin, perIPPerMin int, now time.Time) *buckets {
+	n, ip := float64(perKeyPerMin), float64(perIPPerMin)
+	b := &buckets{rl: ratelimit.NewBounded(n, n, hookMaxKeys), ipRL: ratelimit.NewBounded(ip, ip, hookMaxKeys)}
+	b.lastSweep.Store(now.UnixNano())
+	return b
 }
 
 // hookRequest is the body {cwd, pid?, status, session_id?}; session_id is
@@ -297,7 +309,7 @@ func (h *hookHandler) wake(ctx context.Context, topic, presenceID string) {
 
 // maybeSweep forgets idle bucket keys at most every hookSweepEvery; the
 // request that wins the compare-and-swap does it.
-func (h *hookHandler) maybeSweep(now time.Time) {
+func (h *buckets) maybeSweep(now time.Time) {
 	last := h.lastSweep.Load()
 	if now.UnixNano()-last < int64(hookSweepEvery) || !h.lastSweep.CompareAndSwap(last, now.UnixNano()) {
 		return

@@ -1,9 +1,7 @@
 package api_test
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -23,17 +21,7 @@ func rawHook(t *testing.T, r *replica, contentType, body string) (int, map[strin
 		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Origin", "https://evil.example")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatalf("reply %d %q: %v", resp.StatusCode, data, err)
-	}
-	return resp.StatusCode, m, resp.Header
+	return doJSON(t, req)
 }
 
 // Issue 12 item 1, across two replicas: an outsider who knows a session's

@@ -12,7 +12,7 @@ import (
 // lazily by the requests themselves, and keeps keys used recently.
 func TestHookBucketSweptLazily(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	h := &hookHandler{rl: ratelimit.New(5, 5), ipRL: ratelimit.New(5, 5)}
+	h := &hookHandler{buckets: &buckets{rl: ratelimit.New(5, 5), ipRL: ratelimit.New(5, 5)}}
 	h.lastSweep.Store(t0.UnixNano())
 	h.rl.Take("1:/old", t0)
 	h.rl.Take("2:/recent", t0.Add(9*time.Minute))

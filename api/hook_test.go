@@ -19,20 +19,13 @@ import (
 // postHook POSTs body to /hook/set-status of replica r.
 func postHook(t *testing.T, r *replica, body io.Reader) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.Post(r.hs.URL+"/hook/set-status", "application/json", body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatalf("hook reply %d %q: %v", resp.StatusCode, data, err)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+	req, _ := http.NewRequest(http.MethodPost, r.hs.URL+"/hook/set-status", body)
+	req.Header.Set("Content-Type", "application/json")
+	code, m, h := doJSON(t, req)
+	if ct := h.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("Content-Type %q", ct)
 	}
-	return resp.StatusCode, m
+	return code, m
 }
 
 // hook POSTs {cwd, pid, status} (pid 0 is left out) and returns the reply.

@@ -31,6 +31,7 @@ type config struct {
 	SendBurst               int
 	LegacyAuth              bool
 	PublicURL               string
+	PublicHTTPURL           string // BROKER_PUBLIC_URL, else derived from BROKER_URL: webhook URLs
 	AppURL                  string
 	HookRateLimitPerMin     int
 	HookRateLimitPerIP      int
@@ -110,11 +111,34 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	c.CanaryStallAfter = time.Duration(intVar(getenv, "CANARY_STALL_SECONDS", 15, 3, 3600, &errs)) * time.Second
+	c.PublicHTTPURL = publicHTTPURL(getenv("BROKER_PUBLIC_URL"), c.PublicURL, &errs)
 	if c.NodeID == "" {
 		host, _ := os.Hostname()
 		c.NodeID = fmt.Sprintf("%s-%d", orDefault(host, "meshd"), os.Getpid())
 	}
 	return c, errors.Join(errs...)
+}
+
+// publicHTTPURL is the base of webhook URLs: BROKER_PUBLIC_URL
+// (http(s)://host[:port][/path]), else BROKER_URL with ws(s) turned into
+// http(s) and a trailing /ws dropped, else "" (URLs are then the path only).
+func publicHTTPURL(raw, brokerURL string, errs *[]error) string {
+	raw = strings.TrimRight(strings.TrimSpace(raw), "/")
+	if raw != "" {
+		if !strings.HasPrefix(raw, "http://") && !strings.HasPrefix(raw, "https://") {
+			*errs = append(*errs, fmt.Errorf("BROKER_PUBLIC_URL must start with http:// or https:// (got %q)", raw))
+			return ""
+		}
+		return raw
+	}
+	u := strings.TrimSuffix(strings.TrimRight(brokerURL, "/"), "/ws")
+	switch {
+	case strings.HasPrefix(u, "wss://"):
+		return "https://" + strings.TrimPrefix(u, "wss://")
+	case strings.HasPrefix(u, "ws://"):
+		return "http://" + strings.TrimPrefix(u, "ws://")
+	}
+	return ""
 }
 
 func orDefault(v, d string) string {
