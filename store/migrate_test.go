@@ -134,3 +134,20 @@ WHERE table_schema = 'mesh' AND data_type = 'timestamp without time zone'`)
 		}
 	}
 }
+
+// Two files with one number apply in name order, which nobody chose: each
+// migration takes the next free number when it lands.
+func TestMigrationNumbersUnique(t *testing.T) {
+	seen := map[string]string{}
+	for _, m := range Migrations() {
+		num, _, ok := strings.Cut(m.Name, "_")
+		if !ok || len(num) != 4 {
+			t.Errorf("%s: want NNNN_name.sql", m.Name)
+			continue
+		}
+		if prev, dup := seen[num]; dup {
+			t.Errorf("%s and %s share the number %s", prev, m.Name, num)
+		}
+		seen[num] = m.Name
+	}
+}
