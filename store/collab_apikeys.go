@@ -13,7 +13,7 @@ import (
 	"github.com/meshd/meshd/collab"
 )
 
-// API keys (migration 0020, docs/protocol.md C): only the SHA-256 of a secret is stored;
+// API keys (migration 0021, docs/protocol.md C): only the SHA-256 of a secret is stored;
 // GET /api/v1/members looks a key up by that hash (tokenHash: lowercase hex
 // of the whole secret, as upstream stores it).
 

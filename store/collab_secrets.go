@@ -12,7 +12,7 @@ import (
 	"github.com/meshd/meshd/collab"
 )
 
-// Vault entries and webhooks (migration 0020; docs/protocol.md C): their
+// Vault entries and webhooks (migration 0021; docs/protocol.md C): their
 // secrets are sealed with the keyring (internal/seal), bound to the row id,
 // and are never written without a key.
 
