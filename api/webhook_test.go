@@ -144,7 +144,12 @@ func TestWebhookAcrossReplicas(t *testing.T) {
 // TestWebhookHostile: every hostile inbound request gets its own status and
 // JSON error, never internal text, and nothing is pushed.
 func TestWebhookHostile(t *testing.T) {
-	e := newKeyedEnv(t, 1, func(a *api.Config) { a.WebhookRateLimitPerMin = 4; a.MaxMessageBytes = 1024 })
+	// The control plane's clock stands still, so the bucket never refills
+	// however slowly the test runs.
+	t0 := time.Now()
+	e := newKeyedEnv(t, 1, func(a *api.Config) {
+		a.WebhookRateLimitPerMin, a.MaxMessageBytes, a.Now = 4, 1024, func() time.Time { return t0 }
+	})
 	mesh := e.newMesh("Hostile")
 	alice := e.enroll(mesh, "alice")
 	a := e.dial(0, alice, nil)
