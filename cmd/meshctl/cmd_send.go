@@ -22,6 +22,7 @@ func runSend(c *cli, fs *pflag.FlagSet) runFunc {
 	mesh := fs.String("mesh", "", "mesh slug (default: $MESHCTL_MESH, else your only mesh)")
 	prio := fs.String("priority", "next", "now (even to busy peers), next or low")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	replyTo := fs.String("reply-to", "", "the message id this message answers (the recipient sees it as replyToId)")
 	return func(pos []string) error {
 		usage := commands()["send"].usage
 		if len(pos) < 2 {
@@ -38,7 +39,7 @@ func runSend(c *cli, fs *pflag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		spec, label, ack, err := c.sendOn(s, pos[0], meshd.Priority(*prio), text)
+		spec, label, ack, err := c.sendOn(s, pos[0], meshd.Priority(*prio), text, *replyTo)
 		got := c.closeCollect(s)
 		if err != nil {
 			c.showReceived(id.Slug, got)
@@ -75,11 +76,11 @@ func (c *cli) messageText(words []string) (string, error) {
 }
 
 // sendOn resolves the target and sends.
-func (c *cli) sendOn(s *session, target string, prio meshd.Priority, text string) (spec, label string, ack wire.Ack, err error) {
+func (c *cli) sendOn(s *session, target string, prio meshd.Priority, text, replyTo string) (spec, label string, ack wire.Ack, err error) {
 	if spec, label, err = c.resolveTarget(s, target); err != nil {
 		return "", "", ack, err
 	}
-	if ack, err = s.c.Send(c.ctx, spec, prio, []byte(text)); err != nil {
+	if ack, err = s.c.SendReply(c.ctx, spec, prio, []byte(text), replyTo); err != nil {
 		return "", "", ack, fmt.Errorf("send to %s: %w", label, err)
 	}
 	return spec, label, ack, nil

@@ -340,6 +340,15 @@ func TestMeshctlEndToEnd(t *testing.T) {
 		t.Fatalf("DM %+v (sent %+v)", dm, sent)
 	}
 	assertCiphertextOpaque(t, dsn, sent.MessageID, "the eagle lands at dawn")
+	// A follow-up that names it: the reply id reaches bob's listen (a
+	// queued DM keeps its replyToId).
+	var follow struct {
+		MessageID string `json:"messageId"`
+	}
+	alice.mustJSON(&follow, "send", "bob", "bring a torch", "--reply-to", sent.MessageID, "--json")
+	if re := bl.expect(t, "the follow-up", func(pl pushLine) bool { return pl.ID == follow.MessageID }); re.ReplyToID != sent.MessageID {
+		t.Fatalf("follow-up %+v, want replyToId %s", re, sent.MessageID)
+	}
 	if out := alice.must("send", "*", "hello", "everyone"); !strings.Contains(out, "Sent broadcast to *") {
 		t.Fatalf("broadcast: %s", out)
 	}

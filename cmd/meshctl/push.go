@@ -40,6 +40,8 @@ type pushLine struct {
 	Text         *string         `json:"text,omitempty"`
 	Error        string          `json:"error,omitempty"`
 	CreatedAt    string          `json:"createdAt,omitempty"`
+	ReplyToID    string          `json:"replyToId,omitempty"`
+	Topic        string          `json:"topic,omitempty"`
 	Event        string          `json:"event,omitempty"`
 	Data         json.RawMessage `json:"data,omitempty"`
 }
@@ -58,12 +60,18 @@ func (p *pushPrinter) print(m client.Message) {
 		return
 	}
 	kind := "broadcast"
-	if m.Encrypted {
+	switch {
+	case m.Push.Topic != "":
+		kind = "#" + m.Push.Topic
+	case m.Encrypted:
 		kind = "dm"
 	}
 	text := string(m.Plaintext)
 	if m.DecryptErr != nil {
 		text = fmt.Sprintf("<cannot decrypt: %v>", m.DecryptErr)
+	}
+	if m.Push.ReplyToID != "" {
+		text += " (reply to " + m.Push.ReplyToID + ")"
 	}
 	fmt.Fprintf(p.w, "%s [%s] %s: %s\n", p.now().Format("15:04:05"), kind, from, text)
 }
@@ -72,7 +80,7 @@ func (p *pushPrinter) print(m client.Message) {
 func messageLine(mesh string, m client.Message) pushLine {
 	l := pushLine{Type: "message", Mesh: mesh, ID: m.Push.MessageID, From: m.Push.SenderName,
 		FromPubkey: m.Push.SenderPubkey, FromMemberID: m.Push.SenderMemberID, Priority: m.Push.Priority,
-		Encrypted: m.Encrypted, CreatedAt: m.Push.CreatedAt}
+		Encrypted: m.Encrypted, CreatedAt: m.Push.CreatedAt, ReplyToID: m.Push.ReplyToID, Topic: m.Push.Topic}
 	if m.DecryptErr != nil {
 		l.Error = m.DecryptErr.Error()
 	} else {

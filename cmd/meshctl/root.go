@@ -28,7 +28,7 @@ var examples = map[string]string{
 	"mesh delete":  "  meshctl mesh delete platform-team",
 	"invite":       "  meshctl invite platform-team --max-uses 5\n  meshctl invite --role admin --json",
 	"join":         "  meshctl join https://broker.example/i/AB12CD34 --name bob\n  meshctl join AB12CD34 --broker wss://broker.example/ws",
-	"send":         "  meshctl send bob \"tests pass on main\"\n  meshctl send '*' deploy starts in 5 minutes --priority now\n  git log -1 | meshctl send @reviewers -",
+	"send":         "  meshctl send bob \"tests pass on main\"\n  meshctl send '*' deploy starts in 5 minutes --priority now\n  git log -1 | meshctl send @reviewers -\n  meshctl send bob \"done\" --reply-to 18ed29a3…(the id listen showed)",
 	"listen":       "  meshctl listen\n  meshctl listen --json --status working",
 	"peers":        "  meshctl peers\n  meshctl peers --mesh platform-team --json",
 	"status set":   "  meshctl status set dnd",

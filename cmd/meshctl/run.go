@@ -53,7 +53,7 @@ func commands() map[string]command {
 		"mesh delete":  {"mesh delete SLUG", "archive a mesh you own", 1, runMeshDelete},
 		"invite":       {"invite [SLUG] [--role admin|member] [--max-uses N] [--json]", "create an invite link for a mesh you own (7-day expiry)", anyArgs, runInvite},
 		"join":         {"join LINK|CODE|TOKEN [--name NAME] [--broker WS_URL] [--key FILE] [--json]", "join a mesh with an invite; the signature and expiry are checked locally", 1, runJoin},
-		"send":         {"send TARGET MESSAGE… [--mesh SLUG] [--priority now|next|low] [--json]", "send to a peer (display name or pubkey, end-to-end encrypted), * (everyone) or @group", atLeastOne, runSend},
+		"send":         {"send TARGET MESSAGE… [--mesh SLUG] [--priority now|next|low] [--reply-to MESSAGE_ID] [--json]", "send to a peer (display name or pubkey, end-to-end encrypted), * (everyone) or @group", atLeastOne, runSend},
 		"listen":       {"listen [--mesh SLUG] [--json] [--status idle|working|dnd]", "stay connected and print messages as they arrive (--json: one object per line)", 0, runListen},
 		"peers":        {"peers [--mesh SLUG] [--json]", "list the peers online in a mesh", 0, runPeers},
 		"status set":   {"status set idle|working|dnd [--mesh SLUG]", "set the status of your running `meshctl listen`", 1, runStatusSet},

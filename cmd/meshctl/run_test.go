@@ -257,3 +257,27 @@ func TestCLITree(t *testing.T) {
 		t.Fatalf("whoami: %d %q", code, out)
 	}
 }
+
+// listen's lines name a topic post's topic and the message a reply answers,
+// for humans and in --json.
+func TestPushLinesShowTopicAndReply(t *testing.T) {
+	at := func() time.Time { return time.Date(2026, 12, 1, 18, 4, 5, 0, time.UTC) }
+	msgs := []client.Message{
+		{Push: wire.Push{MessageID: "m1", SenderName: "ann", Topic: "ops", BodyVersion: 1}, Plaintext: []byte("deploy at noon")},
+		{Push: wire.Push{MessageID: "m2", SenderName: "ann", ReplyToID: "m0"}, Plaintext: []byte("yes"), Encrypted: true},
+	}
+	var human, js bytes.Buffer
+	hp, jp := newPushPrinter(&human, "team", false), newPushPrinter(&js, "team", true)
+	hp.now = at
+	for _, m := range msgs {
+		hp.print(m)
+		jp.print(m)
+	}
+	if want := "18:04:05 [#ops] ann: deploy at noon\n18:04:05 [dm] ann: yes (reply to m0)\n"; human.String() != want {
+		t.Fatalf("human %q, want %q", human.String(), want)
+	}
+	if !strings.Contains(js.String(), `"id":"m1"`) || !strings.Contains(js.String(), `"topic":"ops"`) ||
+		!strings.Contains(js.String(), `"replyToId":"m0"`) {
+		t.Fatalf("json %s", js.String())
+	}
+}
