@@ -1,8 +1,10 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -576,5 +578,40 @@ func TestEphemeralPresences(t *testing.T) {
 	evicted, err := f.s.EvictExpiredLeases(f.ctx)
 	if err != nil || len(evicted) != 1 || evicted[0].ID != normal.Presence.ID {
 		t.Fatalf("EvictExpiredLeases = %+v, %v; want the normal presence only", evicted, err)
+	}
+}
+
+// mesh.claim_targets (the reattach's claim release inside attach_presence)
+// lists the same targets as claimTargets, which the claim reads.
+func TestClaimTargetsSQLMatchesGo(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct {
+		member, session string
+		groups          []meshd.Group
+	}{
+		{"mk", "", nil},
+		{"mk", "sk", []meshd.Group{{Name: "a/b/c"}, {Name: "a/x"}}},
+		{"", "sk", []meshd.Group{{Name: "x//y/"}, {Name: "/lead"}, {Name: ""}, {Name: "solo", Role: "lead"}}},
+	}
+	for _, c := range cases {
+		groups, err := json.Marshal(nonNilGroups(c.groups))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		if err := f.s.pool.QueryRow(f.ctx, "SELECT mesh.claim_targets($1, $2, $3::jsonb)",
+			c.member, nullIfEmpty(c.session), string(groups)).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		names := make([]string, 0, len(c.groups))
+		for _, g := range c.groups {
+			names = append(names, g.Name)
+		}
+		want := claimTargets(meshd.ClaimRequest{MemberPubkey: c.member, SessionPubkey: c.session, Groups: names})
+		sort.Strings(got)
+		sort.Strings(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v: SQL %q, Go %q", c, got, want)
+		}
 	}
 }

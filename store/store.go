@@ -12,7 +12,9 @@
 //  1. the migration session lock pg_try_advisory_lock(7473773831), on its own
 //     connection, only in Migrate (B.16);
 //  2. the per-mesh presence lock pg_advisory_xact_lock(presenceLockKey(mesh)),
-//     only in Attach, so the capacity count is exact across replicas;
+//     in Attach (taken inside mesh.attach_presence, so it is held for one
+//     statement and its commit, not across round trips) and ArchiveMesh, so
+//     the capacity count is exact across replicas;
 //  3. row locks (FOR UPDATE [SKIP LOCKED]) on presence, pending_status and
 //     message_queue rows, each statement touching one table's rows in id or
 //     FIFO order.
