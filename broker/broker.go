@@ -78,6 +78,12 @@ type Config struct {
 	HelloBurst              float64       // per-member verified-hello bucket capacity; default 20
 	HelloPerMinute          float64       // per-member hello refill; default 60
 	HelloTimeout            time.Duration // default 10s (A.3-9)
+	// HelloConcurrency bounds the hellos and session_hellos this replica
+	// verifies and attaches at once (HELLO_CONCURRENCY); the rest wait for
+	// a turn in arrival order, so a reconnect storm cannot take every
+	// database connection from the sockets already attached. Default 32:
+	// twice the store's default pool (store.DefaultMaxConns).
+	HelloConcurrency int
 	// MaxPreauthPerIP caps this replica's sockets from one client IP that
 	// have not completed hello (MAX_PREAUTH_PER_IP); default 256.
 	MaxPreauthPerIP int
@@ -159,6 +165,9 @@ func (c *Config) validate() error {
 		c.HelloPerMinute = 60
 	}
 	def(&c.HelloTimeout, 10*time.Second)
+	if c.HelloConcurrency <= 0 {
+		c.HelloConcurrency = 32
+	}
 	def(&c.PingPeriod, 30*time.Second)
 	def(&c.PongWait, 75*time.Second)
 	def(&c.Grace, 90*time.Second)
@@ -203,8 +212,11 @@ type Server struct {
 	met     *metrics
 	sendRL  *ratelimit.TokenBucket
 	helloRL *ratelimit.TokenBucket
-	verbRL  *ratelimit.TokenBucket // presence, visibility, profile and group verbs
-	started time.Time
+	// helloSlots holds one token per hello being handled (admission
+	// pacing, Config.HelloConcurrency).
+	helloSlots chan struct{}
+	verbRL     *ratelimit.TokenBucket // presence, visibility, profile and group verbs
+	started    time.Time
 
 	draining atomic.Bool
 	dbUp     atomic.Bool
@@ -236,12 +248,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With().Str("component", "broker").Logger(), // the caller's logger names the node
-		sendRL:  ratelimit.New(cfg.SendBurst, cfg.SendPerMinute),
-		helloRL: ratelimit.New(cfg.HelloBurst, cfg.HelloPerMinute),
-		verbRL:  ratelimit.New(verbBurstFactor*cfg.SendBurst, cfg.SendPerMinute),
-		started: cfg.Now(),
+		cfg:        cfg,
+		log:        cfg.Logger.With().Str("component", "broker").Logger(), // the caller's logger names the node
+		sendRL:     ratelimit.New(cfg.SendBurst, cfg.SendPerMinute),
+		helloRL:    ratelimit.New(cfg.HelloBurst, cfg.HelloPerMinute),
+		helloSlots: make(chan struct{}, cfg.HelloConcurrency),
+		verbRL:     ratelimit.New(verbBurstFactor*cfg.SendBurst, cfg.SendPerMinute),
+		started:    cfg.Now(),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.met = newMetrics(cfg.Registry, closeReasonLabels(), helloReasonLabels())

@@ -31,6 +31,10 @@ type conn struct {
 	log      zerolog.Logger // guarded by mu
 	releases []func()       // fan-out interest; guarded by mu
 	closed   bool           // guarded by mu: disconnect handled
+	// helloBusy: a hello frame arrived and is waiting for admission or
+	// being handled; helloLate: HelloTimeout passed meanwhile. Guarded by
+	// mu. A.3-9 times the hello's arrival, not our work on it.
+	helloBusy, helloLate bool
 
 	// ctx lives as long as the socket: cancelled, with the cause, when it
 	// closes, so a drain in flight stops at once.

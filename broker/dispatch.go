@@ -46,11 +46,7 @@ func (s *Server) onMessage(sess *melody.Session, data []byte) {
 			c.sendError("already_authenticated", "this socket already completed hello", env.ReqID)
 			return
 		}
-		if env.Type == wire.TypeHello {
-			s.handleHello(ctx, c, data)
-		} else {
-			s.handleSessionHello(ctx, c, data)
-		}
+		s.paceHello(c, env.Type, data)
 		return
 	}
 	if !authed {
@@ -146,3 +142,50 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// paceHello handles one hello or session_hello frame under admission
+// pacing: at most Config.HelloConcurrency run at once on this replica, the
+// others wait their turn in arrival order (a reconnect storm then queues
+// instead of taking every database connection and timing out in the pool).
+// A.3-9's deadline is met by the frame's arrival: a hello waiting for its
+// turn or being handled is never closed hello_timeout; one that fails after
+// the deadline passed is. A turn that does not come within HelloTimeout is
+// answered internal_error and closed 1011 (the client retries).
+func (s *Server) paceHello(c *conn, typ string, data []byte) {
+	c.mu.Lock()
+	c.helloBusy = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.helloBusy = false
+		late := c.helloLate && !c.authed
+		c.mu.Unlock()
+		if late {
+			c.close(wire.ReasonHelloTimeout, "")
+		}
+	}()
+	wait := time.NewTimer(s.cfg.HelloTimeout)
+	defer wait.Stop()
+	select {
+	case s.helloSlots <- struct{}{}:
+	case <-c.ctx.Done():
+		return // the socket closed while it waited
+	case <-wait.C:
+		s.internalError(c, errHelloQueue, "hello admission")
+		return
+	}
+	defer func() { <-s.helloSlots }()
+	if c.ctx.Err() != nil || c.closing.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, handlerTimeout)
+	defer cancel()
+	if typ == wire.TypeHello {
+		s.handleHello(ctx, c, data)
+	} else {
+		s.handleSessionHello(ctx, c, data)
+	}
+}
+
+// errHelloQueue: a hello waited HelloTimeout without getting its turn.
+var errHelloQueue = errors.New("hello waited too long for admission")

@@ -156,7 +156,11 @@ func (s *Server) onConnect(sess *melody.Session) {
 		return
 	}
 	c.helloTime = time.AfterFunc(s.cfg.HelloTimeout, func() {
-		if _, _, ok := c.snapshot(); !ok {
+		c.mu.Lock()
+		authed, busy := c.authed, c.helloBusy
+		c.helloLate = busy
+		c.mu.Unlock()
+		if !authed && !busy {
 			c.close(wire.ReasonHelloTimeout, "")
 		}
 	})

@@ -40,6 +40,7 @@ type config struct {
 	ReadTimeout             time.Duration
 	IdleTimeout             time.Duration
 	MaxPreauthPerIP         int
+	HelloConcurrency        int
 	Env                     string        // MESHD_ENV: "production" refuses to run without a key
 	Keyring                 *seal.Keyring // BROKER_ENCRYPTION_KEY (+ _KEYS_PREVIOUS); nil when unset
 	StatusTTL               time.Duration
@@ -97,6 +98,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.ReadTimeout = time.Duration(intVar(getenv, "HTTP_READ_TIMEOUT_SECONDS", 30, 1, 3600, &errs)) * time.Second
 	c.IdleTimeout = time.Duration(intVar(getenv, "HTTP_IDLE_TIMEOUT_SECONDS", 120, 1, 86400, &errs)) * time.Second
 	c.MaxPreauthPerIP = intVar(getenv, "MAX_PREAUTH_PER_IP", 256, 1, 1_000_000, &errs)
+	c.HelloConcurrency = intVar(getenv, "HELLO_CONCURRENCY", 32, 1, 100_000, &errs)
 	c.Env = orDefault(getenv("MESHD_ENV"), "development")
 	c.Keyring = keyringVar(getenv, &errs)
 	c.StatusTTL = time.Duration(intVar(getenv, "STATUS_TTL_SECONDS", 60, 1, 86400*30, &errs)) * time.Second

@@ -136,6 +136,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	srv, err := broker.New(broker.Config{
 		NodeID: cfg.NodeID, Store: st, CollabStore: st, PublicURL: cfg.PublicHTTPURL, Fanout: bus, NATS: bus, Audit: aw, Registry: reg, Logger: log,
 		MaxMessageBytes: cfg.MaxMessageBytes, MaxConnectionsPerMesh: cfg.MaxConnectionsPerMesh, MaxPreauthPerIP: cfg.MaxPreauthPerIP,
+		HelloConcurrency:        cfg.HelloConcurrency,
 		MaxConnectionsPerMember: cfg.MaxConnectionsPerMember,
 		HelloBurst:              float64(cfg.HelloBurst), HelloPerMinute: float64(cfg.HelloPerMinute),
 		HookFreshWindow: cfg.HookFreshWindow, Version: version, GitSHA: sha,
