@@ -56,25 +56,47 @@ FROM mesh.message_queue WHERE delivered_at IS NULL AND mesh_id <> $1`, meshd.Sys
 	return depth, time.Duration(ageSecs * float64(time.Second)), nil
 }
 
+// sweepBatch bounds the presences one sweep statement touches. The dead-node
+// and lease sweeps run in batches of their own transactions, one connection
+// at a time, and skip rows a hello holds (FOR UPDATE SKIP LOCKED), so after
+// a replica dies the cleanup of its thousands of presences never holds
+// their locks for long nor waits on the sessions reattaching them; a row
+// skipped now is taken by the next batch or the next sweep, or no longer
+// qualifies because it was reattached (the lock re-checks the predicate).
+const sweepBatch = 500
+
 // EvictExpiredLeases disconnects presences whose grace lease ended
 // (lease_until < now) and returns them, with MemberPubkey and the effective
 // DisplayName, so the caller can announce peer_left and audit it (B.6.9).
-// With concurrent callers each row is returned by exactly one of them: the
-// UPDATE re-checks disconnected_at after waiting on the row lock.
+// With concurrent callers each row is returned by exactly one of them: a
+// row locked by another caller is skipped, and the UPDATE re-checks
+// disconnected_at once it holds the lock. Batches of sweepBatch.
 func (s *Store) EvictExpiredLeases(ctx context.Context) ([]meshd.Presence, error) {
-	rows, err := s.pool.Query(ctx, `
+	var out []meshd.Presence
+	for {
+		rows, err := s.pool.Query(ctx, `
+WITH victim AS (
+	SELECT v.id FROM mesh.presence v
+	WHERE v.disconnected_at IS NULL AND v.lease_until < now()
+	LIMIT $1
+	FOR UPDATE SKIP LOCKED
+)
 UPDATE mesh.presence p SET disconnected_at = now()
-FROM mesh.member m
-WHERE m.id = p.member_id AND p.disconnected_at IS NULL AND p.lease_until < now()
-RETURNING `+presenceCols)
-	if err != nil {
-		return nil, fmt.Errorf("evict expired leases: %w", err)
+FROM victim, mesh.member m
+WHERE p.id = victim.id AND m.id = p.member_id
+RETURNING `+presenceCols, sweepBatch)
+		if err != nil {
+			return out, fmt.Errorf("evict expired leases: %w", err)
+		}
+		batch, err := scanPresences(rows)
+		out = append(out, batch...)
+		if err != nil {
+			return out, fmt.Errorf("evict expired leases: %w", err)
+		}
+		if len(batch) < sweepBatch {
+			return out, nil
+		}
 	}
-	out, err := scanPresences(rows)
-	if err != nil {
-		return nil, fmt.Errorf("evict expired leases: %w", err)
-	}
-	return out, nil
 }
 
 // LeaseStalePresences puts live, non-leased presences into their grace lease
@@ -83,19 +105,35 @@ RETURNING `+presenceCols)
 // them is gone or wedged (kill -9), and its clients will reattach elsewhere.
 // Ephemeral presences (A.3-32) are ended instead, never announced.
 // Returns how many were leased.
+//
+// It runs in batches of sweepBatch that skip rows a hello holds (see
+// sweepBatch): a dead replica's presences are leased without competing
+// with the sessions reattaching them.
 func (s *Store) LeaseStalePresences(ctx context.Context, staleAfter, nodeDeadAfter, grace time.Duration) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, `
+WITH victim AS (
+	SELECT v.id FROM mesh.presence v
+	WHERE v.disconnected_at IS NULL AND v.lease_until IS NULL
+		AND (v.last_ping_at < now() - make_interval(secs => $1::float8)
+			OR EXISTS (SELECT 1 FROM mesh.node n
+				WHERE n.id = v.node_id AND n.heartbeat_at < now() - make_interval(secs => $3::float8)))
+	LIMIT $4
+	FOR UPDATE SKIP LOCKED
+)
 UPDATE mesh.presence p SET lease_until = now() + make_interval(secs => $2::float8),
 	disconnected_at = CASE WHEN p.ephemeral THEN now() END
-WHERE p.disconnected_at IS NULL AND p.lease_until IS NULL
-	AND (p.last_ping_at < now() - make_interval(secs => $1::float8)
-		OR EXISTS (SELECT 1 FROM mesh.node n
-			WHERE n.id = p.node_id AND n.heartbeat_at < now() - make_interval(secs => $3::float8)))`,
-		secs(staleAfter), secs(grace), secs(nodeDeadAfter))
-	if err != nil {
-		return 0, fmt.Errorf("lease stale presences: %w", err)
+FROM victim WHERE p.id = victim.id`,
+			secs(staleAfter), secs(grace), secs(nodeDeadAfter), sweepBatch)
+		if err != nil {
+			return total, fmt.Errorf("lease stale presences: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < sweepBatch {
+			return total, nil
+		}
 	}
-	return tag.RowsAffected(), nil
 }
 
 // LeaseNodePresences puts every live, non-leased presence of nodeID into its
