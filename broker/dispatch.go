@@ -149,8 +149,8 @@ func truncate(s string, n int) string {
 // instead of taking every database connection and timing out in the pool).
 // A.3-9's deadline is met by the frame's arrival: a hello waiting for its
 // turn or being handled is never closed hello_timeout; one that fails after
-// the deadline passed is. A turn that does not come within HelloTimeout is
-// answered internal_error and closed 1011 (the client retries).
+// the deadline passed is. A turn that does not come within handlerTimeout
+// is answered internal_error and closed 1011 (the client retries).
 func (s *Server) paceHello(c *conn, typ string, data []byte) {
 	c.mu.Lock()
 	c.helloBusy = true
@@ -164,7 +164,7 @@ func (s *Server) paceHello(c *conn, typ string, data []byte) {
 			c.close(wire.ReasonHelloTimeout, "")
 		}
 	}()
-	wait := time.NewTimer(s.cfg.HelloTimeout)
+	wait := time.NewTimer(handlerTimeout)
 	defer wait.Stop()
 	select {
 	case s.helloSlots <- struct{}{}:
@@ -187,5 +187,5 @@ func (s *Server) paceHello(c *conn, typ string, data []byte) {
 	}
 }
 
-// errHelloQueue: a hello waited HelloTimeout without getting its turn.
+// errHelloQueue: a hello waited handlerTimeout without getting its turn.
 var errHelloQueue = errors.New("hello waited too long for admission")

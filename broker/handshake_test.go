@@ -244,6 +244,38 @@ func TestHelloTimeout(t *testing.T) {
 	}
 }
 
+// A hello that arrived in time but waits for its admission turn (pacing,
+// HELLO_CONCURRENCY) past the hello deadline is not late: it is answered
+// once its turn comes. One that then fails without a close (invalid_message)
+// is closed hello_timeout, since the deadline has passed.
+func TestQueuedHelloIsNotLate(t *testing.T) {
+	e := newEnv(t, 1, func(c *broker.Config) { c.HelloConcurrency, c.HelloTimeout = 1, 200*time.Millisecond })
+	mesh := e.newMesh("Paced")
+	alice := e.enroll(mesh, "alice")
+	srv := e.replicas[0].srv
+
+	release := srv.HoldHelloSlots(1)
+	rc := e.raw(0)
+	rc.send(helloFrame(alice, time.Now()))
+	waitFor(t, 10*time.Second, "the hello deadline to pass while the hello is queued", func() bool { return srv.LateHellos() == 1 })
+	release()
+	rc.expectFrame("hello_ack")
+
+	release = srv.HoldHelloSlots(1)
+	bad := e.raw(0)
+	f := helloFrame(alice, time.Now())
+	delete(f, "pid")
+	bad.send(f)
+	waitFor(t, 10*time.Second, "the hello deadline to pass while the bad hello is queued", func() bool { return srv.LateHellos() == 1 })
+	release()
+	if m := bad.expectFrame("error"); m["code"] != "invalid_message" {
+		t.Fatalf("error %v, want invalid_message", m)
+	}
+	if ce := bad.expectClose(); ce.Code != 1008 || ce.Text != "hello_timeout" {
+		t.Fatalf("close %d %q, want 1008 hello_timeout", ce.Code, ce.Text)
+	}
+}
+
 func TestHelloAckIsFirstFrame(t *testing.T) {
 	e := newEnv(t, 1, nil)
 	mesh := e.newMesh("First")
