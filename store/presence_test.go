@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -381,6 +382,56 @@ func TestLeaseStaleAndNodePresences(t *testing.T) {
 	_ = f.s.pool.QueryRow(f.ctx, "SELECT draining FROM mesh.node WHERE id = 'node-1'").Scan(&draining)
 	if !draining {
 		t.Fatal("node-1 not draining")
+	}
+}
+
+// The dead-node sweep takes more rows than one batch, never waits on a row
+// a hello holds (it is left for the next sweep), and the lease eviction
+// does the same.
+func TestSweepsBatchAndSkipLockedRows(t *testing.T) {
+	f := newFixture(t)
+	if err := f.s.Heartbeat(f.ctx, "node-dead", ""); err != nil {
+		t.Fatal(err)
+	}
+	f.exec("UPDATE mesh.node SET heartbeat_at = now() - interval '5 minutes' WHERE id = 'node-dead'")
+	const rows = sweepBatch + 7
+	f.exec(`INSERT INTO mesh.presence (id, mesh_id, member_id, session_id, pid, cwd, node_id, socket_id)
+SELECT 'dead-' || i, $1, $2, 's' || i, i, '/w', 'node-dead', 'sock-' || i FROM generate_series(1, $3) i`,
+		f.mesh.ID, f.bob.ID, rows)
+
+	tx, err := f.s.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(f.ctx) }()
+	if _, err := tx.Exec(f.ctx, "SELECT 1 FROM mesh.presence WHERE id = 'dead-1' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	n, err := f.s.LeaseStalePresences(ctx, time.Hour, time.Minute, 90*time.Second)
+	if err != nil || n != rows-1 {
+		t.Fatalf("LeaseStalePresences = %d, %v; want %d (the locked row skipped)", n, err, rows-1)
+	}
+	if f.presence("dead-1").LeaseUntil != nil {
+		t.Fatal("the locked row was leased")
+	}
+	f.exec("UPDATE mesh.presence SET lease_until = now() - interval '1 second' WHERE node_id = 'node-dead' AND lease_until IS NOT NULL")
+	if _, err := tx.Exec(f.ctx, "SELECT 1 FROM mesh.presence WHERE id = 'dead-2' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := f.s.EvictExpiredLeases(ctx)
+	if err != nil || len(gone) != rows-2 {
+		t.Fatalf("EvictExpiredLeases = %d rows, %v; want %d (the locked row skipped)", len(gone), err, rows-2)
+	}
+	if err := tx.Rollback(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.s.LeaseStalePresences(ctx, time.Hour, time.Minute, 90*time.Second); err != nil || n != 1 {
+		t.Fatalf("next sweep = %d, %v; want the row released since", n, err)
+	}
+	if gone, err := f.s.EvictExpiredLeases(ctx); err != nil || len(gone) != 1 || gone[0].ID != "dead-2" {
+		t.Fatalf("next eviction = %v, %v; want dead-2", gone, err)
 	}
 }
 
