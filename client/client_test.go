@@ -447,6 +447,8 @@ func TestPushDecoding(t *testing.T) {
 		{"webhook", wire.Push{Subtype: "webhook", SenderPubkey: "webhook:ci", Ciphertext: ""}, "", false, nil},
 		{"not_base64", wire.Push{SenderPubkey: "webhook:x", Ciphertext: "%%"}, "", false, ErrDecrypt},
 		{"dm", wire.Push{SenderPubkey: sender.Pubkey, Nonce: nonce, Ciphertext: ct}, "secret", true, nil},
+		{"topic_v1", wire.Push{SenderPubkey: sender.Pubkey, Nonce: nonce, Ciphertext: "ZGVwbG95", Topic: "ops", BodyVersion: 1}, "deploy", false, nil},
+		{"topic_v2", wire.Push{SenderPubkey: sender.Pubkey, Nonce: nonce, Ciphertext: ct, Topic: "ops", BodyVersion: 2}, "", false, ErrTopicKey},
 	}
 	eventually(t, "fake conn", func() bool { mu.Lock(); defer mu.Unlock(); return rc != nil })
 	for _, tt := range tests {

@@ -15,6 +15,11 @@ var ErrInvalidKey = errors.New("client: invalid key")
 // authenticate with any of our keys.
 var ErrDecrypt = errors.New("client: cannot decrypt")
 
+// ErrTopicKey means a topic post is sealed with the topic's own key
+// (bodyVersion 2, docs/protocol.md C.2.4), which the client does not hold.
+// It wraps ErrDecrypt.
+var ErrTopicKey = fmt.Errorf("%w: a topic post sealed with the topic's key (bodyVersion 2)", ErrDecrypt)
+
 // ErrClosed is returned by calls on a Client that has stopped, after Close
 // or a terminal error (Err says which).
 var ErrClosed = errors.New("client: closed")

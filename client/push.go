@@ -91,7 +91,12 @@ func (c *Client) decode(p wire.Push) Message {
 	if m.System() {
 		return m
 	}
-	dm := isHex64(p.SenderPubkey) && p.Nonce != "" && p.Ciphertext != ""
+	if p.BodyVersion == 2 {
+		m.DecryptErr = ErrTopicKey
+		return m
+	}
+	// A topic post (v1) is base64 plaintext though it carries a sender.
+	dm := p.Topic == "" && isHex64(p.SenderPubkey) && p.Nonce != "" && p.Ciphertext != ""
 	if dm {
 		pt, err := c.openDM(p)
 		if err == nil {

@@ -300,6 +300,9 @@ func messageParams(slug string, m client.Message) channelParams {
 		text = fmt.Sprintf("<cannot decrypt: %v>", m.DecryptErr)
 	}
 	content := name + ": " + text
+	if p.Topic != "" {
+		content = name + " in #" + p.Topic + ": " + text
+	}
 	switch p.Priority {
 	case "now":
 		content = "[URGENT] " + content
@@ -317,6 +320,9 @@ func messageParams(slug string, m client.Message) channelParams {
 	}
 	if p.ReplyToID != "" {
 		meta["reply_to_id"] = p.ReplyToID
+	}
+	if p.Topic != "" {
+		meta["topic"] = p.Topic
 	}
 	return channelParams{Content: content, Meta: meta}
 }

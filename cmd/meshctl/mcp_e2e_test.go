@@ -18,6 +18,7 @@ import (
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/fanout"
 	"github.com/meshd/meshd/internal/testpg"
+	"github.com/meshd/meshd/wire"
 )
 
 // claudeProtocol is the MCP version Claude Code initializes with: the
@@ -533,5 +534,22 @@ func TestMCPSkillsArePrompts(t *testing.T) {
 	}
 	if _, err := a.cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "review"}); err == nil || !strings.Contains(err.Error(), "review") {
 		t.Fatalf("prompts/get of a removed skill: %v", err)
+	}
+}
+
+// A topic post's channel notification names the topic (content and meta)
+// and a reply carries reply_to_id; a v2 post, sealed with the topic key,
+// says so instead of showing ciphertext.
+func TestChannelParamsTopicAndReply(t *testing.T) {
+	post := client.Message{Push: wire.Push{MessageID: "m1", SenderName: "ann", SenderPubkey: "k", Priority: "now",
+		Topic: "ops", BodyVersion: 1, ReplyToID: "m0"}, Plaintext: []byte("deploy at noon")}
+	p := messageParams("team", post)
+	if p.Content != "[URGENT] ann in #ops: deploy at noon" || p.Meta["topic"] != "ops" || p.Meta["reply_to_id"] != "m0" {
+		t.Fatalf("params %+v", p)
+	}
+	sealed := client.Message{Push: wire.Push{MessageID: "m2", SenderName: "ann", Priority: "next", Topic: "ops", BodyVersion: 2},
+		DecryptErr: client.ErrTopicKey}
+	if p := messageParams("team", sealed); p.Content != "ann in #ops: <cannot decrypt: "+client.ErrTopicKey.Error()+">" {
+		t.Fatalf("sealed %q", p.Content)
 	}
 }

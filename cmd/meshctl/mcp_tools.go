@@ -46,6 +46,7 @@ type messageOut struct {
 	Text              string `json:"text"`
 	Encrypted         bool   `json:"encrypted"`
 	ReplyToID         string `json:"reply_to_id,omitempty"`
+	Topic             string `json:"topic,omitempty"`
 	CreatedAt         string `json:"created_at,omitempty"`
 }
 
@@ -238,7 +239,7 @@ func messageJSON(m client.Message) messageOut {
 	}
 	return messageOut{MessageID: m.Push.MessageID, From: p.Meta["from_name"], FromPubkey: p.Meta["from_pubkey"],
 		FromSessionPubkey: p.Meta["from_session_pubkey"], Priority: m.Push.Priority, Text: text,
-		Encrypted: m.Encrypted, ReplyToID: m.Push.ReplyToID, CreatedAt: m.Push.CreatedAt}
+		Encrypted: m.Encrypted, ReplyToID: m.Push.ReplyToID, Topic: m.Push.Topic, CreatedAt: m.Push.CreatedAt}
 }
 
 func (b *bridge) listPeers(ctx context.Context, _ *mcp.CallToolRequest, _ noIn) (*mcp.CallToolResult, peersOut, error) {
