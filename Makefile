@@ -40,6 +40,8 @@ run: build
 	./bin/meshd serve
 
 vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
 # go vet + the whole suite with the race detector, against one real

@@ -59,7 +59,7 @@ type Config struct {
 	// MetricsElsewhere leaves /metrics off Register's mux: cmd/meshd serves
 	// it on its own listener (METRICS_ADDR) so it need not be public.
 	MetricsElsewhere bool
-	Logger   zerolog.Logger       // carries the "node" key (cmd/meshd adds it once for the process)
+	Logger           zerolog.Logger // carries the "node" key (cmd/meshd adds it once for the process)
 	// CollabStore holds the rows of the 66 collaboration verbs (package
 	// collab; cmd/meshd passes store.Store). The broker builds the handler
 	// itself so collab can publish through it. Nil leaves those types
