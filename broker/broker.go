@@ -39,7 +39,6 @@ type Store interface {
 	PresenceEdits
 	Moderation
 	SharedState
-	Sweeps
 	Migrations
 	HAFeatures
 	AuditLog
@@ -117,8 +116,6 @@ type Config struct {
 	// migration_missing until the newest applied migration has this file
 	// name or SHA-256 (EXPECTED_MIGRATION, A.3-1).
 	ExpectedMigration string
-	// StatusTTL flips working to idle after this long (STATUS_TTL_SECONDS).
-	StatusTTL time.Duration
 	// JSONLDir enables JSONL status inference from Claude Code transcripts
 	// under this projects directory (B.6.3); empty means a remote broker.
 	JSONLDir string
@@ -181,7 +178,6 @@ func (c *Config) validate() error {
 	if c.SendPerMinute <= 0 {
 		c.SendPerMinute = 60
 	}
-	def(&c.StatusTTL, 60*time.Second)
 	if c.WriteBuffer <= 0 {
 		c.WriteBuffer = 512
 	}

@@ -68,8 +68,8 @@ func TestClockTicksReachBothReplicasOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.runJob(e.replicas[0].srv.RunClocks)
-	e.runJob(e.replicas[1].srv.RunClocks)
+	e.runJob(e.replicas[0].jobs.Clocks)
+	e.runJob(e.replicas[1].jobs.Clocks)
 
 	for _, cl := range []*client.Client{a, b} {
 		var last int64
@@ -139,14 +139,14 @@ func TestClockVerbs(t *testing.T) {
 		t.Fatalf("get_clock after pause on the other replica = %v", st)
 	}
 	execSQL(t, e.dsn, `UPDATE mesh.clock SET next_tick_at = now() - interval '1 second' WHERE mesh_id = $1`, mesh.ID)
-	if n := e.replicas[0].srv.AdvanceClocks(context.Background()); n != 0 {
+	if n := e.replicas[0].jobs.AdvanceClocks(context.Background()); n != 0 {
 		t.Fatalf("paused clock ticked %d times", n)
 	}
 	if st := request(t, a, clockFrame("resume_clock"), "clock_status"); st["paused"] != false || st["tick"] != 0.0 {
 		t.Fatalf("resume_clock = %v", st)
 	}
 	execSQL(t, e.dsn, `UPDATE mesh.clock SET next_tick_at = now() - interval '1 millisecond' WHERE mesh_id = $1`, mesh.ID)
-	if n := e.replicas[1].srv.AdvanceClocks(context.Background()); n != 1 {
+	if n := e.replicas[1].jobs.AdvanceClocks(context.Background()); n != 1 {
 		t.Fatalf("resumed due clock ticked %d times, want 1", n)
 	}
 	for _, cl := range []*client.Client{a, b} {
@@ -162,7 +162,7 @@ func TestClockAutoPausesWhenMeshEmpties(t *testing.T) {
 	mesh := e.newMesh("clockidle")
 	a := e.dial(0, e.enroll(mesh, "alice"), nil)
 	request(t, a, clockFrame("set_clock", "speed", 1), "clock_status")
-	e.runJob(e.replicas[0].srv.RunClocks)
+	e.runJob(e.replicas[0].jobs.Clocks)
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}

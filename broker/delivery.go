@@ -300,17 +300,20 @@ func (s *Server) announce(ctx context.Context, q *meshd.QueuedMessage, from send
 		Nonce: q.Nonce, Ciphertext: q.Ciphertext, CreatedAt: q.CreatedAt, ReplyToID: q.ReplyToID,
 	})
 	p.Subtype = o.subtype
-	ev := meshEventMsg{
-		Kind: kindBroadcast, Target: q.TargetSpec, Push: p, SenderMemberID: from.member.ID,
-		SenderMemberPubkey: from.member.Pubkey, SenderSessionPubkey: from.sessionPubkey,
+	push, err := json.Marshal(p)
+	if err == nil {
+		err = s.publishMesh(ctx, q.MeshID, meshd.MeshEvent{
+			Kind: meshd.MeshEventBroadcast, Target: q.TargetSpec, Push: push, Priority: p.Priority, SenderMemberID: from.member.ID,
+			SenderMemberPubkey: from.member.Pubkey, SenderSessionPubkey: from.sessionPubkey,
+		})
 	}
-	if err := s.publishMesh(ctx, q.MeshID, ev); err != nil {
+	if err != nil {
 		s.log.Warn().Err(err).Str("mesh_id", q.MeshID).Msg("publish multicast")
 	}
 }
 
 // pushOf is the one constructor of a message push (B.4.3 plus the A.3-13
-// sender fields); system pushes are systemPush.
+// sender fields); system pushes are wire.SystemPush.
 func pushOf(d meshd.Delivery) *wire.Push {
 	return &wire.Push{
 		Type: wire.TypePush, MessageID: d.ID, MeshID: d.MeshID,
@@ -319,15 +322,6 @@ func pushOf(d meshd.Delivery) *wire.Push {
 		Priority: string(d.Priority), Nonce: d.Nonce, Ciphertext: d.Ciphertext,
 		CreatedAt: isoTime(d.CreatedAt), ClientMessageID: d.ClientMessageID,
 		RequestFingerprint: d.RequestFingerprint, ReplyToID: d.ReplyToID, Topic: d.Topic, BodyVersion: d.BodyVersion,
-	}
-}
-
-// systemPush is a B.4.3 system push (peer_joined, tick, …) of priority low.
-func systemPush(meshID, event string, data json.RawMessage, now time.Time) *wire.Push {
-	return &wire.Push{
-		Type: wire.TypePush, Subtype: "system", Event: event, EventData: data,
-		MessageID: meshd.NewID(), MeshID: meshID, SenderPubkey: "system",
-		Priority: string(meshd.PriorityLow), CreatedAt: isoTime(now),
 	}
 }
 
@@ -639,7 +633,7 @@ func (s *Server) handleClientAck(ctx context.Context, c *conn, data []byte, _ st
 // (B.4.3): not the sender's member, visible, in the group (hierarchical,
 // A.1), and allowed by the recipient's grants — read from Postgres so a
 // grant changed on any replica applies at once (A.3-7).
-func (s *Server) deliverBroadcast(ctx context.Context, meshID string, msg *meshEventMsg, frame []byte, conns []*conn) {
+func (s *Server) deliverBroadcast(ctx context.Context, meshID string, msg *meshd.MeshEvent, frame []byte, conns []*conn) {
 	type rcpt struct {
 		c        *conn
 		memberID string
@@ -673,7 +667,7 @@ func (s *Server) deliverBroadcast(ctx context.Context, meshID string, msg *meshE
 			continue
 		}
 		if r.c.write(frame) {
-			s.met.messagesRouted.WithLabelValues(msg.Push.Priority).Inc()
+			s.met.messagesRouted.WithLabelValues(msg.Priority).Inc()
 		} else {
 			s.met.pushDropped.WithLabelValues(dropReason(r.c)).Inc()
 		}

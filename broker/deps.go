@@ -121,29 +121,14 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// Maintenance is the periodic upkeep every replica runs; each statement is
-// idempotent and safe to run on several replicas at once (an evicted row is
-// returned to exactly one caller, so peer_left is published once).
+// Maintenance is this replica's own upkeep (the cluster-wide upkeep is the
+// upkeep job, package jobs).
 type Maintenance interface {
-	// EvictExpiredLeases disconnects presences whose grace lease ended and
-	// returns each evicted row once.
-	EvictExpiredLeases(ctx context.Context) ([]meshd.Presence, error)
-	// LeaseStalePresences starts the grace lease of live presences whose
-	// socket stopped answering pings (staleAfter) or whose node stopped
-	// heartbeating (nodeDeadAfter).
-	LeaseStalePresences(ctx context.Context, staleAfter, nodeDeadAfter, grace time.Duration) (int64, error)
 	// LeaseNodePresences starts the grace lease of every live presence of
 	// nodeID (graceful shutdown of this replica only, A.3-17).
 	LeaseNodePresences(ctx context.Context, nodeID string, grace time.Duration) (int64, error)
 	// Heartbeat records that nodeID is alive.
 	Heartbeat(ctx context.Context, nodeID, addr string) error
-	// DeleteOrphans deletes undelivered rows older than olderThan.
-	DeleteOrphans(ctx context.Context, olderThan time.Duration) (int64, error)
-	// QueueStats reports undelivered rows and the age of the oldest.
-	QueueStats(ctx context.Context) (depth int64, oldest time.Duration, err error)
-	// DeleteExpiredHelloSignatures removes used handshake signatures past
-	// their expiry.
-	DeleteExpiredHelloSignatures(ctx context.Context) (int64, error)
 	// ArchivedMeshes returns those of meshIDs that are archived or gone.
 	ArchivedMeshes(ctx context.Context, meshIDs []string) ([]string, error)
 }

@@ -14,27 +14,6 @@ import (
 // system events of a mesh; peer.<mesh>.<pubkey> wakes the sockets of a
 // member or session key; presence.<id> closes one presence's socket.
 
-const (
-	kindBroadcast = "broadcast"
-	kindSystem    = "system"
-	kindFrame     = "frame"
-	kindArchived  = "mesh_archived" // meshd.MeshArchivedEvent
-)
-
-// meshEventMsg travels on mesh.<id>. Exclusions are applied by each
-// receiving replica to its own sockets.
-type meshEventMsg struct {
-	Kind                string          `json:"kind"`
-	Push                *wire.Push      `json:"push,omitempty"`
-	Frame               json.RawMessage `json:"frame,omitempty"`  // kindFrame: sent as is
-	Target              string          `json:"target,omitempty"` // broadcast: "*", "@all" or "@group"
-	SenderMemberID      string          `json:"senderMemberId,omitempty"`
-	SenderMemberPubkey  string          `json:"senderMemberPubkey,omitempty"`
-	SenderSessionPubkey string          `json:"senderSessionPubkey,omitempty"`
-	ExcludeMemberPubkey string          `json:"excludeMemberPubkey,omitempty"` // system: skip this member's sockets
-	ExcludePresenceID   string          `json:"excludePresenceId,omitempty"`   // system: skip this presence
-}
-
 // presenceControl travels on presence.<id>.
 type presenceControl struct {
 	SocketID string `json:"socketId,omitempty"` // "" = whatever socket holds it
@@ -46,12 +25,8 @@ type meshEvent struct {
 	data   []byte
 }
 
-func (s *Server) publishMesh(ctx context.Context, meshID string, ev meshEventMsg) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return err
-	}
-	return s.cfg.Fanout.Publish(ctx, meshd.MeshTopic(meshID), data)
+func (s *Server) publishMesh(ctx context.Context, meshID string, ev meshd.MeshEvent) error {
+	return s.cfg.Fanout.Publish(ctx, meshd.MeshTopic(meshID), ev.Encode())
 }
 
 // publishFrame sends frame to every socket of the mesh on every replica
@@ -61,7 +36,7 @@ func (s *Server) publishFrame(ctx context.Context, meshID string, frame any, exc
 	if err != nil {
 		return err
 	}
-	return s.publishMesh(ctx, meshID, meshEventMsg{Kind: kindFrame, Frame: raw, ExcludePresenceID: exclPresence})
+	return s.publishMesh(ctx, meshID, meshd.MeshEvent{Kind: meshd.MeshEventFrame, Frame: raw, ExcludePresenceID: exclPresence})
 }
 
 // publishSystem sends a B.4.3 system push (A.3-12 payload) to the mesh.
@@ -69,23 +44,23 @@ func (s *Server) publishSystem(ctx context.Context, meshID, event string, data w
 	if data.Groups == nil {
 		data.Groups = []meshd.Group{}
 	}
-	raw, err := json.Marshal(data)
+	push, err := wire.SystemPush(meshID, event, data, s.cfg.Now())
 	if err != nil {
 		return err
 	}
-	return s.publishMesh(ctx, meshID, meshEventMsg{
-		Kind: kindSystem, ExcludeMemberPubkey: exclMember, ExcludePresenceID: exclPresence,
-		Push: systemPush(meshID, event, raw, s.cfg.Now()),
+	return s.publishMesh(ctx, meshID, meshd.MeshEvent{
+		Kind: meshd.MeshEventSystem, ExcludeMemberPubkey: exclMember, ExcludePresenceID: exclPresence, Push: push,
 	})
 }
 
 func (s *Server) handleMeshEvent(ctx context.Context, ev meshEvent) {
-	var msg meshEventMsg
-	if err := json.Unmarshal(ev.data, &msg); err == nil && msg.Kind == kindArchived {
+	var msg meshd.MeshEvent
+	err := json.Unmarshal(ev.data, &msg)
+	if err == nil && msg.Kind == meshd.MeshEventArchived {
 		s.closeMesh(ev.meshID)
 		return
 	}
-	if err := json.Unmarshal(ev.data, &msg); err != nil || (msg.Push == nil && msg.Frame == nil) {
+	if err != nil || (msg.Push == nil && msg.Frame == nil) {
 		s.log.Warn().Str("mesh_id", ev.meshID).Msg("bad mesh event")
 		return
 	}
@@ -95,15 +70,12 @@ func (s *Server) handleMeshEvent(ctx context.Context, ev meshEvent) {
 	}
 	frame := []byte(msg.Frame)
 	if msg.Push != nil {
-		var err error
-		if frame, err = json.Marshal(msg.Push); err != nil {
-			return
-		}
+		frame = msg.Push
 	}
 	switch msg.Kind {
-	case kindBroadcast:
+	case meshd.MeshEventBroadcast:
 		s.deliverBroadcast(ctx, ev.meshID, &msg, frame, conns)
-	case kindSystem, kindFrame:
+	case meshd.MeshEventSystem, meshd.MeshEventFrame:
 		for _, c := range conns {
 			pres, member, ok := c.snapshot()
 			if !ok || pres.ID == msg.ExcludePresenceID || (msg.ExcludeMemberPubkey != "" && member.Pubkey == msg.ExcludeMemberPubkey) {

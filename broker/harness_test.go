@@ -23,6 +23,7 @@ import (
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/fanout"
 	"github.com/meshd/meshd/internal/testpg"
+	"github.com/meshd/meshd/jobs"
 	"github.com/meshd/meshd/store"
 	"github.com/meshd/meshd/wire"
 )
@@ -45,12 +46,14 @@ func natsURL(t testing.TB) string {
 	return natsSrv.ClientURL()
 }
 
-// replica is one broker.Server behind an httptest server.
+// replica is one broker.Server behind an httptest server, with the leader
+// jobs of its node (run by tests, or the upkeep by the first replica).
 type replica struct {
-	srv *broker.Server
-	reg *prometheus.Registry
-	hs  *httptest.Server
-	bus *fanout.Bus
+	srv  *broker.Server
+	jobs *jobs.Jobs
+	reg  *prometheus.Registry
+	hs   *httptest.Server
+	bus  *fanout.Bus
 }
 
 func (r *replica) wsURL() string { return "ws" + strings.TrimPrefix(r.hs.URL, "http") + "/ws" }
@@ -92,10 +95,10 @@ func (e *env) startReplica(node string, tweak func(*broker.Config)) *replica {
 		t.Fatal(err)
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("node", node).Logger()
+	aw := runAudit(t, e.st, reg, log)
 	cfg := broker.Config{
 		NodeID: node, Store: e.st, CollabStore: e.st, Fanout: bus, NATS: bus, Registry: reg, Logger: log,
-		Audit:           runAudit(t, e.st, reg, log),
-		RedrainInterval: 200 * time.Millisecond, SweepInterval: 200 * time.Millisecond,
+		Audit: aw, RedrainInterval: 200 * time.Millisecond, SweepInterval: 200 * time.Millisecond,
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -104,17 +107,28 @@ func (e *env) startReplica(node string, tweak func(*broker.Config)) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lj, err := jobs.New(jobs.Config{Store: e.st, Fanout: bus, Audit: aw, Router: srv, Registry: reg, Logger: log,
+		SweepInterval: cfg.SweepInterval, Grace: cfg.Grace, HookFreshWindow: cfg.HookFreshWindow})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv.Start(context.Background())
-	// The cluster singletons run on the first replica only, as under a
-	// leader: cross-replica tests then show peer_left etc. crossing over.
+	// The upkeep runs on the first replica only, as under a leader:
+	// cross-replica tests then show peer_left etc. crossing over.
 	upkeepCtx, stopUpkeep := context.WithCancel(context.Background())
+	upkeepDone := make(chan error, 1)
 	if len(e.replicas) == 0 {
-		go srv.RunUpkeep(upkeepCtx)
+		go func() { upkeepDone <- lj.Upkeep(upkeepCtx) }()
+	} else {
+		upkeepDone <- nil
 	}
 	hs := httptest.NewServer(srv.Handler())
-	r := &replica{srv: srv, reg: reg, hs: hs, bus: bus}
+	r := &replica{srv: srv, jobs: lj, reg: reg, hs: hs, bus: bus}
 	t.Cleanup(func() {
 		stopUpkeep()
+		if err := <-upkeepDone; err != nil {
+			t.Errorf("upkeep: %v", err)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)

@@ -5,7 +5,8 @@ import (
 )
 
 // metrics are the upstream series of docs/protocol.md B.9.1 (exact names, types
-// and labels) plus meshd's own. They are registered on the registry passed to
+// and labels) plus meshd's own; the leader jobs' series (queue depth, TTL
+// sweeps) are package jobs'. They are registered on the registry passed to
 // New; labels come only from closed enums.
 type metrics struct {
 	connectionsTotal    prometheus.Counter
@@ -14,16 +15,13 @@ type metrics struct {
 	messagesRouted      *prometheus.CounterVec // priority
 	messagesRejected    *prometheus.CounterVec // reason
 	droppedByGrant      *prometheus.CounterVec // cap
-	queueDepth          prometheus.Gauge
-	ttlSweeps           *prometheus.CounterVec // flipped
 	dbHealthy           prometheus.Gauge
 
-	queueOldestAge prometheus.Gauge
-	pushDropped    *prometheus.CounterVec // reason
-	redeliveries   prometheus.Counter
-	draining       prometheus.Gauge
-	closes         *prometheus.CounterVec   // reason
-	batchSize      *prometheus.HistogramVec // kind: enqueue, ack, delivered
+	pushDropped  *prometheus.CounterVec // reason
+	redeliveries prometheus.Counter
+	draining     prometheus.Gauge
+	closes       *prometheus.CounterVec   // reason
+	batchSize    *prometheus.HistogramVec // kind: enqueue, ack, delivered
 }
 
 // Label values of meshd's own counters.
@@ -48,14 +46,8 @@ func newMetrics(reg prometheus.Registerer, closeReasons, helloReasons []string) 
 			Name: "broker_messages_rejected_total", Help: "Rejected sends and failed frames by reason."}, []string{"reason"}),
 		droppedByGrant: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "broker_messages_dropped_by_grant_total", Help: "Messages blocked by recipient grants, by capability."}, []string{"cap"}),
-		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "broker_queue_depth", Help: "Undelivered queue rows (claimed rows included)."}),
-		ttlSweeps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "broker_ttl_sweeps_total", Help: "Status TTL sweeps, labelled by the number of rows flipped."}, []string{"flipped"}),
 		dbHealthy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "broker_db_healthy", Help: "1 when the last database ping succeeded."}),
-		queueOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "broker_queue_oldest_age_seconds", Help: "Age of the oldest undelivered queue row."}),
 		pushDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "broker_push_dropped_total", Help: "Pushes not written to a socket, by reason (the row stays queued)."}, []string{"reason"}),
 		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
@@ -66,8 +58,7 @@ func newMetrics(reg prometheus.Registerer, closeReasons, helloReasons []string) 
 			Name: "broker_connections_closed_total", Help: "Sockets closed by the broker, by close reason."}, []string{"reason"}),
 	}
 	reg.MustRegister(m.connectionsTotal, m.connectionsRejected, m.connectionsActive, m.messagesRouted,
-		m.messagesRejected, m.droppedByGrant, m.queueDepth, m.ttlSweeps,
-		m.dbHealthy, m.queueOldestAge, m.pushDropped,
+		m.messagesRejected, m.droppedByGrant, m.dbHealthy, m.pushDropped,
 		m.redeliveries, m.draining, m.closes)
 	m.batchSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "meshd_batch_size", Help: "Rows per group-commit statement of the delivery road, by kind.",
@@ -90,7 +81,6 @@ func newMetrics(reg prometheus.Registerer, closeReasons, helloReasons []string) 
 	for _, c := range grantCaps {
 		m.droppedByGrant.WithLabelValues(c)
 	}
-	m.ttlSweeps.WithLabelValues("0")
 	for _, r := range pushDropReasons {
 		m.pushDropped.WithLabelValues(r)
 	}

@@ -233,7 +233,7 @@ func TestVisibilityAndGroups(t *testing.T) {
 // DND is sacred: set manually, neither the TTL sweep nor a drain's JSONL
 // fallback changes it, and only "now" gets through.
 func TestManualDNDAndTTLSweep(t *testing.T) {
-	e := newEnv(t, 1, func(c *broker.Config) { c.StatusTTL = time.Second })
+	e := newEnv(t, 1, nil) // STATUS_TTL 60 s: a working status 300 s old is stale
 	mesh := e.newMesh("DND")
 	alice, bob, carol := e.enroll(mesh, "alice"), e.enroll(mesh, "bob"), e.enroll(mesh, "carol")
 	a := e.dial(0, alice, nil)
@@ -253,9 +253,13 @@ func TestManualDNDAndTTLSweep(t *testing.T) {
 		return false
 	})
 	before := counter(t, e.replicas[0], "broker_ttl_sweeps_total", "flipped", "1")
-	e.replicas[0].srv.TTLSweep(context.Background())
+	flipped := counter(t, e.replicas[0], "broker_ttl_sweep_flipped_total")
+	e.replicas[0].jobs.TTLSweep(context.Background())
 	if got := counter(t, e.replicas[0], "broker_ttl_sweeps_total", "flipped", "1"); got != before+1 {
 		t.Fatalf("ttl sweep metric flipped=1: %v → %v", before, got)
+	}
+	if got := counter(t, e.replicas[0], "broker_ttl_sweep_flipped_total"); got != flipped+1 {
+		t.Fatalf("broker_ttl_sweep_flipped_total: %v → %v, want +1", flipped, got)
 	}
 	ps, _ := e.st.ListPeers(context.Background(), mesh.ID)
 	for _, p := range ps {

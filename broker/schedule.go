@@ -11,26 +11,14 @@ import (
 	"github.com/meshd/meshd/cron"
 )
 
-// Scheduled messages (docs/protocol.md B.14.3, A.3-18). The rows live in
-// Postgres and are fired by one leader-run job (RunScheduler), so they keep
-// firing across restarts and replica deaths. Each occurrence is claimed with
-// a compare-and-set in the store, in the same transaction as its queue row:
-// exactly once across the cluster even if two schedulers overlap during a
-// leadership change. An occurrence is delivered as the creating member,
+// Scheduled messages (docs/protocol.md B.14.3, A.3-18): the verbs. The rows
+// live in Postgres and are fired by the leader-run scheduler job (package
+// jobs), which sends each occurrence through Route and Announce below, the
+// road of a send. An occurrence is delivered as the creating member,
 // whether its socket is on this replica, another one, or gone (upstream
 // skipped it unless the creator's socket was on the firing node).
 
 const (
-	// scheduleBatch bounds one pass; a full batch is followed by another
-	// pass at once.
-	scheduleBatch = 100
-	// schedulePollMax bounds how late a schedule created on another replica
-	// (which cannot wake the leader) fires.
-	schedulePollMax = time.Second
-	schedulePollMin = 20 * time.Millisecond
-	// pruneStreamsEvery is the cadence of the stream-subscription prune the
-	// scheduler job also runs (rows left by killed replicas).
-	pruneStreamsEvery = time.Minute
 	// maxSubtype bounds the stored subtype label.
 	maxSubtype = 64
 	// maxDeliverAt (ms) is 9999-12-31T23:59:59.999Z: later times do not
@@ -119,18 +107,18 @@ func (s *Server) schedule(ctx context.Context, c *conn, m *scheduleFrame, reqID 
 
 func (s *Server) listScheduled(ctx context.Context, c *conn, reqID string) error {
 	pres, member, _ := c.snapshot()
-	msgs := []map[string]any{}
-	err := s.cfg.Store.ListSchedules(ctx, pres.MeshID, pres.ID, member.ID,
-		func(id, to, message, expr string, deliverAt, createdAt time.Time, fired int) {
-			e := map[string]any{"id": id, "to": to, "message": message,
-				"deliverAt": deliverAt.UnixMilli(), "createdAt": createdAt.UnixMilli()}
-			if expr != "" {
-				e["cron"], e["firedCount"] = expr, fired
-			}
-			msgs = append(msgs, e)
-		})
+	list, err := s.cfg.Store.ListSchedules(ctx, pres.MeshID, pres.ID, member.ID)
 	if err != nil {
 		return fmt.Errorf("list_scheduled failed: %w", err)
+	}
+	msgs := []map[string]any{}
+	for _, sc := range list {
+		e := map[string]any{"id": sc.ID, "to": sc.To, "message": sc.Message,
+			"deliverAt": sc.DeliverAt.UnixMilli(), "createdAt": sc.CreatedAt.UnixMilli()}
+		if sc.Cron != "" {
+			e["cron"], e["firedCount"] = sc.Cron, sc.FiredCount
+		}
+		msgs = append(msgs, e)
 	}
 	c.send(withReqID(map[string]any{"type": "scheduled_list", "messages": msgs}, reqID))
 	return nil
@@ -151,119 +139,19 @@ func (s *Server) cancelScheduled(ctx context.Context, c *conn, id, reqID string)
 	return nil
 }
 
-// RunScheduler fires due scheduled messages until ctx ends. It must run
-// under leadership (cmd/meshd wires an ha.Leader around it) so one replica
-// polls; a second one running meanwhile (leadership handover) cannot fire an
-// occurrence twice. It also prunes stale stream subscriptions.
-func (s *Server) RunScheduler(ctx context.Context) {
-	var lastPrune time.Time
-	for {
-		n := s.FireDueSchedules(ctx)
-		if time.Since(lastPrune) >= pruneStreamsEvery {
-			lastPrune = time.Now()
-			s.pruneStreamSubscriptions(ctx)
-		}
-		wait := schedulePollMin
-		if n < scheduleBatch {
-			wait = s.nextScheduleWait(ctx)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
+// Route is route (delivery.go) for a message sent on from's behalf by the
+// scheduler job (package jobs): refused is the refusal's text, "" when
+// routed.
+func (s *Server) Route(ctx context.Context, meshID string, from meshd.Member, target string) (multicast bool, refused string, err error) {
+	multicast, no, err := s.route(ctx, meshID, sender{member: from, name: from.DisplayName}, target)
+	if no != nil {
+		return false, no.text, nil
 	}
+	return multicast, "", err
 }
 
-// FireDueSchedules runs one scheduler pass and returns how many due
-// occurrences it looked at (fired here or by a concurrent scheduler).
-func (s *Server) FireDueSchedules(ctx context.Context) int {
-	type due struct {
-		id, expr string
-		at       time.Time
-	}
-	var list []due
-	now, err := s.cfg.Store.DueSchedules(ctx, scheduleBatch, func(id, expr string, at time.Time) {
-		list = append(list, due{id, expr, at})
-	})
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn().Err(err).Msg("scheduler: due schedules")
-		}
-		return 0
-	}
-	for _, d := range list {
-		s.fireSchedule(ctx, d.id, d.expr, d.at, now)
-	}
-	return len(list)
-}
-
-// fireSchedule fires the occurrence of id due at due. A cron row moves on
-// to its next occurrence after now; missed occurrences (the job was down)
-// collapse into this one rather than bursting. The occurrence takes the
-// road of a send (delivery.go) as the member who scheduled it (B.12: the
-// body is base64 plaintext, nonce ""), with priority now.
-func (s *Server) fireSchedule(ctx context.Context, id, expr string, due, now time.Time) {
-	var next time.Time
-	if expr != "" {
-		sched, err := cron.Parse(expr)
-		if err != nil {
-			s.log.Warn().Str("scheduled_id", id).Err(err).Msg("scheduler: stored cron does not parse; firing it one last time")
-		} else {
-			next, _ = sched.Next(now) // zero: no occurrence within a year, the row ends
-		}
-	}
-	var (
-		out       *meshd.QueuedMessage
-		from      sender
-		multicast bool
-	)
-	fired, err := s.cfg.Store.FireSchedule(ctx, id, due, next,
-		func(meshID string, member meshd.Member, to, message, _ string) (*meshd.QueuedMessage, bool, error) {
-			out, from = nil, sender{member: member, name: member.DisplayName}
-			if member.ID == "" || member.RevokedAt != nil {
-				s.log.Info().Str("scheduled_id", id).Str("mesh_id", meshID).Msg("scheduled message not delivered: sender is no longer a member")
-				return nil, false, nil
-			}
-			var no *refusal
-			var err error
-			if multicast, no, err = s.route(ctx, meshID, from, to); err != nil || no != nil {
-				if no != nil {
-					s.log.Info().Str("scheduled_id", id).Str("mesh_id", meshID).Str("reason", no.text).Msg("scheduled message not delivered")
-				}
-				return nil, false, err
-			}
-			out = &meshd.QueuedMessage{
-				MeshID: meshID, SenderMemberID: member.ID, TargetSpec: to, Priority: meshd.PriorityNow,
-				Nonce: "", Ciphertext: base64.StdEncoding.EncodeToString([]byte(message)), SenderName: from.name,
-			}
-			return out, multicast, nil
-		})
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn().Str("scheduled_id", id).Err(err).Msg("scheduler: fire")
-		}
-		return
-	}
-	if fired && out != nil {
-		s.announce(ctx, out, from, multicast, announceOpts{subtype: "reminder"})
-	}
-}
-
-func (s *Server) nextScheduleWait(ctx context.Context) time.Duration {
-	d, ok, err := s.cfg.Store.NextScheduleIn(ctx)
-	if err != nil || !ok {
-		return schedulePollMax
-	}
-	return min(max(d, schedulePollMin), schedulePollMax)
-}
-
-func (s *Server) pruneStreamSubscriptions(ctx context.Context) {
-	n, err := s.cfg.Store.PruneStreamSubscriptions(ctx)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		s.log.Warn().Err(err).Msg("prune stream subscriptions")
-	case n > 0:
-		s.log.Info().Int64("rows", n).Msg("pruned stale stream subscriptions")
-	}
+// Announce is announce (delivery.go) for a row the scheduler job committed
+// on from's behalf; a multicast push carries subtype.
+func (s *Server) Announce(ctx context.Context, q *meshd.QueuedMessage, from meshd.Member, multicast bool, subtype string) {
+	s.announce(ctx, q, sender{member: from, name: from.DisplayName}, multicast, announceOpts{subtype: subtype})
 }

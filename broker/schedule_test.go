@@ -48,8 +48,8 @@ func TestScheduledDMFiresOnceAcrossReplicas(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	e.runJob(e.replicas[0].srv.RunScheduler)
-	e.runJob(e.replicas[1].srv.RunScheduler)
+	e.runJob(e.replicas[0].jobs.Scheduler)
+	e.runJob(e.replicas[1].jobs.Scheduler)
 
 	m := recvPush(t, b, 10*time.Second)
 	if string(m.Plaintext) != "stand-up in 5" || m.Push.SenderPubkey != alice.key.Pubkey || m.Push.Priority != "now" {
@@ -88,10 +88,10 @@ func TestScheduledCronFiresEachOccurrence(t *testing.T) {
 		t.Fatalf("scheduled_list = %v", list)
 	}
 
-	srv := e.replicas[1].srv
+	lj := e.replicas[1].jobs
 	for i := 1; i <= 3; i++ {
 		e.makeDue(id)
-		if n := srv.FireDueSchedules(context.Background()); n != 1 {
+		if n := lj.FireDueSchedules(context.Background()); n != 1 {
 			t.Fatalf("occurrence %d: pass saw %d due", i, n)
 		}
 		if m := recvPush(t, b, 5*time.Second); string(m.Plaintext) != "tick" {
@@ -110,7 +110,7 @@ func TestScheduledCronFiresEachOccurrence(t *testing.T) {
 		t.Fatalf("cancel_scheduled_ack = %v", res)
 	}
 	e.makeDue(id)
-	if n := srv.FireDueSchedules(context.Background()); n != 0 {
+	if n := lj.FireDueSchedules(context.Background()); n != 0 {
 		t.Fatalf("cancelled schedule still due (%d)", n)
 	}
 	if got := e.firedCount(id); got != 3 {
@@ -135,7 +135,7 @@ func TestScheduledBroadcastAndGrants(t *testing.T) {
 	a, b, c := e.dial(0, alice, nil), e.dial(0, bob, nil), e.dial(1, carol, nil)
 
 	schedule(t, a, map[string]any{"to": "*", "message": "lunch", "deliverAt": time.Now().Add(-time.Minute).UnixMilli(), "subtype": "reminder"})
-	if n := e.replicas[1].srv.FireDueSchedules(context.Background()); n != 1 {
+	if n := e.replicas[1].jobs.FireDueSchedules(context.Background()); n != 1 {
 		t.Fatalf("due = %d, want 1 (a past one-shot fires at once)", n)
 	}
 	for _, cl := range []*client.Client{b, c} {
@@ -152,7 +152,7 @@ func TestScheduledBroadcastAndGrants(t *testing.T) {
 	id := schedule(t, a, map[string]any{"to": carol.key.Pubkey, "message": "blocked", "deliverAt": time.Now().UnixMilli()})["scheduledId"].(string)
 	dropped := counter(t, e.replicas[0], "broker_messages_dropped_by_grant_total", "cap", "dm")
 	waitFor(t, 5*time.Second, "the blocked occurrence to fire", func() bool {
-		e.replicas[0].srv.FireDueSchedules(context.Background())
+		e.replicas[0].jobs.FireDueSchedules(context.Background())
 		return e.firedCount(id) == 1
 	})
 	if d := counter(t, e.replicas[0], "broker_messages_dropped_by_grant_total", "cap", "dm") - dropped; d != 1 {

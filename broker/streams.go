@@ -201,12 +201,13 @@ func (s *Server) streamDeliver(c *conn) func([]byte) {
 
 func (s *Server) listStreams(ctx context.Context, c *conn, reqID string) error {
 	pres, _, _ := c.snapshot()
-	streams := []streamInfo{}
-	err := s.cfg.Store.ListStreams(ctx, pres.MeshID, func(id, name, by string, at time.Time, n int) {
-		streams = append(streams, streamInfo{ID: id, Name: name, CreatedBy: by, CreatedAt: isoTime(at), SubscriberCount: n})
-	})
+	list, err := s.cfg.Store.ListStreams(ctx, pres.MeshID)
 	if err != nil {
 		return fmt.Errorf("list_streams failed: %w", err)
+	}
+	streams := []streamInfo{}
+	for _, st := range list {
+		streams = append(streams, streamInfo{ID: st.ID, Name: st.Name, CreatedBy: st.CreatedBy, CreatedAt: isoTime(st.CreatedAt), SubscriberCount: st.Subscribers})
 	}
 	c.send(withReqID(map[string]any{"type": "stream_list", "streams": streams}, reqID))
 	return nil

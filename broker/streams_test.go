@@ -88,18 +88,17 @@ func noFrame(t *testing.T, c *client.Client, typ string, d time.Duration) {
 	}
 }
 
-// runJob runs a leader-style job (RunScheduler, RunClocks) until the test
+// runJob runs a leader job (jobs.Scheduler, jobs.Clocks) until the test
 // ends, and waits for it to return before the replicas shut down.
-func (e *env) runJob(job func(context.Context)) {
+func (e *env) runJob(job func(context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		job(ctx)
-	}()
+	done := make(chan error, 1)
+	go func() { done <- job(ctx) }()
 	e.t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			e.t.Errorf("job: %v", err)
+		}
 	})
 }
 

@@ -39,10 +39,3 @@ type SharedState interface {
 	GetState(ctx context.Context, meshID, key string) (meshd.StateEntry, error)
 	ListState(ctx context.Context, meshID string) ([]meshd.StateEntry, error)
 }
-
-// Sweeps are the cluster singletons run under a leader (cmd/meshd wires
-// ha leadership around Server.RunSweeps).
-type Sweeps interface {
-	SweepStatusTTL(ctx context.Context, ttl, freshWindow time.Duration) (int64, error)
-	SweepPendingStatus(ctx context.Context, olderThan time.Duration) (int64, error)
-}

@@ -176,10 +176,11 @@ func (l *Leader) IsLeader() bool { return l.leading.Load() }
 // with a context that is cancelled when leadership is lost (cause wraps
 // ErrLeadershipLost) or ctx is done; Run waits for job to return before it
 // releases the lock or campaigns again. A job that returns on its own ends
-// the term: the lock is released and campaigning resumes. On ctx done Run
+// the term (its error, if any, is logged): the lock is released and
+// campaigning resumes. On ctx done Run
 // releases the lock, closes its connection and returns nil. It returns
 // ErrRunning if the Leader is already running.
-func (l *Leader) Run(ctx context.Context, job func(leaderCtx context.Context)) error {
+func (l *Leader) Run(ctx context.Context, job func(leaderCtx context.Context) error) error {
 	if job == nil {
 		return errors.New("ha: nil job")
 	}
@@ -209,7 +210,7 @@ func (l *Leader) Run(ctx context.Context, job func(leaderCtx context.Context)) e
 }
 
 // session is one lock connection: campaign on it, lead at most once, close.
-func (l *Leader) session(ctx context.Context, job func(context.Context)) error {
+func (l *Leader) session(ctx context.Context, job func(context.Context) error) error {
 	conn, err := l.connect(ctx)
 	if err != nil {
 		return err
@@ -231,7 +232,7 @@ func (l *Leader) session(ctx context.Context, job func(context.Context)) error {
 
 // lead runs one term: job runs under leaderCtx while hold watches the
 // connection. The lock is released only after job has returned.
-func (l *Leader) lead(ctx context.Context, conn *pgx.Conn, job func(context.Context)) error {
+func (l *Leader) lead(ctx context.Context, conn *pgx.Conn, job func(context.Context) error) error {
 	if err := l.settle(ctx, conn); err != nil {
 		return err
 	}
@@ -244,7 +245,9 @@ func (l *Leader) lead(ctx context.Context, conn *pgx.Conn, job func(context.Cont
 	go func() {
 		defer close(done)
 		defer stopHold()
-		job(leaderCtx)
+		if err := job(leaderCtx); err != nil && leaderCtx.Err() == nil {
+			l.log.Error().Err(err).Msg("job failed; ending the term")
+		}
 	}()
 
 	lost := l.hold(holdCtx, conn)

@@ -52,7 +52,7 @@ func newReplica(t *testing.T, dsn string, key int64, js *jobs) *replica {
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() {
-		ran <- l.Run(ctx, func(leaderCtx context.Context) {
+		ran <- l.Run(ctx, func(leaderCtx context.Context) error {
 			if js.active.Add(1) > 1 {
 				js.overlap.Store(true)
 			}
@@ -60,6 +60,7 @@ func newReplica(t *testing.T, dsn string, key int64, js *jobs) *replica {
 			<-leaderCtx.Done()
 			js.active.Add(-1)
 			r.causes <- context.Cause(leaderCtx)
+			return leaderCtx.Err()
 		})
 	}()
 	var once sync.Once
@@ -244,9 +245,9 @@ func TestJobReturningReleasesTheLock(t *testing.T) {
 	defer cancel()
 	var runs atomic.Int32
 	ran := make(chan error, 1)
-	go func() { ran <- l.Run(ctx, func(context.Context) { runs.Add(1) }) }()
+	go func() { ran <- l.Run(ctx, func(context.Context) error { runs.Add(1); return nil }) }()
 	eventually(t, "the job runs again after returning", func() bool { return runs.Load() >= 3 })
-	if err := l.Run(ctx, func(context.Context) {}); !errors.Is(err, ErrRunning) {
+	if err := l.Run(ctx, func(context.Context) error { return nil }); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second Run: %v, want ErrRunning", err)
 	}
 	cancel()

@@ -8,40 +8,34 @@ import (
 	"github.com/meshd/meshd"
 )
 
-type clockState struct {
-	speed            float64
-	paused           bool
-	tick             int64
-	simTime, started time.Time
-}
-
-func (c *clockState) fill(speed float64, paused bool, tick int64, simTime, started time.Time) {
-	*c = clockState{speed, paused, tick, simTime, started}
-}
-
 func TestClockLifecycle(t *testing.T) {
 	f := newFixture(t)
-	var st clockState
-	wantErr(t, f.s.GetClock(f.ctx, f.mesh.ID, st.fill), meshd.ErrNotFound)
-	wantErr(t, f.s.PauseClock(f.ctx, f.mesh.ID, st.fill), meshd.ErrNotFound)
-	wantErr(t, f.s.ResumeClock(f.ctx, f.mesh.ID, st.fill), meshd.ErrNotFound)
-	if err := f.s.SetClock(f.ctx, f.mesh.ID, 10, st.fill); err != nil {
+	for _, fn := range []func() (meshd.Clock, error){
+		func() (meshd.Clock, error) { return f.s.GetClock(f.ctx, f.mesh.ID) },
+		func() (meshd.Clock, error) { return f.s.PauseClock(f.ctx, f.mesh.ID) },
+		func() (meshd.Clock, error) { return f.s.ResumeClock(f.ctx, f.mesh.ID) },
+	} {
+		_, err := fn()
+		wantErr(t, err, meshd.ErrNotFound)
+	}
+	st, err := f.s.SetClock(f.ctx, f.mesh.ID, 10)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if st.speed != 10 || st.paused || st.tick != 0 || !st.simTime.Equal(st.started) {
+	if st.Speed != 10 || st.Paused || st.Tick != 0 || !st.SimTime.Equal(st.StartedAt) {
 		t.Fatalf("new clock = %+v", st)
 	}
-	if err := f.s.PauseClock(f.ctx, f.mesh.ID, st.fill); err != nil || !st.paused {
+	if st, err = f.s.PauseClock(f.ctx, f.mesh.ID); err != nil || !st.Paused {
 		t.Fatalf("pause = %+v, %v", st, err)
 	}
 	// set_clock on a paused clock changes the speed and keeps it paused.
-	if err := f.s.SetClock(f.ctx, f.mesh.ID, 20, st.fill); err != nil || !st.paused || st.speed != 20 {
+	if st, err = f.s.SetClock(f.ctx, f.mesh.ID, 20); err != nil || !st.Paused || st.Speed != 20 {
 		t.Fatalf("set on paused = %+v, %v", st, err)
 	}
 	if _, ok, _ := f.s.NextClockTickIn(f.ctx); ok {
 		t.Fatal("a paused clock has a next tick")
 	}
-	if err := f.s.ResumeClock(f.ctx, f.mesh.ID, st.fill); err != nil || st.paused {
+	if st, err = f.s.ResumeClock(f.ctx, f.mesh.ID); err != nil || st.Paused {
 		t.Fatalf("resume = %+v, %v", st, err)
 	}
 	if d, ok, err := f.s.NextClockTickIn(f.ctx); err != nil || !ok || d > 3*time.Second {
@@ -53,11 +47,11 @@ func TestClockLifecycle(t *testing.T) {
 // repeat and sim time moves 60 s per tick.
 func TestAdvanceClocksConcurrentNoDuplicateTicks(t *testing.T) {
 	f := newFixture(t)
-	var st clockState
-	if err := f.s.SetClock(f.ctx, f.mesh.ID, 1, st.fill); err != nil {
+	st, err := f.s.SetClock(f.ctx, f.mesh.ID, 1)
+	if err != nil {
 		t.Fatal(err)
 	}
-	start := st.simTime
+	start := st.SimTime
 	var mu sync.Mutex
 	seen := map[int64]int{}
 	for round := range 5 {
@@ -65,16 +59,17 @@ func TestAdvanceClocksConcurrentNoDuplicateTicks(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 4 {
 			wg.Go(func() {
-				_, err := f.s.AdvanceClocks(f.ctx, func(meshID string, tick int64, simTime time.Time, _ float64) {
-					mu.Lock()
-					defer mu.Unlock()
-					seen[tick]++
-					if want := start.Add(time.Duration(tick) * time.Minute); !simTime.Equal(want) {
-						t.Errorf("tick %d sim time %v, want %v", tick, simTime, want)
-					}
-				})
+				ticks, err := f.s.AdvanceClocks(f.ctx)
 				if err != nil {
 					t.Error(err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, c := range ticks {
+					seen[c.Tick]++
+					if want := start.Add(time.Duration(c.Tick) * time.Minute); !c.SimTime.Equal(want) {
+						t.Errorf("tick %d sim time %v, want %v", c.Tick, c.SimTime, want)
+					}
 				}
 			})
 		}
@@ -92,9 +87,8 @@ func TestAdvanceClocksConcurrentNoDuplicateTicks(t *testing.T) {
 
 func TestPauseIdleClocks(t *testing.T) {
 	f := newFixture(t)
-	var st clockState
 	for _, m := range []string{f.mesh.ID, f.other.ID} {
-		if err := f.s.SetClock(f.ctx, m, 5, st.fill); err != nil {
+		if _, err := f.s.SetClock(f.ctx, m, 5); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,10 +96,10 @@ func TestPauseIdleClocks(t *testing.T) {
 	if n, err := f.s.PauseIdleClocks(f.ctx); err != nil || n != 1 {
 		t.Fatalf("paused %d, %v; want 1", n, err)
 	}
-	if err := f.s.GetClock(f.ctx, f.other.ID, st.fill); err != nil || !st.paused {
+	if st, err := f.s.GetClock(f.ctx, f.other.ID); err != nil || !st.Paused {
 		t.Fatalf("idle mesh clock = %+v, %v; want paused", st, err)
 	}
-	if err := f.s.GetClock(f.ctx, f.mesh.ID, st.fill); err != nil || st.paused {
+	if st, err := f.s.GetClock(f.ctx, f.mesh.ID); err != nil || st.Paused {
 		t.Fatalf("live mesh clock = %+v, %v; want running", st, err)
 	}
 }

@@ -19,12 +19,6 @@ import (
 
 const pendingScheduleSQL = `NOT cancelled AND (fired_at IS NULL OR cron IS NOT NULL)`
 
-// ScheduleRoute decides what one fired occurrence delivers: the queue row to
-// insert (nil: nothing, the occurrence still counts as fired) and whether it
-// is inserted already delivered (multicast). sender is the creating member,
-// the zero Member when it no longer exists. An error rolls the firing back.
-type ScheduleRoute = func(meshID string, sender meshd.Member, to, message, subtype string) (q *meshd.QueuedMessage, delivered bool, err error)
-
 // CreateSchedule stores a scheduled message of memberID (created on
 // presenceID's socket) and returns its id. cron and subtype may be "".
 func (s *Store) CreateSchedule(ctx context.Context, meshID, presenceID, memberID, to, message string, deliverAt time.Time, cron, subtype string) (string, error) {
@@ -39,31 +33,26 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 	return id, nil
 }
 
-// ListSchedules calls fn for each pending schedule of meshID created by
-// presenceID or by memberID, soonest first. cron is "" for one-shots.
-func (s *Store) ListSchedules(ctx context.Context, meshID, presenceID, memberID string,
-	fn func(id, to, message, cron string, deliverAt, createdAt time.Time, firedCount int)) error {
+// ListSchedules returns the pending schedules of meshID created by
+// presenceID or by memberID, soonest first.
+func (s *Store) ListSchedules(ctx context.Context, meshID, presenceID, memberID string) ([]meshd.Schedule, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT id, "to", message, COALESCE(cron, ''), deliver_at, created_at, fired_count
 FROM mesh.scheduled_message
 WHERE mesh_id = $1 AND (presence_id = $2 OR member_id = $3) AND `+pendingScheduleSQL+`
 ORDER BY deliver_at, id`, meshID, presenceID, memberID)
 	if err != nil {
-		return fmt.Errorf("list schedules: %w", err)
+		return nil, fmt.Errorf("list schedules: %w", err)
 	}
-	var (
-		id, to, msg, cron string
-		at, created       time.Time
-		fired             int
-	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &to, &msg, &cron, &at, &created, &fired}, func() error {
-		fn(id, to, msg, cron, at, created, fired)
-		return nil
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (meshd.Schedule, error) {
+		sc := meshd.Schedule{MeshID: meshID}
+		err := r.Scan(&sc.ID, &sc.To, &sc.Message, &sc.Cron, &sc.DeliverAt, &sc.CreatedAt, &sc.FiredCount)
+		return sc, err
 	})
 	if err != nil {
-		return fmt.Errorf("list schedules: %w", err)
+		return nil, fmt.Errorf("list schedules: %w", err)
 	}
-	return nil
+	return out, nil
 }
 
 // CancelSchedule cancels a pending schedule of memberID in meshID. It
@@ -77,34 +66,30 @@ WHERE id = $1 AND mesh_id = $2 AND member_id = $3 AND `+pendingScheduleSQL, id, 
 	return tag.RowsAffected() == 1, nil
 }
 
-// DueSchedules calls fn for up to limit pending schedules whose deliver_at
-// has passed, oldest first, and returns the database's now: the scheduler
-// computes the next cron occurrence from it, so every replica uses one
-// clock.
-func (s *Store) DueSchedules(ctx context.Context, limit int, fn func(id, cron string, deliverAt time.Time)) (time.Time, error) {
-	var now time.Time
+// DueSchedules returns up to limit pending schedules whose deliver_at has
+// passed, oldest first (ID, Cron and DeliverAt set), and the database's
+// now: the scheduler computes the next cron occurrence from it, so every
+// replica uses one clock.
+func (s *Store) DueSchedules(ctx context.Context, limit int) (due []meshd.Schedule, now time.Time, err error) {
 	if err := s.pool.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-		return now, fmt.Errorf("due schedules: %w", err)
+		return nil, now, fmt.Errorf("due schedules: %w", err)
 	}
 	rows, err := s.pool.Query(ctx, `
 SELECT id, COALESCE(cron, ''), deliver_at FROM mesh.scheduled_message
 WHERE deliver_at <= $1 AND `+pendingScheduleSQL+`
 ORDER BY deliver_at, id LIMIT $2`, now, limit)
 	if err != nil {
-		return now, fmt.Errorf("due schedules: %w", err)
+		return nil, now, fmt.Errorf("due schedules: %w", err)
 	}
-	var (
-		id, cron string
-		at       time.Time
-	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &cron, &at}, func() error {
-		fn(id, cron, at)
-		return nil
+	due, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (meshd.Schedule, error) {
+		var sc meshd.Schedule
+		err := r.Scan(&sc.ID, &sc.Cron, &sc.DeliverAt)
+		return sc, err
 	})
 	if err != nil {
-		return now, fmt.Errorf("due schedules: %w", err)
+		return nil, now, fmt.Errorf("due schedules: %w", err)
 	}
-	return now, nil
+	return due, now, nil
 }
 
 // NextScheduleIn reports how long until the earliest pending schedule is
@@ -134,14 +119,14 @@ FROM mesh.scheduled_message WHERE `+pendingScheduleSQL).Scan(&secs)
 // In the same transaction route decides the delivery and its queue row is
 // inserted, so a crash can neither lose a claimed occurrence nor deliver it
 // twice. fired is false when another caller won or the row is no longer due.
-func (s *Store) FireSchedule(ctx context.Context, id string, due, next time.Time, route ScheduleRoute) (fired bool, err error) {
+func (s *Store) FireSchedule(ctx context.Context, id string, due, next time.Time, route meshd.ScheduleRoute) (fired bool, err error) {
 	var nextArg any
 	if !next.IsZero() {
 		nextArg = next
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		fired = false
-		var meshID, to, message, subtype string
+		sc := meshd.Schedule{ID: id, DeliverAt: due}
 		var memberID *string
 		err := tx.QueryRow(ctx, `
 UPDATE mesh.scheduled_message SET
@@ -150,7 +135,7 @@ UPDATE mesh.scheduled_message SET
 	cancelled = (cron IS NOT NULL AND $3::timestamptz IS NULL)
 WHERE id = $1 AND deliver_at = $2 AND deliver_at <= now() AND `+pendingScheduleSQL+`
 RETURNING mesh_id, member_id, "to", message, COALESCE(subtype, '')`, id, due, nextArg).
-			Scan(&meshID, &memberID, &to, &message, &subtype)
+			Scan(&sc.MeshID, &memberID, &sc.To, &sc.Message, &sc.Subtype)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -164,7 +149,7 @@ RETURNING mesh_id, member_id, "to", message, COALESCE(subtype, '')`, id, due, ne
 				return err
 			}
 		}
-		q, delivered, err := route(meshID, sender, to, message, subtype)
+		q, delivered, err := route(sc, sender)
 		if err != nil {
 			return err
 		}

@@ -22,19 +22,23 @@ func (f *fixture) schedule(to string, at time.Time, cron string) string {
 func (f *fixture) due() map[string]time.Time {
 	f.t.Helper()
 	out := map[string]time.Time{}
-	if _, err := f.s.DueSchedules(f.ctx, 100, func(id, _ string, at time.Time) { out[id] = at }); err != nil {
+	due, _, err := f.s.DueSchedules(f.ctx, 100)
+	if err != nil {
 		f.t.Fatal(err)
+	}
+	for _, sc := range due {
+		out[sc.ID] = sc.DeliverAt
 	}
 	return out
 }
 
 // directRoute queues the occurrence for its target, like the broker's
 // direct branch.
-func directRoute(calls *atomic.Int64) ScheduleRoute {
-	return func(meshID string, sender meshd.Member, to, message, _ string) (*meshd.QueuedMessage, bool, error) {
+func directRoute(calls *atomic.Int64) meshd.ScheduleRoute {
+	return func(sc meshd.Schedule, sender meshd.Member) (*meshd.QueuedMessage, bool, error) {
 		calls.Add(1)
-		return &meshd.QueuedMessage{MeshID: meshID, SenderMemberID: sender.ID, TargetSpec: to,
-			Priority: meshd.PriorityNow, Ciphertext: message}, false, nil
+		return &meshd.QueuedMessage{MeshID: sc.MeshID, SenderMemberID: sender.ID, TargetSpec: sc.To,
+			Priority: meshd.PriorityNow, Ciphertext: sc.Message}, false, nil
 	}
 }
 
@@ -97,7 +101,7 @@ func TestFireScheduleRollsBackOnRouteError(t *testing.T) {
 	id := f.schedule(f.bob.Pubkey, time.Now().Add(-time.Second), "")
 	due := f.due()[id]
 	boom := errors.New("boom")
-	_, err := f.s.FireSchedule(f.ctx, id, due, time.Time{}, func(string, meshd.Member, string, string, string) (*meshd.QueuedMessage, bool, error) {
+	_, err := f.s.FireSchedule(f.ctx, id, due, time.Time{}, func(meshd.Schedule, meshd.Member) (*meshd.QueuedMessage, bool, error) {
 		return nil, false, boom
 	})
 	if !errors.Is(err, boom) {
@@ -138,10 +142,9 @@ func TestCronWithoutNextEndsAndListShowsPending(t *testing.T) {
 	if fired, err := f.s.FireSchedule(f.ctx, cronID, f.due()[cronID], time.Time{}, directRoute(&calls)); err != nil || !fired {
 		t.Fatalf("fire = %v, %v", fired, err)
 	}
-	var ids []string
-	err := f.s.ListSchedules(f.ctx, f.mesh.ID, "", f.alice.ID, func(id, _, _, _ string, _, _ time.Time, _ int) { ids = append(ids, id) })
-	if err != nil || len(ids) != 1 || ids[0] != later {
-		t.Fatalf("pending = %v, %v; want only %s", ids, err, later)
+	list, err := f.s.ListSchedules(f.ctx, f.mesh.ID, "", f.alice.ID)
+	if err != nil || len(list) != 1 || list[0].ID != later {
+		t.Fatalf("pending = %v, %v; want only %s", list, err, later)
 	}
 	d, ok, err := f.s.NextScheduleIn(f.ctx)
 	if err != nil || !ok || d <= 50*time.Minute {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -93,30 +92,26 @@ func (s *Store) DropSocketStreams(ctx context.Context, presenceID, socketID stri
 	return nil
 }
 
-// ListStreams calls fn for each stream of meshID, oldest first, with the
-// number of live subscribers on every replica.
-func (s *Store) ListStreams(ctx context.Context, meshID string, fn func(id, name, createdBy string, createdAt time.Time, subscribers int)) error {
+// ListStreams returns the streams of meshID, oldest first, with the number
+// of live subscribers on every replica.
+func (s *Store) ListStreams(ctx context.Context, meshID string) ([]meshd.Stream, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT st.id, st.name, COALESCE(st.created_by_name, ''), st.created_at,
 	(SELECT count(*) FROM mesh.stream_subscription s JOIN mesh.presence p ON `+liveSubSQL+`
 	 WHERE s.mesh_id = st.mesh_id AND s.stream_name = st.name)
 FROM mesh.stream st WHERE st.mesh_id = $1 ORDER BY st.created_at, st.id`, meshID)
 	if err != nil {
-		return fmt.Errorf("list streams: %w", err)
+		return nil, fmt.Errorf("list streams: %w", err)
 	}
-	var (
-		id, name, by string
-		at           time.Time
-		n            int
-	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &name, &by, &at, &n}, func() error {
-		fn(id, name, by, at, n)
-		return nil
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (meshd.Stream, error) {
+		var st meshd.Stream
+		err := r.Scan(&st.ID, &st.Name, &st.CreatedBy, &st.CreatedAt, &st.Subscribers)
+		return st, err
 	})
 	if err != nil {
-		return fmt.Errorf("list streams: %w", err)
+		return nil, fmt.Errorf("list streams: %w", err)
 	}
-	return nil
+	return out, nil
 }
 
 // PruneStreamSubscriptions deletes subscription rows whose holder is gone

@@ -8,9 +8,12 @@ import (
 func (f *fixture) streamCounts(meshID string) map[string]int {
 	f.t.Helper()
 	out := map[string]int{}
-	err := f.s.ListStreams(f.ctx, meshID, func(_, name, _ string, _ time.Time, n int) { out[name] = n })
+	list, err := f.s.ListStreams(f.ctx, meshID)
 	if err != nil {
 		f.t.Fatal(err)
+	}
+	for _, st := range list {
+		out[st.Name] = st.Subscribers
 	}
 	return out
 }
@@ -29,10 +32,9 @@ func TestCreateStreamInsertOrGet(t *testing.T) {
 	if err != nil || other == id1 {
 		t.Fatalf("other mesh's stream = %q, %v; want a new id", other, err)
 	}
-	var by string
-	err = f.s.ListStreams(f.ctx, f.mesh.ID, func(_, _, createdBy string, _ time.Time, _ int) { by = createdBy })
-	if err != nil || by != "alice" {
-		t.Fatalf("createdBy = %q, %v; want the first creator", by, err)
+	list, err := f.s.ListStreams(f.ctx, f.mesh.ID)
+	if err != nil || len(list) != 1 || list[0].CreatedBy != "alice" {
+		t.Fatalf("streams = %+v, %v; want one, by the first creator", list, err)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/meshd/meshd/fanout"
 	"github.com/meshd/meshd/ha"
 	"github.com/meshd/meshd/internal/httpx"
+	"github.com/meshd/meshd/jobs"
 	"github.com/meshd/meshd/store"
 )
 
@@ -38,6 +39,10 @@ var (
 	_ api.Publisher  = (*fanout.Bus)(nil)
 	_ audit.Store    = (*store.Store)(nil)
 	_ broker.Auditor = (*audit.Writer)(nil)
+	_ jobs.Store     = (*store.Store)(nil)
+	_ jobs.Publisher = (*fanout.Bus)(nil)
+	_ jobs.Auditor   = (*audit.Writer)(nil)
+	_ jobs.Router    = (*broker.Server)(nil)
 )
 
 // shutdownBudget bounds the whole drain after SIGTERM.
@@ -143,7 +148,14 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		SendBurst: float64(cfg.SendBurst), SendPerMinute: float64(cfg.SendPerMinute),
 		PushWindow: cfg.PushWindow, SlowConsumerAfter: cfg.SlowConsumerAfter, CanaryStallAfter: cfg.CanaryStallAfter,
 		MetricsElsewhere:  cfg.MetricsAddr != "",
-		ExpectedMigration: cfg.ExpectedMigration, StatusTTL: cfg.StatusTTL, JSONLDir: cfg.JSONLDir,
+		ExpectedMigration: cfg.ExpectedMigration, JSONLDir: cfg.JSONLDir,
+	})
+	if err != nil {
+		return err
+	}
+	leaderJobs, err := jobs.New(jobs.Config{
+		Store: st, Fanout: bus, Audit: aw, Router: srv, Registry: reg, Logger: log,
+		StatusTTL: cfg.StatusTTL, HookFreshWindow: cfg.HookFreshWindow,
 	})
 	if err != nil {
 		return err
@@ -191,7 +203,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	srv.Start(srvCtx)
 	// Who uses the legacy auth shim: flushed every 10 s and once at the end.
 	leaders.Go(func() { ctl.Run(srvCtx) })
-	if err := runSingletons(srvCtx, &leaders, cfg, log, reg, srv); err != nil {
+	if err := runSingletons(srvCtx, &leaders, cfg, log, reg, leaderJobs.All()); err != nil {
 		return err
 	}
 	if cfg.PprofAddr != "" {
@@ -312,16 +324,11 @@ func singletonKey(name string) int64 {
 	return int64(binary.BigEndian.Uint64(sum[:8]) & 0x7fffffffffffffff)
 }
 
-// runSingletons campaigns for each cluster-wide job; whichever replica
-// holds a job's lock runs it, and another takes over when it is lost.
-func runSingletons(ctx context.Context, wg *sync.WaitGroup, cfg config, log zerolog.Logger, reg prometheus.Registerer, srv *broker.Server) error {
-	jobs := map[string]func(context.Context){
-		"status_sweeps": srv.RunStatusSweeps,
-		"upkeep":        srv.RunUpkeep,
-		"scheduler":     srv.RunScheduler,
-		"clocks":        srv.RunClocks,
-	}
-	for name, job := range jobs {
+// runSingletons campaigns for each cluster-wide job (package jobs);
+// whichever replica holds a job's lock runs it, and another takes over when
+// it is lost. wg waits for every leader loop.
+func runSingletons(ctx context.Context, wg *sync.WaitGroup, cfg config, log zerolog.Logger, reg prometheus.Registerer, all map[string]func(context.Context) error) error {
+	for name, job := range all {
 		l, err := ha.NewLeader(ha.Config{DSN: cfg.DatabaseURL, Key: singletonKey(name), Name: name, Logger: log, Registerer: reg})
 		if err != nil {
 			return fmt.Errorf("leader %s: %w", name, err)
