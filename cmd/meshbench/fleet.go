@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/meshd/meshd/client"
+	"github.com/meshd/meshd/internal/linklog"
 )
 
 // fleetOpts are the client settings of a mode.
@@ -25,7 +26,7 @@ type fleet struct {
 	members []*member
 	opts    fleetOpts
 	clients []*client.Client // index = member idx; nil until dialed
-	links   []*linkLog
+	links   []*linklog.Log
 	up      atomic.Int64 // sockets currently attached
 	recv    sync.WaitGroup
 	// picked counts, per member, the messages its receiver took from
@@ -38,13 +39,13 @@ type fleet struct {
 }
 
 func newFleet(b *bench, members []*member, opts fleetOpts) *fleet {
-	f := &fleet{b: b, members: members, opts: opts, clients: make([]*client.Client, len(members)), links: make([]*linkLog, len(members)),
+	f := &fleet{b: b, members: members, opts: opts, clients: make([]*client.Client, len(members)), links: make([]*linklog.Log, len(members)),
 		picked: make([]atomic.Int64, len(members)), bounds: make([][]int64, len(members)), barrier: make([]chan chan int64, len(members))}
 	for i := range f.barrier {
 		f.barrier[i] = make(chan chan int64)
 	}
 	for i := range f.links {
-		f.links[i] = &linkLog{}
+		f.links[i] = linklog.New()
 	}
 	return f
 }
@@ -64,7 +65,7 @@ func (f *fleet) config(mb *member) client.Config {
 	}
 }
 
-func (f *fleet) event(idx int, l *linkLog, ev client.Event) {
+func (f *fleet) event(idx int, l *linklog.Log, ev client.Event) {
 	switch ev.Kind {
 	case client.EventConnected:
 		f.up.Add(1)
@@ -72,7 +73,7 @@ func (f *fleet) event(idx int, l *linkLog, ev client.Event) {
 		f.up.Add(-1)
 		f.bound(idx)
 	}
-	l.record(ev)
+	l.Record(ev)
 }
 
 // bound records how many messages member idx's client had offered to

@@ -1,42 +1,14 @@
 package main
 
 import (
-	"sync"
 	"time"
 
 	"github.com/meshd/meshd/client"
+	"github.com/meshd/meshd/internal/linklog"
 )
 
 // linkEvent is one connection lifecycle event of a client.
-type linkEvent struct {
-	Kind client.EventKind
-	At   time.Time
-	Err  error
-}
-
-// linkLog records a client's lifecycle events (Config.OnEvent).
-type linkLog struct {
-	mu sync.Mutex
-	ev []linkEvent // guarded by mu
-}
-
-func (l *linkLog) record(ev client.Event) {
-	l.mu.Lock()
-	l.ev = append(l.ev, linkEvent{Kind: ev.Kind, At: time.Now(), Err: ev.Err})
-	l.mu.Unlock()
-}
-
-func (l *linkLog) since(t time.Time) []linkEvent {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []linkEvent
-	for _, e := range l.ev {
-		if !e.At.Before(t) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
+type linkEvent = linklog.Event
 
 // reattach is what happened to one client after a kill: when it lost its
 // socket, when it was back (zero if not), and its failed attempts.

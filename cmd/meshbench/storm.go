@@ -51,7 +51,7 @@ func stormFigures(b *bench, f *fleet, killedAt time.Time) {
 	kinds := map[string]int{}
 	var lastUp time.Time
 	for _, l := range f.links {
-		r, ok := reattachOf(l.since(killedAt))
+		r, ok := reattachOf(l.Since(killedAt))
 		if !ok {
 			continue
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/client"
+	"github.com/meshd/meshd/internal/linklog"
 	"github.com/meshd/meshd/store"
 )
 
@@ -150,7 +151,7 @@ type peer struct {
 	idx   int
 	c     *client.Client
 	jar   http.CookieJar
-	links *linkLog
+	links *linklog.Log
 }
 
 // lbURL is the load balancer as the cookie jar sees it.
@@ -180,13 +181,13 @@ func (e *env) dial(ctx context.Context, en *enrolled, i int, o dialOpts) (*peer,
 	if o.pin != "" {
 		jar.SetCookies(e.lbURL(), []*http.Cookie{{Name: lbCookie, Value: o.pin}})
 	}
-	p := &peer{idx: i, jar: jar, links: &linkLog{}}
+	p := &peer{idx: i, jar: jar, links: newLinkLog()}
 	cfg := client.Config{
 		URL: e.c.wsURL(), MeshID: en.mesh.ID, MemberID: en.members[i].ID, Member: en.keys[i],
 		SessionID: fmt.Sprintf("smoke-%s-%d", en.mesh.ID, i), DisplayName: en.members[i].DisplayName,
 		CWD: "/smoke", PID: 10000 + i, AckPushes: o.reconnect, Reconnect: o.reconnect,
 		Dialer:         &websocket.Dialer{Jar: jar, HandshakeTimeout: 5 * time.Second},
-		RequestTimeout: 8 * time.Second, OnEvent: p.links.record,
+		RequestTimeout: 8 * time.Second, OnEvent: p.links.Record,
 	}
 	if o.session {
 		s := client.GenerateIdentity()

@@ -140,7 +140,7 @@ func waitReattached(ctx context.Context, ps []*peer, since time.Time, budget tim
 	err := waitFor(ctx, budget, nil, "clients to reattach", func(context.Context) bool {
 		pending, last = 0, since
 		for _, p := range ps {
-			outs := outagesSince(p.links.events(), since)
+			outs := outagesSince(p.links.Events(), since)
 			if len(outs) == 0 || !outs[len(outs)-1].reattached() {
 				pending++
 				continue
@@ -160,7 +160,7 @@ func waitReattached(ctx context.Context, ps []*peer, since time.Time, budget tim
 // sampleErr describes why one not-yet-reattached client is down.
 func sampleErr(ps []*peer, since time.Time) string {
 	for _, p := range ps {
-		evs := p.links.events()
+		evs := p.links.Events()
 		if err := terminalErr(evs); err != nil {
 			return fmt.Sprintf(" (client %d stopped: %v)", p.idx, err)
 		}
@@ -181,7 +181,7 @@ func maxOutage(ps []*peer, since time.Time) (time.Duration, int) {
 	var worst time.Duration
 	n := 0
 	for _, p := range ps {
-		for _, o := range outagesSince(p.links.events(), since) {
+		for _, o := range outagesSince(p.links.Events(), since) {
 			n++
 			if d := o.Up.Sub(o.Down); o.reattached() && d > worst {
 				worst = d
@@ -195,7 +195,7 @@ func maxOutage(ps []*peer, since time.Time) (time.Duration, int) {
 func (f *fleet) stopped() []string {
 	var out []string
 	for _, p := range f.peers {
-		if err := terminalErr(p.links.events()); err != nil {
+		if err := terminalErr(p.links.Events()); err != nil {
 			out = append(out, fmt.Sprintf("client %d: %v", p.idx, err))
 		}
 	}
@@ -248,7 +248,7 @@ func (f *fleet) checkDelivery(ctx context.Context, since time.Time, budget time.
 func (f *fleet) detached(since time.Time) []string {
 	var out []string
 	for _, p := range f.peers {
-		outs := outagesSince(p.links.events(), since)
+		outs := outagesSince(p.links.Events(), since)
 		if n := len(outs); n > 0 && !outs[n-1].reattached() {
 			out = append(out, fmt.Sprintf("client %d down since %s: %v", p.idx, outs[n-1].Down.Format("15:04:05.000"), outs[n-1].Err))
 		}

@@ -108,12 +108,12 @@ func TestOutagesSince(t *testing.T) {
 }
 
 func TestLinkLogKeepsLifecycleOnly(t *testing.T) {
-	var l linkLog
-	l.record(client.Event{Kind: client.EventConnected})
-	l.record(client.Event{Kind: client.EventReconnecting})
-	l.record(client.Event{Kind: client.EventReconnectFailed})
-	l.record(client.Event{Kind: client.EventDisconnected})
-	if evs := l.events(); len(evs) != 2 || evs[0].Kind != client.EventConnected || evs[1].Kind != client.EventDisconnected {
+	l := newLinkLog()
+	l.Record(client.Event{Kind: client.EventConnected})
+	l.Record(client.Event{Kind: client.EventReconnecting})
+	l.Record(client.Event{Kind: client.EventReconnectFailed})
+	l.Record(client.Event{Kind: client.EventDisconnected})
+	if evs := l.Events(); len(evs) != 2 || evs[0].Kind != client.EventConnected || evs[1].Kind != client.EventDisconnected {
 		t.Fatalf("%+v", evs)
 	}
 }

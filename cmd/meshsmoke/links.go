@@ -1,41 +1,19 @@
 package main
 
 import (
-	"sync"
 	"time"
 
 	"github.com/meshd/meshd/client"
+	"github.com/meshd/meshd/internal/linklog"
 )
 
 // linkEvent is one connection lifecycle event of a client.
-type linkEvent struct {
-	Kind client.EventKind
-	At   time.Time
-	Err  error
-}
+type linkEvent = linklog.Event
 
-// linkLog records a client's connects (hello_ack), disconnects and
+// newLinkLog records a client's connects (hello_ack), disconnects and
 // terminal stop; Config.OnEvent feeds it from the client's supervisor.
-type linkLog struct {
-	mu sync.Mutex
-	ev []linkEvent // guarded by mu
-}
-
-func (l *linkLog) record(ev client.Event) {
-	switch ev.Kind {
-	case client.EventConnected, client.EventDisconnected, client.EventTerminal:
-	default:
-		return
-	}
-	l.mu.Lock()
-	l.ev = append(l.ev, linkEvent{Kind: ev.Kind, At: time.Now(), Err: ev.Err})
-	l.mu.Unlock()
-}
-
-func (l *linkLog) events() []linkEvent {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]linkEvent(nil), l.ev...)
+func newLinkLog() *linklog.Log {
+	return linklog.New(client.EventConnected, client.EventDisconnected, client.EventTerminal)
 }
 
 // outage is one lost socket and the hello_ack that ended it; Up is zero
