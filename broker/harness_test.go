@@ -7,21 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/meshd/meshd"
-	"github.com/meshd/meshd/audit"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/fanout"
+	"github.com/meshd/meshd/internal/testenv"
 	"github.com/meshd/meshd/internal/testpg"
 	"github.com/meshd/meshd/jobs"
 	"github.com/meshd/meshd/store"
@@ -30,25 +26,13 @@ import (
 
 func TestMain(m *testing.M) { testpg.Main(m) }
 
-var (
-	natsOnce sync.Once
-	natsSrv  *fanout.EmbeddedServer
-	natsErr  error
-)
-
-// natsURL returns a real NATS server shared by the package's tests; each
-// test isolates itself with its own subject prefix.
-func natsURL(t testing.TB) string {
-	natsOnce.Do(func() { natsSrv, natsErr = fanout.StartEmbedded(fanout.EmbeddedConfig{Port: -1}) })
-	if natsErr != nil {
-		t.Fatalf("embedded nats: %v", natsErr)
-	}
-	return natsSrv.ClientURL()
-}
+// The cluster in one process is internal/testenv's; env and replica keep
+// the short names the tests use.
 
 // replica is one broker.Server behind an httptest server, with the leader
 // jobs of its node (run by tests, or the upkeep by the first replica).
 type replica struct {
+	*testenv.Replica
 	srv  *broker.Server
 	jobs *jobs.Jobs
 	reg  *prometheus.Registry
@@ -56,11 +40,16 @@ type replica struct {
 	bus  *fanout.Bus
 }
 
-func (r *replica) wsURL() string { return "ws" + strings.TrimPrefix(r.hs.URL, "http") + "/ws" }
+func (r *replica) wsURL() string { return r.WSURL() }
+
+func newReplica(r *testenv.Replica) *replica {
+	return &replica{Replica: r, srv: r.Srv, jobs: r.Jobs, reg: r.Reg, hs: r.HS, bus: r.Bus}
+}
 
 // env is a database plus one or more replicas sharing it and one NATS
 // prefix: a cluster in one process.
 type env struct {
+	*testenv.Env
 	t        testing.TB
 	st       *store.Store
 	dsn      string
@@ -70,73 +59,28 @@ type env struct {
 
 func newEnv(t testing.TB, n int, tweak func(*broker.Config)) *env {
 	t.Helper()
-	ctx := context.Background()
-	dsn := testpg.NewDatabase(t)
-	st, err := store.New(ctx, store.Config{URL: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, st: st, dsn: dsn, prefix: "t" + meshd.NewID()[20:]}
-	for i := 0; i < n; i++ {
-		e.replicas = append(e.replicas, e.startReplica(fmt.Sprintf("node-%d", i), tweak))
+	te := testenv.New(t, n, testenv.Options{Broker: tweak, Upkeep: true})
+	e := &env{Env: te, t: t, st: te.St, dsn: te.DSN, prefix: te.Prefix}
+	for _, r := range te.Replicas {
+		e.replicas = append(e.replicas, newReplica(r))
 	}
 	return e
 }
 
-func (e *env) startReplica(node string, tweak func(*broker.Config)) *replica {
-	t := e.t
-	reg := prometheus.NewRegistry()
-	bus, err := fanout.New(context.Background(), fanout.Config{URL: natsURL(t), Prefix: e.prefix, Registerer: reg, Linger: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("node", node).Logger()
-	aw := runAudit(t, e.st, reg, log)
-	cfg := broker.Config{
-		NodeID: node, Store: e.st, CollabStore: e.st, Fanout: bus, NATS: bus, Registry: reg, Logger: log,
-		Audit: aw, RedrainInterval: 200 * time.Millisecond, SweepInterval: 200 * time.Millisecond,
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	srv, err := broker.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lj, err := jobs.New(jobs.Config{Store: e.st, Fanout: bus, Audit: aw, Router: srv, Registry: reg, Logger: log,
-		SweepInterval: cfg.SweepInterval, Grace: cfg.Grace, HookFreshWindow: cfg.HookFreshWindow})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start(context.Background())
-	// The upkeep runs on the first replica only, as under a leader:
-	// cross-replica tests then show peer_left etc. crossing over.
-	upkeepCtx, stopUpkeep := context.WithCancel(context.Background())
-	upkeepDone := make(chan error, 1)
-	if len(e.replicas) == 0 {
-		go func() { upkeepDone <- lj.Upkeep(upkeepCtx) }()
-	} else {
-		upkeepDone <- nil
-	}
-	hs := httptest.NewServer(srv.Handler())
-	r := &replica{srv: srv, jobs: lj, reg: reg, hs: hs, bus: bus}
-	t.Cleanup(func() {
-		stopUpkeep()
-		if err := <-upkeepDone; err != nil {
-			t.Errorf("upkeep: %v", err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		hs.Close()
-		_ = bus.Close()
-	})
-	return r
+// onStore is an env without replicas on st (a database the test owns);
+// addReplica starts one.
+func onStore(t testing.TB, st *store.Store, dsn string) *env {
+	te := testenv.OnStore(t, st, dsn, testenv.Options{Upkeep: true})
+	return &env{Env: te, t: t, st: st, dsn: dsn, prefix: te.Prefix}
 }
+
+// startReplica starts one more node (the caller adds it to replicas);
+// tweak (nil: none) adjusts its configuration.
+func (e *env) startReplica(node string, tweak func(*broker.Config)) *replica {
+	return newReplica(e.StartReplica(node, testenv.Options{Broker: tweak}))
+}
+
+func (e *env) addReplica(node string) { e.replicas = append(e.replicas, e.startReplica(node, nil)) }
 
 // identity is an enrolled member with its keys.
 type identity struct {
@@ -145,41 +89,18 @@ type identity struct {
 	key    client.Identity
 }
 
-func (e *env) newMesh(name string) meshd.Mesh {
-	e.t.Helper()
-	m := meshd.Mesh{Name: name, Slug: strings.ToLower(name) + "-" + meshd.NewID()[24:], OwnerUserID: "owner-user"}
-	if err := e.st.CreateMesh(context.Background(), &m); err != nil {
-		e.t.Fatal(err)
-	}
-	return m
-}
+func (e *env) newMesh(name string) meshd.Mesh { return e.NewMesh(name) }
 
 func (e *env) enroll(mesh meshd.Mesh, name string) identity {
 	e.t.Helper()
-	key := client.GenerateIdentity()
-	m := meshd.Member{MeshID: mesh.ID, UserID: "user-" + name, Pubkey: key.Pubkey, DisplayName: name, Role: "member"}
-	if err := e.st.CreateMember(context.Background(), &m); err != nil {
-		e.t.Fatal(err)
-	}
-	return identity{mesh: mesh, member: m, key: key}
+	id := e.Enroll(mesh, name)
+	return identity{mesh: id.Mesh, member: id.Member, key: id.Key}
 }
 
 // dial connects id to replica i with the Go client (member-key hello).
 func (e *env) dial(i int, id identity, mut func(*client.Config)) *client.Client {
 	e.t.Helper()
-	cfg := client.Config{URL: e.replicas[i].wsURL(), MeshID: id.mesh.ID, MemberID: id.member.ID, Member: id.key,
-		DisplayName: id.member.DisplayName, CWD: "/work/" + id.member.DisplayName, PID: 4242}
-	if mut != nil {
-		mut(&cfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, cfg)
-	if err != nil {
-		e.t.Fatalf("dial %s: %v", id.member.DisplayName, err)
-	}
-	e.t.Cleanup(func() { _ = c.Close() })
-	return c
+	return e.DialURL(e.replicas[i].wsURL(), testenv.Identity{Mesh: id.mesh, Member: id.member, Key: id.key}, mut)
 }
 
 // rawConn is a bare WebSocket for hostile frames.
@@ -299,103 +220,25 @@ func resign(f map[string]any, key ed25519.PrivateKey) {
 
 func counter(t *testing.T, r *replica, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := r.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			if m.Counter != nil {
-				return m.Counter.GetValue()
-			}
-			return m.Gauge.GetValue()
-		}
-	}
-	return 0
+	return testenv.Counter(t, r.reg, name, labels...)
 }
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	testenv.WaitFor(t, d, what, cond)
 }
 
 // recvPush waits for the next non-system push on c.
 func recvPush(t *testing.T, c *client.Client, d time.Duration) client.Message {
 	t.Helper()
-	timeout := time.After(d)
-	for {
-		select {
-		case m, ok := <-c.Pushes():
-			if !ok {
-				t.Fatal("push channel closed")
-			}
-			if m.Push.Subtype == "system" {
-				continue
-			}
-			return m
-		case <-timeout:
-			t.Fatal("no push within deadline")
-		}
-	}
+	return testenv.RecvPush(t, c, d)
 }
 
 // queryInt runs a query returning one integer against dsn.
 func queryInt(t testing.TB, dsn, sql string, args ...any) int {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-// runAudit starts an audit writer on st for the test; it stops after the
-// cleanups registered later (the broker's Shutdown) have run.
-func runAudit(t testing.TB, st *store.Store, reg prometheus.Registerer, log zerolog.Logger) *audit.Writer {
-	t.Helper()
-	aw, err := audit.New(audit.Config{Store: st, Registry: reg, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- aw.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("audit writer: %v", err)
-		}
-	})
-	return aw
+	return testenv.QueryInt(t, dsn, sql, args...)
 }
 
 // ownCluster starts a PostgreSQL cluster of the test's own (one it may stop

@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
+	"github.com/meshd/meshd/internal/testenv"
 )
 
 func sendOK(t *testing.T, c *client.Client, target string, prio meshd.Priority, text string) string {
@@ -36,15 +35,7 @@ func sendRejected(t *testing.T, c *client.Client, target string, prio meshd.Prio
 
 func execSQL(t testing.TB, dsn, sql string, args ...any) {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Exec(t, dsn, sql, args...)
 }
 
 // A DM from a peer on replica 0 reaches a peer on replica 1 and decrypts;

@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/fanout"
+	"github.com/meshd/meshd/internal/testenv"
 	"github.com/meshd/meshd/store"
 )
 
@@ -38,13 +39,13 @@ func TestReadinessGate(t *testing.T) {
 	latest := store.Migrations()[len(store.Migrations())-1]
 	start := func(expected string) string {
 		reg := prometheus.NewRegistry()
-		bus, err := fanout.New(ctx, fanout.Config{URL: natsURL(t), Prefix: "ready", Registerer: reg})
+		bus, err := fanout.New(ctx, fanout.Config{URL: testenv.NATSURL(t), Prefix: "ready", Registerer: reg})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = bus.Close() })
 		srv, err := broker.New(broker.Config{NodeID: "ready", Store: st, Fanout: bus, NATS: bus, Registry: reg,
-			Audit:  runAudit(t, st, reg, zerolog.Nop()),
+			Audit:  testenv.RunAudit(t, st, reg, zerolog.Nop()),
 			Logger: zerolog.Nop(), ExpectedMigration: expected})
 		if err != nil {
 			t.Fatal(err)

@@ -3,43 +3,26 @@ package broker_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshd/meshd/client"
+	"github.com/meshd/meshd/internal/testenv"
 )
 
-// Helpers shared by the streams, schedule and clock tests.
+// Helpers shared by the verb tests.
 
 // request sends frame and returns the response of type respType.
 func request(t *testing.T, c *client.Client, frame map[string]any, respType string) map[string]any {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	raw, err := c.Request(ctx, frame, respType)
-	if err != nil {
-		t.Fatalf("%v: %v", frame["type"], err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return testenv.Request(t, c, frame, respType)
 }
 
 // requestError sends frame and returns the error frame that answers it.
 func requestError(t *testing.T, c *client.Client, frame map[string]any) *client.ServerError {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	raw, err := c.Request(ctx, frame, "")
-	var se *client.ServerError
-	if !errors.As(err, &se) {
-		t.Fatalf("%v: got %s, %v; want an error frame", frame["type"], raw, err)
-	}
-	return se
+	return testenv.RequestError(t, c, frame)
 }
 
 func sendFrame(t *testing.T, c *client.Client, frame map[string]any) {
@@ -86,20 +69,6 @@ func noFrame(t *testing.T, c *client.Client, typ string, d time.Duration) {
 			return
 		}
 	}
-}
-
-// runJob runs a leader job (jobs.Scheduler, jobs.Clocks) until the test
-// ends, and waits for it to return before the replicas shut down.
-func (e *env) runJob(job func(context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- job(ctx) }()
-	e.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("job: %v", err)
-		}
-	})
 }
 
 // streamCounts returns list_streams' subscriber counts by name.

@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/meshd/meshd"
 )
 
 // Issue 11 item 3: a send that cannot be committed (PostgreSQL down) gets
@@ -14,8 +12,8 @@ import (
 // failed — never an error frame with database text. The socket stays up.
 func TestSendWhileDatabaseDownGetsItsOwnAck(t *testing.T) {
 	pg, st := ownCluster(t)
-	e := &env{t: t, st: st, dsn: pg.URL, prefix: "t" + meshd.NewID()[20:]}
-	e.replicas = append(e.replicas, e.startReplica("node-0", nil))
+	e := onStore(t, st, pg.URL)
+	e.addReplica("node-0")
 	mesh := e.newMesh("Down")
 	alice, bob := e.enroll(mesh, "alice"), e.enroll(mesh, "bob")
 	a := e.raw(0)
