@@ -1,6 +1,9 @@
 package meshd
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // AuditEvent is one event appended to a mesh's audit chain (docs/protocol.md
 // B.8). The socket code records it, the audit package commits it to the
@@ -28,4 +31,27 @@ type AuditEvent struct {
 type MeshAuditEvent struct {
 	MeshID string
 	AuditEvent
+}
+
+// AuditEntry is one row of a mesh's audit chain as audit_query reports it
+// (B.8).
+type AuditEntry struct {
+	ID               int64
+	EventType        string
+	ActorMemberID    *string
+	ActorDisplayName *string
+	Payload          json.RawMessage // JSONB text form
+	Hash             string
+	CreatedAt        time.Time
+}
+
+// Actor is B.8's actor of an entry: display name ?? member id ?? "system".
+func (e AuditEntry) Actor() string {
+	switch {
+	case e.ActorDisplayName != nil:
+		return *e.ActorDisplayName
+	case e.ActorMemberID != nil:
+		return *e.ActorMemberID
+	}
+	return "system"
 }

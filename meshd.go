@@ -93,6 +93,18 @@ func (m Mesh) Label() string {
 	return m.ID
 }
 
+// OwnedBy reports whether member is one of the mesh owner's member rows.
+func (m Mesh) OwnedBy(member Member) bool {
+	return m.OwnerUserID != "" && m.OwnerUserID == member.UserID
+}
+
+// CanModerate is B.6.10's authz: the mesh owner or an admin member may
+// kick, disconnect, ban and unban (and, at the connection cap, evict a
+// grace lease to make room).
+func (m Mesh) CanModerate(member Member) bool {
+	return member.Role == "admin" || m.OwnedBy(member)
+}
+
 // Grants maps a sender pubkey (hex) to its capabilities (B.7).
 type Grants map[string][]string
 

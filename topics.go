@@ -34,3 +34,10 @@ func MeshFrameEvent(frame json.RawMessage) ([]byte, error) {
 
 // PresenceTopic is the control topic of one presence's socket.
 func PresenceTopic(presenceID string) string { return "presence." + presenceID }
+
+// PresenceControl is published on PresenceTopic to close the presence's
+// socket on whichever replica holds it.
+type PresenceControl struct {
+	SocketID string `json:"socketId,omitempty"` // "" = whatever socket holds it
+	Reason   string `json:"reason"`             // the close reason's metric label (wire.Reason.Metric)
+}

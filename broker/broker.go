@@ -25,26 +25,26 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshd/meshd"
+	"github.com/meshd/meshd/canary"
 	"github.com/meshd/meshd/collab"
 	"github.com/meshd/meshd/internal/ratelimit"
+	"github.com/meshd/meshd/verbs"
 	"github.com/meshd/meshd/wire"
 )
 
-// Store is everything the broker asks of the database.
+// Store is everything the broker asks of the database, the store of the
+// verbs it hands over to package verbs included.
 type Store interface {
 	Members
 	Presences
 	Queue
 	Maintenance
 	PresenceEdits
-	Moderation
-	SharedState
 	Migrations
-	HAFeatures
-	AuditLog
+	StreamStore
 	Pinger
-	GrantsStore
-	Canary
+	canary.Store
+	verbs.Store
 }
 
 // Config configures a Server. Zero values take the documented defaults.
@@ -106,7 +106,7 @@ type Config struct {
 	// Default 60s.
 	SlowConsumerAfter time.Duration
 	// CanaryStallAfter fails /health/ready with delivery_stalled when no
-	// delivery canary round (canary.go) completed this long; default 15s
+	// delivery canary round (package canary) completed this long; default 15s
 	// (CANARY_STALL_SECONDS). CanaryInterval is how often a round starts;
 	// default 5s, at most a third of CanaryStallAfter.
 	CanaryStallAfter time.Duration
@@ -232,7 +232,8 @@ type Server struct {
 	mux       http.Handler
 	frames    map[string]frameHandler // immutable after New
 	collab    *collab.Handler         // immutable after New; nil without Config.CollabStore
-	canary    *canary                 // the delivery canary (canary.go)
+	verbs     *verbs.Handler          // immutable after New (verbs_socket.go)
+	canary    *canary.Canary          // the delivery canary, run by Start
 	stats     sync.Map                // *conn → its last set_stats counters (stats.go)
 	stopOnce  sync.Once
 }
@@ -253,13 +254,20 @@ func New(cfg Config) (*Server, error) {
 		started:    cfg.Now(),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
-	s.met = newMetrics(cfg.Registry, closeReasonLabels(), helloReasonLabels())
+	s.met = newMetrics(cfg.Registry, wire.MetricLabels(false), wire.MetricLabels(true))
 	s.hub = newHub(s)
 	s.newBatchers()
-	s.canary = s.newCanary()
 	s.m = s.newMelody()
-	s.frames = s.handlers()
 	var err error
+	if s.verbs, err = s.newVerbs(); err != nil {
+		return nil, err
+	}
+	if s.canary, err = canary.New(canary.Config{NodeID: cfg.NodeID, Store: cfg.Store, Fanout: cfg.Fanout,
+		Road: enqueuer{s}, Registry: cfg.Registry, Logger: s.log, StallAfter: cfg.CanaryStallAfter,
+		Interval: cfg.CanaryInterval, ClaimLease: cfg.ClaimLease, ClaimLimit: claimBatch}); err != nil {
+		return nil, err
+	}
+	s.frames = s.handlers()
 	if s.collab, err = s.newCollab(); err != nil {
 		return nil, err
 	}
@@ -274,7 +282,7 @@ func (s *Server) Start(parent context.Context) {
 	s.dbUp.Store(s.cfg.Store.Ping(ctx) == nil)
 	s.setDBGauge()
 	for _, loop := range []func(context.Context){s.pingLoop, s.redrainLoop, s.sweepLoop, s.hub.workers,
-		s.enqueues.loop, s.acks.loop, s.delivered.loop, s.canaryLoop} {
+		s.enqueues.loop, s.acks.loop, s.delivered.loop, func(ctx context.Context) { _ = s.canary.Run(ctx) }} {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()

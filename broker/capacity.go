@@ -24,7 +24,7 @@ func (s *Server) attachPresence(ctx context.Context, c *conn, req meshd.AttachRe
 		return meshd.AttachResult{}, false
 	}
 	req.MaxPerMember = s.cfg.MaxConnectionsPerMember
-	req.Privileged = canModerate(mesh, member)
+	req.Privileged = mesh.CanModerate(member)
 	res, err := s.cfg.Store.Attach(ctx, req)
 	switch {
 	case errors.Is(err, meshd.ErrCapacity):

@@ -116,7 +116,7 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 		return nack("rate_limit", fmt.Sprintf("rate_limit: max %g msg/min (burst %g) — slow down", s.cfg.SendPerMinute, s.cfg.SendBurst))
 	}
 	// B.4.1 step 2: JS string lengths (UTF-16 code units).
-	if n := jsLen(*m.Ciphertext) + jsLen(*m.Nonce) + jsLen(m.TargetSpec); n > s.cfg.MaxMessageBytes {
+	if n := wire.JSLen(*m.Ciphertext) + wire.JSLen(*m.Nonce) + wire.JSLen(m.TargetSpec); n > s.cfg.MaxMessageBytes {
 		return nack("too_large", fmt.Sprintf("payload too large: %d bytes > MAX_MESSAGE_BYTES=%d", n, s.cfg.MaxMessageBytes))
 	}
 	from := sender{member: member, sessionPubkey: pres.SessionPubkey, name: pres.DisplayName}
@@ -184,19 +184,6 @@ func validateSend(m *wire.Send) error {
 // maxReplyToID bounds a send's replyToId, a message id (32 characters)
 // that the queue row keeps and every push repeats.
 const maxReplyToID = 128
-
-// jsLen is the length of s in UTF-16 code units, as JS's String.length.
-func jsLen(s string) int {
-	n := 0
-	for _, r := range s {
-		if r >= 0x10000 {
-			n += 2
-		} else {
-			n++
-		}
-	}
-	return n
-}
 
 // enqueueItem is one send waiting for the group commit.
 type enqueueItem struct {

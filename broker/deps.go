@@ -132,3 +132,22 @@ type Maintenance interface {
 	// ArchivedMeshes returns those of meshIDs that are archived or gone.
 	ArchivedMeshes(ctx context.Context, meshIDs []string) ([]string, error)
 }
+
+// StreamStore holds stream names and one subscription row per (stream,
+// presence), so list_streams counts subscribers on every replica. Stream
+// data never touches it.
+type StreamStore interface {
+	// CreateStream inserts stream name of meshID or returns the existing
+	// one's id (insert-or-get).
+	CreateStream(ctx context.Context, meshID, name, createdBy string) (id string, err error)
+	// SubscribeStream records socketID's (holding presenceID) subscription.
+	SubscribeStream(ctx context.Context, meshID, name, presenceID, socketID string) error
+	// UnsubscribeStream deletes it.
+	UnsubscribeStream(ctx context.Context, meshID, name, presenceID, socketID string) error
+	// DropSocketStreams deletes every subscription of a closed socket.
+	DropSocketStreams(ctx context.Context, presenceID, socketID string) error
+	// ListStreams returns the streams of meshID, oldest first, with the
+	// number of subscribers whose presence is live and still held by the
+	// socket that subscribed.
+	ListStreams(ctx context.Context, meshID string) ([]meshd.Stream, error)
+}

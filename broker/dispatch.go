@@ -96,13 +96,13 @@ func (s *Server) logInternal(c *conn, err error, what string) string {
 
 type frameHandler func(ctx context.Context, c *conn, data []byte, reqID string) error
 
-// handlers maps authenticated frame types to their handlers.
+// handlers maps authenticated frame types to their handlers; the verbs
+// of package verbs are answered through handleVerb (verbs_socket.go).
 func (s *Server) handlers() map[string]frameHandler {
-	return map[string]frameHandler{
+	m := map[string]frameHandler{
 		wire.TypeSend:          s.handleSend,
 		wire.TypeClientAck:     s.handleClientAck,
 		wire.TypeMessageStatus: s.handleMessageStatus,
-		wire.TypeListPeers:     s.handleListPeers,
 		"set_status":           s.handleSetStatus,
 		"set_summary":          s.handleSetSummary,
 		"set_stats":            s.handleSetStats,
@@ -110,30 +110,16 @@ func (s *Server) handlers() map[string]frameHandler {
 		"set_profile":          s.handleSetProfile,
 		"join_group":           s.handleJoinGroup,
 		"leave_group":          s.handleLeaveGroup,
-		"set_state":            s.handleSetState,
-		"get_state":            s.handleGetState,
-		"list_state":           s.handleListState,
-		"kick":                 s.handleKick,
-		"disconnect":           s.handleDisconnect,
-		"ban":                  s.handleBan,
-		"unban":                s.handleUnban,
-		"list_bans":            s.handleListBans,
-		"audit_query":          s.handleAuditQuery,
-		"audit_verify":         s.handleAuditVerify,
 		"create_stream":        s.handleStreamVerb,
 		"subscribe":            s.handleStreamVerb,
 		"unsubscribe":          s.handleStreamVerb,
 		"publish":              s.handleStreamVerb,
 		"list_streams":         s.handleStreamVerb,
-		"schedule":             s.handleScheduleVerb,
-		"list_scheduled":       s.handleScheduleVerb,
-		"cancel_scheduled":     s.handleScheduleVerb,
-		"set_clock":            s.handleClockVerb,
-		"pause_clock":          s.handleClockVerb,
-		"resume_clock":         s.handleClockVerb,
-		"get_clock":            s.handleClockVerb,
-		"get_grants":           s.handleGrantsVerb, "set_grants": s.handleGrantsVerb,
 	}
+	for _, typ := range s.verbs.Types() {
+		m[typ] = s.handleVerb(typ)
+	}
+	return m
 }
 
 func truncate(s string, n int) string {

@@ -14,12 +14,6 @@ import (
 // system events of a mesh; peer.<mesh>.<pubkey> wakes the sockets of a
 // member or session key; presence.<id> closes one presence's socket.
 
-// presenceControl travels on presence.<id>.
-type presenceControl struct {
-	SocketID string `json:"socketId,omitempty"` // "" = whatever socket holds it
-	Reason   string `json:"reason"`             // wire reason metric label
-}
-
 type meshEvent struct {
 	meshID string
 	data   []byte
@@ -110,14 +104,14 @@ func releaseAll(rels []func()) {
 }
 
 func (s *Server) onPresenceControl(c *conn, data []byte) {
-	var pc presenceControl
+	var pc meshd.PresenceControl
 	if err := json.Unmarshal(data, &pc); err != nil {
 		return
 	}
 	if pc.SocketID != "" && pc.SocketID != c.socketID {
 		return
 	}
-	r, ok := reasonByMetric(pc.Reason)
+	r, ok := wire.FromMetric(pc.Reason)
 	if !ok {
 		return
 	}
@@ -126,7 +120,7 @@ func (s *Server) onPresenceControl(c *conn, data []byte) {
 
 // closePresence asks whichever replica holds the socket to close it.
 func (s *Server) closePresence(ctx context.Context, presenceID, socketID string, r wire.Reason) error {
-	data, err := json.Marshal(presenceControl{SocketID: socketID, Reason: r.Metric()})
+	data, err := json.Marshal(meshd.PresenceControl{SocketID: socketID, Reason: r.Metric()})
 	if err != nil {
 		return err
 	}

@@ -110,7 +110,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 
 // serveReady is the deploy gate (A.3-1): 503 with reasons when the DB or
 // NATS is down, the replica drains, or no delivery canary round completed
-// within CanaryStallAfter (delivery_stalled, canary.go).
+// within CanaryStallAfter (delivery_stalled, package canary).
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	body := s.healthBody()
 	var reasons []string
@@ -123,7 +123,7 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	if s.draining.Load() {
 		reasons = append(reasons, "draining")
 	}
-	if stalled, since := s.canaryStalled(); stalled {
+	if stalled, since := s.canary.Stalled(); stalled {
 		reasons = append(reasons, "delivery_stalled")
 		body["canarySecondsSinceLast"] = int64(since / time.Second)
 	}

@@ -11,47 +11,9 @@ import (
 	"github.com/meshd/meshd/wire"
 )
 
-// handleListPeers answers list_peers from Postgres, so peers on every
-// replica appear (B.6.8). Invisible peers are omitted unless they belong to
-// the requester's member.
-func (s *Server) handleListPeers(ctx context.Context, c *conn, _ []byte, reqID string) error {
-	pres, member, _ := c.snapshot()
-	rows, err := s.cfg.Store.ListPeers(ctx, pres.MeshID)
-	if err != nil {
-		return fmt.Errorf("list peers failed: %w", err)
-	}
-	out := wire.PeersList{Type: wire.TypePeersList, Peers: make([]wire.Peer, 0, len(rows)), ReqID: reqID}
-	for _, p := range rows {
-		if !p.Visible && p.MemberID != member.ID {
-			continue
-		}
-		out.Peers = append(out.Peers, peerOf(p))
-	}
-	c.send(out)
-	return nil
-}
-
-func peerOf(p meshd.Presence) wire.Peer {
-	wp := wire.Peer{
-		Pubkey: p.RoutingPubkey(), MemberPubkey: p.MemberPubkey, DisplayName: p.DisplayName,
-		Status: string(p.Status), Groups: p.Groups, SessionID: p.SessionID,
-		ConnectedAt: isoTime(p.ConnectedAt), CWD: p.CWD, PeerRole: p.Role,
-		Hostname: p.Hostname, PeerType: p.PeerType, Channel: p.Channel, Model: p.Model,
-	}
-	if p.Summary != "" {
-		sum := p.Summary
-		wp.Summary = &sum
-	}
-	if wp.Groups == nil {
-		wp.Groups = []meshd.Group{}
-	}
-	vis := p.Visible
-	wp.Visible = &vis
-	if len(p.Profile) > 0 && string(p.Profile) != "{}" && string(p.Profile) != "null" {
-		wp.Profile = p.Profile
-	}
-	return wp
-}
+// message_status (B.4.4) reads the queue and the presences of every
+// replica; its authz and recipients follow the routing rules of
+// delivery.go.
 
 var messageIDRe = regexp.MustCompile(`^[A-Za-z0-9]{8,32}$`)
 
@@ -62,7 +24,7 @@ func (s *Server) handleMessageStatus(ctx context.Context, c *conn, data []byte, 
 		return invalid("invalid message_status: %v", err)
 	}
 	if !messageIDRe.MatchString(m.MessageID) {
-		c.sendError("invalid_argument", fmt.Sprintf("messageId must be 8-32 base62 chars (got %d)", jsLen(m.MessageID)), reqID)
+		c.sendError("invalid_argument", fmt.Sprintf("messageId must be 8-32 base62 chars (got %d)", wire.JSLen(m.MessageID)), reqID)
 		return nil
 	}
 	pres, member, _ := c.snapshot()

@@ -3,8 +3,6 @@ package broker
 import (
 	"context"
 	"time"
-
-	"github.com/meshd/meshd/wire"
 )
 
 // pendingWindow bounds the age of a pending hook status applied to a new
@@ -43,39 +41,4 @@ func (s *Server) sweepLoop(ctx context.Context) {
 // lease (graceful shutdown, A.3-17); called after the sockets are closed.
 func (s *Server) LeaseLocalPresences(ctx context.Context) (int64, error) {
 	return s.cfg.Store.LeaseNodePresences(ctx, s.cfg.NodeID, s.cfg.Grace)
-}
-
-func helloReasonLabels() []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, r := range wire.AllReasons() {
-		if r.Handshake() && !seen[r.Metric()] {
-			seen[r.Metric()] = true
-			out = append(out, r.Metric())
-		}
-	}
-	return out
-}
-
-func closeReasonLabels() []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, r := range wire.AllReasons() {
-		if !r.Handshake() && !seen[r.Metric()] {
-			seen[r.Metric()] = true
-			out = append(out, r.Metric())
-		}
-	}
-	return out
-}
-
-// reasonByMetric maps a close reason's metric label back to the reason
-// (presence control messages carry the label).
-func reasonByMetric(label string) (wire.Reason, bool) {
-	for _, r := range wire.AllReasons() {
-		if r.Metric() == label {
-			return r, true
-		}
-	}
-	return wire.OK, false
 }

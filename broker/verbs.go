@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -204,77 +203,6 @@ func validGroupName(name string) error {
 	case strings.ContainsAny(name, " \t\n@*#"):
 		return invalid("name must not contain spaces, @, * or #")
 	}
-	return nil
-}
-
-// Shared state (B.14.1).
-
-func (s *Server) handleSetState(ctx context.Context, c *conn, data []byte, _ string) error {
-	var m struct {
-		Key   string          `json:"key"`
-		Value json.RawMessage `json:"value"`
-	}
-	if err := decode(data, &m, "set_state"); err != nil {
-		return err
-	}
-	if m.Key == "" || len(m.Value) == 0 {
-		return invalid("set_state: key and value required")
-	}
-	pres, member, _ := c.snapshot()
-	name := member.DisplayName
-	if name == "" {
-		name = "unknown"
-	}
-	e, err := s.cfg.Store.SetState(ctx, pres.MeshID, m.Key, m.Value, pres.ID, name)
-	if err != nil {
-		return fmt.Errorf("set_state failed: %w", err)
-	}
-	s.audit(ctx, pres.MeshID, "state_set", member.ID, pres.DisplayName, map[string]any{"key": e.Key, "value": e.Value})
-	// No reply to the setter: clients rely on it (B.14.1).
-	change := map[string]any{"type": "state_change", "key": e.Key, "value": e.Value, "updatedBy": e.UpdatedBy}
-	return s.publishFrame(ctx, pres.MeshID, change, pres.ID)
-}
-
-func (s *Server) handleGetState(ctx context.Context, c *conn, data []byte, reqID string) error {
-	var m struct {
-		Key string `json:"key"`
-	}
-	if err := decode(data, &m, "get_state"); err != nil {
-		return err
-	}
-	pres, _, _ := c.snapshot()
-	e, err := s.cfg.Store.GetState(ctx, pres.MeshID, m.Key)
-	res := map[string]any{"type": "state_result", "key": m.Key}
-	if reqID != "" {
-		res["_reqId"] = reqID
-	}
-	switch {
-	case errors.Is(err, meshd.ErrNotFound):
-		res["value"], res["updatedBy"], res["updatedAt"] = nil, "", ""
-	case err != nil:
-		return fmt.Errorf("get_state failed: %w", err)
-	default:
-		res["value"], res["updatedBy"], res["updatedAt"] = e.Value, e.UpdatedBy, isoTime(e.UpdatedAt)
-	}
-	c.send(res)
-	return nil
-}
-
-func (s *Server) handleListState(ctx context.Context, c *conn, _ []byte, reqID string) error {
-	pres, _, _ := c.snapshot()
-	entries, err := s.cfg.Store.ListState(ctx, pres.MeshID)
-	if err != nil {
-		return fmt.Errorf("list_state failed: %w", err)
-	}
-	out := make([]map[string]any, 0, len(entries))
-	for _, e := range entries {
-		out = append(out, map[string]any{"key": e.Key, "value": e.Value, "updatedBy": e.UpdatedBy, "updatedAt": isoTime(e.UpdatedAt)})
-	}
-	res := map[string]any{"type": "state_list", "entries": out}
-	if reqID != "" {
-		res["_reqId"] = reqID
-	}
-	c.send(res)
 	return nil
 }
 

@@ -23,19 +23,3 @@ type PresenceEdits interface {
 	// and the given value; no row, no change.
 	MergePeerStats(ctx context.Context, meshID, memberID string, stats json.RawMessage) error
 }
-
-// Moderation backs kick, disconnect, ban, unban and list_bans (B.6.10).
-type Moderation interface {
-	MeshMembers(ctx context.Context, meshID string) ([]meshd.Member, error)
-	MemberPresences(ctx context.Context, meshID, memberID string) ([]meshd.Presence, error)
-	RevokeMember(ctx context.Context, meshID, memberID string) error
-	UnrevokeMember(ctx context.Context, meshID, memberID string) error
-	Disconnect(ctx context.Context, presenceIDs []string) error
-}
-
-// SharedState backs set_state, get_state and list_state (B.14.1).
-type SharedState interface {
-	SetState(ctx context.Context, meshID, key string, value json.RawMessage, presenceID, name string) (meshd.StateEntry, error)
-	GetState(ctx context.Context, meshID, key string) (meshd.StateEntry, error)
-	ListState(ctx context.Context, meshID string) ([]meshd.StateEntry, error)
-}

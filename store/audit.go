@@ -17,17 +17,8 @@ import (
 type AuditEvent = meshd.AuditEvent
 
 // AuditEntry is one row of a mesh's audit chain as audit_query returns it
-// (B.8). It aliases an unnamed struct type, as broker.AuditEntry does, so
-// *Store satisfies broker.AuditLog without the two importing each other.
-type AuditEntry = struct {
-	ID               int64
-	EventType        string
-	ActorMemberID    *string
-	ActorDisplayName *string
-	Payload          json.RawMessage // JSONB text form
-	Hash             string
-	CreatedAt        time.Time
-}
+// (B.8).
+type AuditEntry = meshd.AuditEntry
 
 // AuditVerification is the result of walking a mesh's chain (B.8 Verify).
 type AuditVerification struct {

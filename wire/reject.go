@@ -1,6 +1,9 @@
 package wire
 
-import "strconv"
+import (
+	"slices"
+	"strconv"
+)
 
 // Reason is why the broker rejects a handshake or closes a socket. Every
 // reason is mapped, in the reasons table below and nowhere else, to its error
@@ -252,6 +255,30 @@ func AllReasons() []Reason {
 func FromClose(code int, text string) (r Reason, ok bool) {
 	for _, r := range AllReasons() {
 		if reasons[r].close == code && reasons[r].closeText == text {
+			return r, true
+		}
+	}
+	return OK, false
+}
+
+// MetricLabels lists the distinct metric labels of the handshake reasons
+// (handshake true: broker_connections_rejected_total) or of the others
+// (broker_connections_closed_total), in declaration order.
+func MetricLabels(handshake bool) []string {
+	var out []string
+	for _, r := range AllReasons() {
+		if r.Handshake() == handshake && !slices.Contains(out, r.Metric()) {
+			out = append(out, r.Metric())
+		}
+	}
+	return out
+}
+
+// FromMetric maps a reason's metric label back to the reason (the first
+// in declaration order); presence control messages carry the label.
+func FromMetric(label string) (Reason, bool) {
+	for _, r := range AllReasons() {
+		if r.Metric() == label {
 			return r, true
 		}
 	}

@@ -1,6 +1,9 @@
 package wire
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // TestReasonTable pins every reason to docs/protocol.md B.1/B.2/B.3 with literal
 // strings; the B.2/B.3 rows are normative.
@@ -106,5 +109,24 @@ func TestFromClose(t *testing.T) {
 	}
 	if r, ok := FromClose(1006, ""); ok {
 		t.Errorf("FromClose(1006) = %v", r)
+	}
+}
+
+func TestMetricLabelsRoundTrip(t *testing.T) {
+	hs, others := MetricLabels(true), MetricLabels(false)
+	if len(hs) == 0 || len(others) == 0 {
+		t.Fatal("no labels")
+	}
+	for _, l := range append(slices.Clone(hs), others...) {
+		r, ok := FromMetric(l)
+		if !ok || r.Metric() != l {
+			t.Errorf("FromMetric(%q) = %v, %v", l, r, ok)
+		}
+		if slices.Contains(hs, l) && slices.Contains(others, l) {
+			t.Errorf("label %q is both a handshake and a close label", l)
+		}
+	}
+	if _, ok := FromMetric("no_such_reason"); ok {
+		t.Error("FromMetric accepted an unknown label")
 	}
 }

@@ -9,13 +9,8 @@ import (
 	"strings"
 
 	"github.com/meshd/meshd"
-	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/store"
 )
-
-// The audit types are aliases of identical unnamed structs in broker and
-// store; this check fails to compile if the two ever drift apart.
-var _ broker.AuditLog = (*store.Store)(nil)
 
 // errChainBroken makes `meshd audit verify` exit 1 after it has printed
 // where the chain breaks.

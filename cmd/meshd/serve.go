@@ -26,6 +26,7 @@ import (
 	"github.com/meshd/meshd/internal/httpx"
 	"github.com/meshd/meshd/jobs"
 	"github.com/meshd/meshd/store"
+	"github.com/meshd/meshd/verbs"
 )
 
 // Compile-time checks that the concrete types satisfy the broker's
@@ -43,6 +44,8 @@ var (
 	_ jobs.Publisher = (*fanout.Bus)(nil)
 	_ jobs.Auditor   = (*audit.Writer)(nil)
 	_ jobs.Router    = (*broker.Server)(nil)
+	_ verbs.Store    = (*store.Store)(nil)
+	_ verbs.Auditor  = (*audit.Writer)(nil)
 )
 
 // shutdownBudget bounds the whole drain after SIGTERM.

@@ -1,4 +1,4 @@
-package broker
+package verbs
 
 import (
 	"context"
@@ -25,6 +25,9 @@ const (
 
 // GrantsStore reads and merges a member's peer_grants (store.Store).
 type GrantsStore interface {
+	// MemberGrants returns peer_grants keyed by member id for the given
+	// members of meshID (missing members are absent from the map).
+	MemberGrants(ctx context.Context, meshID string, memberIDs []string) (map[string]meshd.Grants, error)
 	// MergeMemberGrants merges patch into the active member's peer_grants
 	// (nil deletes a key) when the result has at most max entries (else ok
 	// is false and nothing changes); meshd.ErrNotFound when the member is
@@ -41,45 +44,40 @@ type grantsFrame struct {
 
 var grantKeyRe = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
-// handleGrantsVerb serves get_grants {_reqId} and set_grants {grants:
-// {<pubkey>: [caps] | null}, _reqId}; both answer {type:"grants", grants,
-// _reqId} with the row as stored.
-func (s *Server) handleGrantsVerb(ctx context.Context, c *conn, data []byte, reqID string) error {
+// getGrants answers get_grants {_reqId} with {type:"grants", grants,
+// _reqId}, the member's row as stored.
+func (h *Handler) getGrants(ctx context.Context, p Peer, _ []byte, reqID string) (any, error) {
+	g, err := h.cfg.Store.MemberGrants(ctx, p.Presence.MeshID, []string{p.Member.ID})
+	if err != nil {
+		return nil, fmt.Errorf("get_grants failed: %w", err)
+	}
+	return grantsFrame{Type: "grants", Grants: nonNil(g[p.Member.ID]), ReqID: reqID}, nil
+}
+
+// setGrants serves set_grants {grants: {<pubkey>: [caps] | null}, _reqId}
+// and answers as get_grants does with the merged row.
+func (h *Handler) setGrants(ctx context.Context, p Peer, data []byte, reqID string) (any, error) {
 	var m struct {
-		Type   string          `json:"type"`
 		Grants json.RawMessage `json:"grants"`
 	}
 	if err := decode(data, &m, "grants frame"); err != nil {
-		return err
-	}
-	pres, member, _ := c.snapshot()
-	if m.Type == "get_grants" {
-		g, err := s.cfg.Store.MemberGrants(ctx, pres.MeshID, []string{member.ID})
-		if err != nil {
-			return fmt.Errorf("get_grants failed: %w", err)
-		}
-		c.send(grantsFrame{Type: "grants", Grants: nonNil(g[member.ID]), ReqID: reqID})
-		return nil
+		return nil, err
 	}
 	patch, code, msg := parseGrantsPatch(m.Grants)
 	if code != "" {
-		c.sendError(code, msg, reqID)
-		return nil
+		return nil, refuse(code, msg)
 	}
-	g, ok, err := s.cfg.Store.MergeMemberGrants(ctx, pres.MeshID, member.ID, patch, maxGrantsTotal)
+	g, ok, err := h.cfg.Store.MergeMemberGrants(ctx, p.Presence.MeshID, p.Member.ID, patch, maxGrantsTotal)
 	switch {
 	case errors.Is(err, meshd.ErrNotFound):
-		c.sendError("not_a_member", "your member row is no longer active in this mesh", reqID)
-		return nil
+		return nil, refuse("not_a_member", "your member row is no longer active in this mesh")
 	case err != nil:
-		return fmt.Errorf("set_grants failed: %w", err)
+		return nil, fmt.Errorf("set_grants failed: %w", err)
 	case !ok:
-		c.sendError("too_many_grants", fmt.Sprintf("set_grants: a member keeps at most %d grant entries", maxGrantsTotal), reqID)
-		return nil
+		return nil, refuse("too_many_grants", fmt.Sprintf("set_grants: a member keeps at most %d grant entries", maxGrantsTotal))
 	}
-	c.logger().Info().Int("entries", len(patch)).Msg("grants set over websocket")
-	c.send(grantsFrame{Type: "grants", Grants: nonNil(g), ReqID: reqID})
-	return nil
+	h.cfg.Logger.Info().Str("mesh_id", p.Presence.MeshID).Str("member_id", p.Member.ID).Int("entries", len(patch)).Msg("grants set over websocket")
+	return grantsFrame{Type: "grants", Grants: nonNil(g), ReqID: reqID}, nil
 }
 
 // parseGrantsPatch validates set_grants' grants object: 64-hex keys
@@ -133,4 +131,11 @@ func nonNil(g meshd.Grants) meshd.Grants {
 		return meshd.Grants{}
 	}
 	return g
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
