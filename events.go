@@ -39,12 +39,6 @@ type MeshEvent struct {
 	ExcludePresenceID   string `json:"excludePresenceId,omitempty"`
 }
 
-// Encode is the event as published (it cannot fail: every field is a
-// string or already-encoded JSON).
-func (e MeshEvent) Encode() []byte {
-	data, err := json.Marshal(e)
-	if err != nil {
-		panic("meshd: encode mesh event: " + err.Error())
-	}
-	return data
-}
+// Encode is the event as published; it fails only when Push or Frame is
+// not valid JSON.
+func (e MeshEvent) Encode() ([]byte, error) { return json.Marshal(e) }

@@ -26,10 +26,7 @@ const MeshArchivedEvent = `{"kind":"mesh_archived"}`
 // webhook's push, docs/protocol.md C.6). The broker reads it as its "frame"
 // mesh event.
 func MeshFrameEvent(frame json.RawMessage) ([]byte, error) {
-	return json.Marshal(struct {
-		Kind  string          `json:"kind"`
-		Frame json.RawMessage `json:"frame"`
-	}{"frame", frame})
+	return MeshEvent{Kind: MeshEventFrame, Frame: frame}.Encode()
 }
 
 // PresenceTopic is the control topic of one presence's socket.

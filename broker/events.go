@@ -20,7 +20,11 @@ type meshEvent struct {
 }
 
 func (s *Server) publishMesh(ctx context.Context, meshID string, ev meshd.MeshEvent) error {
-	return s.cfg.Fanout.Publish(ctx, meshd.MeshTopic(meshID), ev.Encode())
+	data, err := ev.Encode()
+	if err != nil {
+		return err
+	}
+	return s.cfg.Fanout.Publish(ctx, meshd.MeshTopic(meshID), data)
 }
 
 // publishFrame sends frame to every socket of the mesh on every replica

@@ -125,7 +125,11 @@ func (j *Jobs) publishSystem(ctx context.Context, meshID, event string, data any
 		return err
 	}
 	ev := meshd.MeshEvent{Kind: meshd.MeshEventSystem, Push: push, ExcludeMemberPubkey: exclMember}
-	return j.cfg.Fanout.Publish(ctx, meshd.MeshTopic(meshID), ev.Encode())
+	raw, err := ev.Encode()
+	if err != nil {
+		return err
+	}
+	return j.cfg.Fanout.Publish(ctx, meshd.MeshTopic(meshID), raw)
 }
 
 // every runs pass at once and then every d until ctx ends.

@@ -47,7 +47,11 @@ func (h *Handler) setState(ctx context.Context, p Peer, data []byte, _ string) (
 		return nil, err
 	}
 	ev := meshd.MeshEvent{Kind: meshd.MeshEventFrame, Frame: change, ExcludePresenceID: p.Presence.ID}
-	return nil, h.cfg.Publisher.Publish(ctx, meshd.MeshTopic(p.Presence.MeshID), ev.Encode())
+	raw, err := ev.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return nil, h.cfg.Publisher.Publish(ctx, meshd.MeshTopic(p.Presence.MeshID), raw)
 }
 
 func (h *Handler) getState(ctx context.Context, p Peer, data []byte, reqID string) (any, error) {
