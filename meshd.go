@@ -385,6 +385,28 @@ func NewID() string {
 	return fmt.Sprintf("%016x%s", uint64(time.Now().UnixNano()), hex.EncodeToString(b[:]))
 }
 
+// IsMulticast reports whether target addresses many (A.1): "*" or "@…"
+// (a group, or @all).
+func IsMulticast(target string) bool {
+	return target == "*" || strings.HasPrefix(target, "@")
+}
+
+// InTarget reports whether a presence in groups is reached by the
+// multicast target: "*" and "@all" reach everyone, "@name" the members of
+// name and of its descendants.
+func InTarget(groups []Group, target string) bool {
+	if target == "*" || target == "@all" {
+		return true
+	}
+	name := target[1:]
+	for _, g := range groups {
+		if GroupMatches(g.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // GroupMatches reports whether a presence in group g is reached by the
 // multicast target "@"+name: exact match or g is a descendant (A.1: `@a`
 // reaches members of `a/b`).

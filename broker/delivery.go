@@ -66,7 +66,7 @@ func (s *Server) route(ctx context.Context, meshID string, from sender, target s
 	case badGroupTarget(target):
 		s.met.messagesRejected.WithLabelValues("invalid_target").Inc()
 		return false, &refusal{errInvalidTarget, "invalid_target"}, nil
-	case isMulticast(target):
+	case meshd.IsMulticast(target):
 		return true, nil, nil
 	case target == from.sessionPubkey && from.sessionPubkey != "":
 		s.met.messagesRejected.WithLabelValues("no_recipient").Inc()
@@ -85,10 +85,6 @@ func (s *Server) route(ctx context.Context, meshID string, from sender, target s
 		return false, &refusal{errDMBlocked, ""}, nil
 	}
 	return false, nil, nil
-}
-
-func isMulticast(target string) bool {
-	return target == "*" || strings.HasPrefix(target, "@")
 }
 
 // handleSend implements B.4.1: rate limit, size, route, enqueue, ack, then
@@ -629,7 +625,7 @@ func (s *Server) deliverBroadcast(ctx context.Context, meshID string, msg *meshd
 	ids := map[string]struct{}{}
 	for _, c := range conns {
 		pres, member, ok := c.snapshot()
-		if !ok || member.ID == msg.SenderMemberID || !pres.Visible || !inTarget(pres.Groups, msg.Target) {
+		if !ok || member.ID == msg.SenderMemberID || !pres.Visible || !meshd.InTarget(pres.Groups, msg.Target) {
 			continue
 		}
 		rcpts = append(rcpts, rcpt{c, member.ID})
@@ -659,20 +655,6 @@ func (s *Server) deliverBroadcast(ctx context.Context, meshID string, msg *meshd
 			s.met.pushDropped.WithLabelValues(dropReason(r.c)).Inc()
 		}
 	}
-}
-
-// inTarget reports whether a socket in groups is reached by target.
-func inTarget(groups []meshd.Group, target string) bool {
-	if target == "*" || target == "@all" {
-		return true
-	}
-	name := target[1:]
-	for _, g := range groups {
-		if meshd.GroupMatches(g.Name, name) {
-			return true
-		}
-	}
-	return false
 }
 
 // redrainLoop is the safety net under the at-most-once fan-out: every
@@ -733,7 +715,7 @@ func (s *Server) redrain(ctx context.Context) {
 // in groups (only rows stored undelivered, which broadcasts never are).
 func multicastFor(specs map[string]bool, groups []meshd.Group) bool {
 	for spec := range specs {
-		if isMulticast(spec) && inTarget(groups, spec) {
+		if meshd.IsMulticast(spec) && meshd.InTarget(groups, spec) {
 			return true
 		}
 	}

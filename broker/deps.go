@@ -90,9 +90,6 @@ type Queue interface {
 	// delivered, unclaimed or claim expired) in the given meshes; the
 	// periodic re-drain uses it so no row is stranded by a lost wake-up.
 	PendingTargets(ctx context.Context, meshIDs []string) ([]meshd.TargetRef, error)
-	// FindMessage resolves message_status ids: 32 chars exact, shorter ones
-	// by prefix within meshID. meshd.ErrNotFound, or ErrAmbiguous on 2+.
-	FindMessage(ctx context.Context, meshID, id string) (meshd.QueuedMessage, error)
 }
 
 // Fanout carries cross-replica pushes. Topics are logical names chosen by the

@@ -100,21 +100,20 @@ type frameHandler func(ctx context.Context, c *conn, data []byte, reqID string) 
 // of package verbs are answered through handleVerb (verbs_socket.go).
 func (s *Server) handlers() map[string]frameHandler {
 	m := map[string]frameHandler{
-		wire.TypeSend:          s.handleSend,
-		wire.TypeClientAck:     s.handleClientAck,
-		wire.TypeMessageStatus: s.handleMessageStatus,
-		"set_status":           s.handleSetStatus,
-		"set_summary":          s.handleSetSummary,
-		"set_stats":            s.handleSetStats,
-		"set_visible":          s.handleSetVisible,
-		"set_profile":          s.handleSetProfile,
-		"join_group":           s.handleJoinGroup,
-		"leave_group":          s.handleLeaveGroup,
-		"create_stream":        s.handleStreamVerb,
-		"subscribe":            s.handleStreamVerb,
-		"unsubscribe":          s.handleStreamVerb,
-		"publish":              s.handleStreamVerb,
-		"list_streams":         s.handleStreamVerb,
+		wire.TypeSend:      s.handleSend,
+		wire.TypeClientAck: s.handleClientAck,
+		"set_status":       s.handleSetStatus,
+		"set_summary":      s.handleSetSummary,
+		"set_stats":        s.handleSetStats,
+		"set_visible":      s.handleSetVisible,
+		"set_profile":      s.handleSetProfile,
+		"join_group":       s.handleJoinGroup,
+		"leave_group":      s.handleLeaveGroup,
+		"create_stream":    s.handleStreamVerb,
+		"subscribe":        s.handleStreamVerb,
+		"unsubscribe":      s.handleStreamVerb,
+		"publish":          s.handleStreamVerb,
+		"list_streams":     s.handleStreamVerb,
 	}
 	for _, typ := range s.verbs.Types() {
 		m[typ] = s.handleVerb(typ)

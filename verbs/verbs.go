@@ -1,14 +1,15 @@
 // Package verbs answers the WebSocket request/response verbs that need no
-// socket: list_peers (docs/protocol.md B.6.8), shared state (B.14.1),
-// scheduled messages (B.14.3), mesh clocks (B.14.4), grants on the
-// member's own connection (A.3-31), the audit chain's audit_query and
-// audit_verify (B.8) and the moderation verbs kick, disconnect, ban, unban
-// and list_bans (B.6.10). Each reads or writes Postgres, may publish on the
-// fan-out (closes travel as meshd.PresenceControl, state changes as
-// meshd.MeshEvent), and returns the reply frame; the broker hands over the
-// frame with who sent it (Peer) and writes the reply or the refusal
-// (broker/verbs_socket.go). The verbs that change the socket's own state
-// (send, status, groups, visibility, streams) stay in the broker.
+// socket: list_peers (docs/protocol.md B.6.8), message_status (B.4.4),
+// shared state (B.14.1), scheduled messages (B.14.3), mesh clocks
+// (B.14.4), grants on the member's own connection (A.3-31), the audit
+// chain's audit_query and audit_verify (B.8) and the moderation verbs kick,
+// disconnect, ban, unban and list_bans (B.6.10). Each reads or writes
+// Postgres, may publish on the fan-out (closes travel as
+// meshd.PresenceControl, state changes as meshd.MeshEvent), and returns the
+// reply frame; the broker hands over the frame with who sent it (Peer) and
+// writes the reply or the refusal (broker/verbs_socket.go). The verbs that
+// change the socket's own state (send, status, groups, visibility,
+// streams) stay in the broker.
 package verbs
 
 import (
@@ -41,6 +42,7 @@ type Store interface {
 	GrantsStore
 	AuditLog
 	ModerationStore
+	MessageStore
 }
 
 // Publisher sends to every subscriber of a fan-out topic on every replica
@@ -102,8 +104,8 @@ func New(cfg Config) (*Handler, error) {
 		"set_clock": h.clockVerb, "pause_clock": h.clockVerb, "resume_clock": h.clockVerb, "get_clock": h.clockVerb,
 		"get_grants": h.getGrants, "set_grants": h.setGrants,
 		"audit_query": h.auditQuery, "audit_verify": h.auditVerify,
-		wire.TypeListPeers: h.listPeers,
-		"kick":             h.kick, "disconnect": h.disconnect, "ban": h.ban, "unban": h.unban, "list_bans": h.listBans,
+		wire.TypeListPeers: h.listPeers, wire.TypeMessageStatus: h.messageStatus,
+		"kick": h.kick, "disconnect": h.disconnect, "ban": h.ban, "unban": h.unban, "list_bans": h.listBans,
 	}
 	return h, nil
 }

@@ -1,8 +1,7 @@
-package broker
+package verbs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -11,51 +10,54 @@ import (
 	"github.com/meshd/meshd/wire"
 )
 
-// message_status (B.4.4) reads the queue and the presences of every
-// replica; its authz and recipients follow the routing rules of
-// delivery.go.
+// message_status (docs/protocol.md B.4.4) reads the queue and the
+// presences of every replica; its authz and recipients follow the routing
+// rules of a send (meshd.IsMulticast, meshd.InTarget).
+
+// MessageStore finds a queued message for message_status.
+type MessageStore interface {
+	// FindMessage resolves message_status ids: 32 chars exact, shorter ones
+	// by prefix within meshID. meshd.ErrNotFound, or ErrAmbiguous on 2+.
+	FindMessage(ctx context.Context, meshID, id string) (meshd.QueuedMessage, error)
+}
 
 var messageIDRe = regexp.MustCompile(`^[A-Za-z0-9]{8,32}$`)
 
 // handleMessageStatus answers message_status (B.4.4).
-func (s *Server) handleMessageStatus(ctx context.Context, c *conn, data []byte, reqID string) error {
+func (h *Handler) messageStatus(ctx context.Context, p Peer, data []byte, reqID string) (any, error) {
 	var m wire.MessageStatus
-	if err := json.Unmarshal(data, &m); err != nil {
-		return invalid("invalid message_status: %v", err)
+	if err := decode(data, &m, "message_status"); err != nil {
+		return nil, err
 	}
 	if !messageIDRe.MatchString(m.MessageID) {
-		c.sendError("invalid_argument", fmt.Sprintf("messageId must be 8-32 base62 chars (got %d)", wire.JSLen(m.MessageID)), reqID)
-		return nil
+		return nil, refuse("invalid_argument", fmt.Sprintf("messageId must be 8-32 base62 chars (got %d)", wire.JSLen(m.MessageID)))
 	}
-	pres, member, _ := c.snapshot()
-	row, err := s.cfg.Store.FindMessage(ctx, pres.MeshID, m.MessageID)
+	pres, member := p.Presence, p.Member
+	row, err := h.cfg.Store.FindMessage(ctx, pres.MeshID, m.MessageID)
 	if err == nil && !mayReadStatus(row, pres, member) {
 		err = meshd.ErrNotFound // no oracle for others' message ids
 	}
 	switch {
 	case errors.Is(err, meshd.ErrNotFound):
-		c.sendError("not_found", "message not found", reqID)
-		return nil
+		return nil, refuse("not_found", "message not found")
 	case errors.Is(err, meshd.ErrAmbiguous):
-		c.sendError("ambiguous_prefix", "prefix matched 2 messages — use a longer id", reqID)
-		return nil
+		return nil, refuse("ambiguous_prefix", "prefix matched 2 messages — use a longer id")
 	case err != nil:
-		return fmt.Errorf("message lookup failed: %w", err)
+		return nil, fmt.Errorf("message lookup failed: %w", err)
 	}
-	peers, err := s.cfg.Store.ListPeers(ctx, pres.MeshID)
+	peers, err := h.cfg.Store.ListPeers(ctx, pres.MeshID)
 	if err != nil {
-		return fmt.Errorf("list peers failed: %w", err)
+		return nil, fmt.Errorf("list peers failed: %w", err)
 	}
 	res := wire.MessageStatusResult{
 		Type: "message_status_result", MessageID: m.MessageID, TargetSpec: row.TargetSpec,
 		Delivered: row.DeliveredAt != nil, Recipients: statusRecipients(row, peers), ReqID: reqID,
 	}
 	if row.DeliveredAt != nil {
-		at := isoTime(*row.DeliveredAt)
+		at := wire.FormatISOTime(*row.DeliveredAt)
 		res.DeliveredAt = &at
 	}
-	c.send(res)
-	return nil
+	return res, nil
 }
 
 // mayReadStatus is the message_status authz of A.3-25: the sender (any of
@@ -66,8 +68,8 @@ func mayReadStatus(row meshd.QueuedMessage, pres meshd.Presence, member meshd.Me
 	switch {
 	case row.SenderMemberID == member.ID:
 		return true
-	case isMulticast(row.TargetSpec):
-		return inTarget(pres.Groups, row.TargetSpec)
+	case meshd.IsMulticast(row.TargetSpec):
+		return meshd.InTarget(pres.Groups, row.TargetSpec)
 	}
 	return row.TargetSpec == member.Pubkey || (pres.SessionPubkey != "" && row.TargetSpec == pres.SessionPubkey)
 }
@@ -78,9 +80,9 @@ func statusRecipients(row meshd.QueuedMessage, peers []meshd.Presence) []wire.St
 		state = "delivered"
 	}
 	out := []wire.StatusRecipient{}
-	if isMulticast(row.TargetSpec) {
+	if meshd.IsMulticast(row.TargetSpec) {
 		for _, p := range peers {
-			if inTarget(p.Groups, row.TargetSpec) {
+			if meshd.InTarget(p.Groups, row.TargetSpec) {
 				out = append(out, wire.StatusRecipient{Name: p.DisplayName, Pubkey: p.RoutingPubkey(), Status: state})
 			}
 		}
