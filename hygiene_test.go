@@ -12,6 +12,7 @@ import (
 // output is committed (a 34 MB meshd binary once was): it would ship in
 // every clone and every Docker build context.
 func TestNoTrackedBuildOutputs(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command("git", "ls-files", "-z").Output()
 	if err != nil {
 		t.Skipf("not a git checkout (%v)", err)
@@ -37,6 +38,7 @@ func TestNoTrackedBuildOutputs(t *testing.T) {
 // outside the repository; the project's own docs (docs/protocol.md and friends) are the
 // references.
 func TestStandsAlone(t *testing.T) {
+	t.Parallel()
 	outside := "../" + "shared" // split so this file does not cite it either
 	out, err := exec.Command("git", "grep", "-l", "-F", outside, "--", ".").Output()
 	if err != nil {

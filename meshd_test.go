@@ -4,6 +4,7 @@ import "testing"
 
 // The six cases of upstream grants-enforcement.test.ts (docs/protocol.md B.17).
 func TestGrantsAllows(t *testing.T) {
+	t.Parallel()
 	const member, session = "memberkey", "sessionkey"
 	cases := []struct {
 		name          string
@@ -31,6 +32,7 @@ func TestGrantsAllows(t *testing.T) {
 }
 
 func TestGroupMatches(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		group, target string
 		want          bool
@@ -46,6 +48,7 @@ func TestGroupMatches(t *testing.T) {
 }
 
 func TestDeliverable(t *testing.T) {
+	t.Parallel()
 	if got := Deliverable(StatusIdle); len(got) != 3 {
 		t.Fatalf("idle: %v", got)
 	}
@@ -57,6 +60,7 @@ func TestDeliverable(t *testing.T) {
 }
 
 func TestNewIDSortsByTime(t *testing.T) {
+	t.Parallel()
 	prev := NewID()
 	for i := 0; i < 1000; i++ {
 		id := NewID()

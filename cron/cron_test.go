@@ -17,6 +17,7 @@ func mustTime(t *testing.T, s string) time.Time {
 
 // Rejected expressions, named by why they are rejected.
 func TestParseRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ name, expr string }{
 		{"empty", ""},
 		{"four_fields", "* * * *"},
@@ -56,6 +57,7 @@ func TestParseRejects(t *testing.T) {
 }
 
 func TestNext(t *testing.T) {
+	t.Parallel()
 	// 2025-01-01 is a Wednesday.
 	tests := []struct {
 		name, expr, after, want string
@@ -95,6 +97,7 @@ func TestNext(t *testing.T) {
 }
 
 func TestNextNoneWithinLookahead(t *testing.T) {
+	t.Parallel()
 	for _, expr := range []string{"0 0 30 2 *", "0 0 31 4 *", "0 0 29 2 *"} {
 		s, err := Parse(expr)
 		if err != nil {

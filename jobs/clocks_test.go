@@ -56,6 +56,7 @@ func clockFrame(typ string, extra ...any) map[string]any {
 // every tick, and with the clock job running on both replicas at once no
 // tick number is ever sent twice.
 func TestClockTicksReachBothReplicasOnce(t *testing.T) {
+	t.Parallel()
 	e := testenv.New(t, 2, testenv.Options{})
 	mesh := e.NewMesh("clock")
 	alice, bob := e.Enroll(mesh, "alice"), e.Enroll(mesh, "bob")
@@ -95,6 +96,7 @@ func TestClockTicksReachBothReplicasOnce(t *testing.T) {
 // The verbs before and after a clock exists: no_clock, get_clock defaults,
 // speed clamping, pause and resume; a paused clock does not tick.
 func TestClockVerbs(t *testing.T) {
+	t.Parallel()
 	e := testenv.New(t, 2, testenv.Options{})
 	mesh := e.NewMesh("clockverbs")
 	alice, bob := e.Enroll(mesh, "alice"), e.Enroll(mesh, "bob")
@@ -159,6 +161,7 @@ func TestClockVerbs(t *testing.T) {
 
 // When the mesh's last presence is evicted the clock job pauses its clock.
 func TestClockAutoPausesWhenMeshEmpties(t *testing.T) {
+	t.Parallel()
 	e := testenv.New(t, 1, testenv.Options{Broker: func(c *broker.Config) { c.Grace = 100 * time.Millisecond }, Upkeep: true})
 	mesh := e.NewMesh("clockidle")
 	a := e.Dial(0, e.Enroll(mesh, "alice"), nil)

@@ -12,6 +12,7 @@ import (
 // no real sleeps, no flakes on a busy machine.
 
 func TestEveryRunsAtOnceThenEachPeriodUntilCancelled(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		start := time.Now()
@@ -33,6 +34,7 @@ func TestEveryRunsAtOnceThenEachPeriodUntilCancelled(t *testing.T) {
 }
 
 func TestPollWaitsWhatEachPassReturns(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		start := time.Now()
@@ -62,6 +64,7 @@ func TestPollWaitsWhatEachPassReturns(t *testing.T) {
 }
 
 func TestFlippedBucketIsBounded(t *testing.T) {
+	t.Parallel()
 	for n, want := range map[int64]string{-1: "0", 0: "0", 1: "1", 2: "2-10", 10: "2-10", 11: "11+", 1 << 40: "11+"} {
 		if got := flippedBucket(n); got != want {
 			t.Errorf("flippedBucket(%d) = %q, want %q", n, got, want)

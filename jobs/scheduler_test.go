@@ -34,6 +34,7 @@ func firedCount(t *testing.T, e *testenv.Env, id string) int {
 // delivered exactly once, as the member, to the recipient on replica 1,
 // with the schedulers of both replicas running at once.
 func TestScheduledDMFiresOnceAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	e := testenv.New(t, 2, testenv.Options{})
 	mesh := e.NewMesh("sched")
 	alice, bob := e.Enroll(mesh, "alice"), e.Enroll(mesh, "bob")
@@ -72,6 +73,7 @@ func TestScheduledDMFiresOnceAcrossReplicas(t *testing.T) {
 // A cron schedule fires once per occurrence and re-arms; cancel stops it;
 // list_scheduled shows it while pending.
 func TestScheduledCronFiresEachOccurrence(t *testing.T) {
+	t.Parallel()
 	e := testenv.New(t, 2, testenv.Options{})
 	mesh := e.NewMesh("cron")
 	alice, bob := e.Enroll(mesh, "alice"), e.Enroll(mesh, "bob")
@@ -130,6 +132,7 @@ func TestScheduledCronFiresEachOccurrence(t *testing.T) {
 // subtype reminder and the sender fields (A.3-13); a scheduled DM to a
 // recipient whose grants block the member is not delivered.
 func TestScheduledBroadcastAndGrants(t *testing.T) {
+	t.Parallel()
 	e := testenv.New(t, 2, testenv.Options{})
 	mesh := e.NewMesh("remind")
 	alice, bob, carol := e.Enroll(mesh, "alice"), e.Enroll(mesh, "bob"), e.Enroll(mesh, "carol")
@@ -167,6 +170,7 @@ func TestScheduledBroadcastAndGrants(t *testing.T) {
 // Rejections of schedule, each named by the error code; the socket keeps
 // working after each.
 func TestScheduleRejections(t *testing.T) {
+	t.Parallel()
 	e := testenv.New(t, 1, testenv.Options{})
 	mesh := e.NewMesh("schedrej")
 	alice, bob := e.Enroll(mesh, "alice"), e.Enroll(mesh, "bob")

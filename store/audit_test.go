@@ -69,6 +69,7 @@ func (f *fixture) appendAudit(meshID string, evs ...AuditEvent) {
 // The two B.8 vectors, written through AppendAudit with a fixed created_at
 // and checked by VerifyAudit against the stored rows.
 func TestAuditVectors(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.createMesh1()
 	vectors := []struct {
@@ -121,6 +122,7 @@ func (f *fixture) createMesh1() {
 }
 
 func TestAuditChainOfThree(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.appendAudit(f.mesh.ID, AuditEvent{EventType: "peer_joined", ActorMemberID: &f.alice.ID, ActorDisplayName: "alice",
 		Payload: map[string]any{"pubkey": f.alice.Pubkey, "groups": []meshd.Group{}, "restored": false, "role": "control-plane"}})
@@ -148,6 +150,7 @@ WHERE mod(extract(microseconds FROM created_at)::bigint, 1000) <> 0`).Scan(&sub)
 }
 
 func TestAuditEmptyChainIsValid(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	valid, n, broken, err := f.s.VerifyAudit(f.ctx, f.mesh.ID)
 	if err != nil || !valid || n != 0 || broken != nil {
@@ -160,6 +163,7 @@ func TestAuditEmptyChainIsValid(t *testing.T) {
 // stored text is the canonical text and verification re-canonicalizes it
 // with JS semantics.
 func TestAuditPayloadRoundTripsThroughJSONB(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	raw := json.RawMessage(`{"z":1.0,"a":[1e21,0.1,-0,"<&>\u2028\u0007"],"n":null,"big":12345678901234567890}`)
 	f.appendAudit(f.mesh.ID, AuditEvent{EventType: "state_set", ActorMemberID: &f.bob.ID,
@@ -181,6 +185,7 @@ func TestAuditPayloadRoundTripsThroughJSONB(t *testing.T) {
 }
 
 func TestAuditBadPayloadWritesNothing(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	err := f.s.AppendAudit(f.ctx, f.mesh.ID, []AuditEvent{
 		{EventType: "peer_left", Payload: map[string]any{}},
@@ -197,6 +202,7 @@ func TestAuditBadPayloadWritesNothing(t *testing.T) {
 // Each tampering is detected at exactly the row it touched; rows after it
 // are still counted.
 func TestAuditTamperingDetectedAtThatRow(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		row    int // 0-based index of the tampered row among 5
@@ -250,6 +256,7 @@ func deref(p *int64) any {
 // Eight writers append 2,000 events to one mesh at once, some one event per
 // transaction and some in batches: the chain is linear and verifies.
 func TestAuditConcurrentAppendNeverForks(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	const writers, each = 8, 250
 	var wg sync.WaitGroup
@@ -293,6 +300,7 @@ func TestAuditConcurrentAppendNeverForks(t *testing.T) {
 }
 
 func TestAuditQuery(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for i := 0; i < 5; i++ {
 		f.appendAudit(f.mesh.ID, AuditEvent{EventType: "message_sent", ActorMemberID: &f.alice.ID, ActorDisplayName: "alice",

@@ -11,6 +11,7 @@ import (
 // QueueStats, get no message_sent in the audit outbox, and DeleteCanaryRows
 // removes the claimed ones and the stale ones, never another mesh's rows.
 func TestCanaryRowsOutOfGaugesAndAudit(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	canary := func() *meshd.QueuedMessage {
 		return &meshd.QueuedMessage{MeshID: meshd.SystemMeshID, SenderMemberID: meshd.SystemMemberID,

@@ -9,6 +9,7 @@ import (
 )
 
 func TestClockLifecycle(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for _, fn := range []func() (meshd.Clock, error){
 		func() (meshd.Clock, error) { return f.s.GetClock(f.ctx, f.mesh.ID) },
@@ -46,6 +47,7 @@ func TestClockLifecycle(t *testing.T) {
 // Concurrent clock jobs: every due period ticks once, tick numbers never
 // repeat and sim time moves 60 s per tick.
 func TestAdvanceClocksConcurrentNoDuplicateTicks(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	st, err := f.s.SetClock(f.ctx, f.mesh.ID, 1)
 	if err != nil {
@@ -86,6 +88,7 @@ func TestAdvanceClocksConcurrentNoDuplicateTicks(t *testing.T) {
 }
 
 func TestPauseIdleClocks(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for _, m := range []string{f.mesh.ID, f.other.ID} {
 		if _, err := f.s.SetClock(f.ctx, m, 5); err != nil {

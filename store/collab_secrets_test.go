@@ -17,6 +17,7 @@ import (
 // new key by `meshd keys rotate` (ResealSecrets), and make a keyless
 // replica refuse to start (SealedSecretsExist).
 func TestVaultAndWebhookSecretsRotate(t *testing.T) {
+	t.Parallel()
 	url := testpg.NewDatabase(t)
 	k1, k2 := bytes.Repeat([]byte{0x31}, 32), bytes.Repeat([]byte{0x32}, 32)
 	s1 := keyedStore(t, url, seal.New(k1))

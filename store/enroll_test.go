@@ -41,6 +41,7 @@ func (f *fixture) invite(m meshd.Mesh, owner ed25519.PrivateKey, root string, us
 }
 
 func TestCreateOwnedMeshSlugs(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	a, _, _ := f.ownedMesh("team", "u1")
 	b, _, _ := f.ownedMesh("team", "u1")
@@ -74,6 +75,7 @@ func TestCreateOwnedMeshSlugs(t *testing.T) {
 
 // EnsureOwnerKeys fills what is missing and keeps what exists.
 func TestEnsureOwnerKeys(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	pub, sec, root, err := f.s.EnsureOwnerKeys(f.ctx, f.mesh.ID, key('1'), "s1", "r1")
 	if err != nil || pub != key('1') || sec != "s1" || root != "r1" {
@@ -90,6 +92,7 @@ func TestEnsureOwnerKeys(t *testing.T) {
 
 // Same token twice reports "" (re-sign), codes resolve to tokens.
 func TestCreateInviteAndCode(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	m, owner, root := f.ownedMesh("inv", "u1")
 	p, tok := f.invite(m, owner, root, 1)
@@ -111,6 +114,7 @@ func TestCreateInviteAndCode(t *testing.T) {
 // One pubkey joining concurrently through two different invites: one
 // member, both joins succeed, exactly one use consumed in total.
 func TestJoinConcurrentSamePubkey(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	m, owner, root := f.ownedMesh("race", "u1")
 	p1, t1 := f.invite(m, owner, root, 1)
@@ -147,6 +151,7 @@ func TestJoinConcurrentSamePubkey(t *testing.T) {
 
 // Join's checks, each with nothing consumed.
 func TestJoinCodes(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	m, owner, root := f.ownedMesh("codes", "u1")
 	p, tok := f.invite(m, owner, root, 1)
@@ -191,6 +196,7 @@ func TestJoinCodes(t *testing.T) {
 
 // MergeGrants: arrays replace, empty arrays stay (block), nil deletes.
 func TestMergeGrants(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	m, _, _ := f.ownedMesh("grants", "u1")
 	g, err := f.s.MergeGrants(f.ctx, m.ID, "u1", meshd.Grants{key('a'): {"dm"}, key('b'): {}})
@@ -208,6 +214,7 @@ func TestMergeGrants(t *testing.T) {
 
 // UserMeshes: owned meshes and memberships, counts.
 func TestUserMeshes(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	m, _, _ := f.ownedMesh("mine", "u1")
 	f.createMember(m.ID, key('b'), "bob", "member")

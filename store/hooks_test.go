@@ -13,6 +13,7 @@ import (
 // /proj) in two meshes; alice runs pid 88 in /proj; a disconnected row has
 // pid 99 in /proj; bob has another session (pid 66) in /other.
 func TestHookPresences(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	type spec struct {
 		name   string
@@ -91,6 +92,7 @@ func TestHookPresences(t *testing.T) {
 // A pending hook status is stored for (pid, cwd) and applied on connect
 // (the Attach side is pinned by TestAttachPendingStatus).
 func TestAddPendingStatus(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	if err := f.s.AddPendingStatus(f.ctx, 0, "/proj", "asleep"); err == nil {
 		t.Fatal("invalid status accepted")
@@ -115,6 +117,7 @@ FROM mesh.pending_status WHERE pid = 4321 AND cwd = '/proj'`).Scan(&st, &src, &a
 // The pending sweeper removes applied and expired rows and keeps fresh
 // unapplied ones (B.6.5).
 func TestSweepPendingStatus(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	rows := []struct {
 		name    string

@@ -9,6 +9,7 @@ import (
 // latest last hit, counts added; the report filters by last hit and the
 // users gauge counts distinct users in its window.
 func TestLegacyAuthUse(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	old := now.Add(-10 * 24 * time.Hour)

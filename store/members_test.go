@@ -10,6 +10,7 @@ import (
 
 // Member lookup for hello (B.2 step 4): exact pubkey, revoked distinction.
 func TestLookupMember(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	// dave: revoked only. erin: revoked row plus a newer active row.
 	dave := f.createMember(f.mesh.ID, key('d'), "dave", "member")
@@ -60,6 +61,7 @@ func TestLookupMember(t *testing.T) {
 }
 
 func TestLookupMemberDecodesJSON(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	m := meshd.Member{MeshID: f.mesh.ID, Pubkey: key('9'), DisplayName: "gina", RoleTag: "lead",
 		DefaultGroups: []meshd.Group{{Name: "dev", Role: "lead"}, {Name: "ops"}}, MessageMode: "inbox",
@@ -81,6 +83,7 @@ func TestLookupMemberDecodesJSON(t *testing.T) {
 
 // Direct recipient resolution (A.3-6).
 func TestDirectRecipient(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	live := f.attachReq(f.bob, "live", key('1'))
 	f.attach(live)
@@ -125,6 +128,7 @@ func TestDirectRecipient(t *testing.T) {
 }
 
 func TestMemberGrants(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.exec(`UPDATE mesh.member SET peer_grants = $2::jsonb WHERE id = $1`, f.bob.ID, `{"`+f.alice.Pubkey+`":["dm"]}`)
 	got, err := f.s.MemberGrants(f.ctx, f.mesh.ID, []string{f.alice.ID, f.bob.ID, f.carol.ID, "missing"})
@@ -141,6 +145,7 @@ func TestMemberGrants(t *testing.T) {
 }
 
 func TestCreateConflicts(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	dup := meshd.Mesh{Slug: "t-main"}
 	wantErr(t, f.s.CreateMesh(f.ctx, &dup), ErrConflict)

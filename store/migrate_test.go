@@ -14,6 +14,7 @@ import (
 
 // Replicas starting together must apply each file once (A.3-2, B.16).
 func TestMigrateConcurrentAppliesOnce(t *testing.T) {
+	t.Parallel()
 	s := newRawStore(t, testpg.NewDatabase(t))
 	ctx := testCtx(t)
 	const replicas = 4
@@ -76,12 +77,14 @@ func assertRecorded(t *testing.T, s *Store) {
 }
 
 func TestLatestAppliedBeforeMigrate(t *testing.T) {
+	t.Parallel()
 	s := newRawStore(t, testpg.NewDatabase(t))
 	_, _, err := s.LatestApplied(testCtx(t))
 	wantErr(t, err, meshd.ErrNotFound)
 }
 
 func TestMigrateWarnsOnChangedFile(t *testing.T) {
+	t.Parallel()
 	url := testpg.NewDatabase(t)
 	var logs bytes.Buffer
 	s, err := New(testCtx(t), Config{URL: url, Logger: zerolog.New(&logs)})
@@ -109,6 +112,7 @@ func TestMigrateWarnsOnChangedFile(t *testing.T) {
 // Every timestamp column is timestamptz (A.3-11) and every table the brief
 // names exists.
 func TestSchemaShape(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := testCtx(t)
 	var naive []string
@@ -138,6 +142,7 @@ WHERE table_schema = 'mesh' AND data_type = 'timestamp without time zone'`)
 // Two files with one number apply in name order, which nobody chose: each
 // migration takes the next free number when it lands.
 func TestMigrationNumbersUnique(t *testing.T) {
+	t.Parallel()
 	seen := map[string]string{}
 	for _, m := range Migrations() {
 		num, _, ok := strings.Cut(m.Name, "_")

@@ -16,6 +16,7 @@ import (
 
 // MAX_CONNECTIONS_PER_MESH is counted across replicas, exactly (A.3-7).
 func TestAttachCapacityExactUnderConcurrency(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	const attempts, maxPerMesh = 10, 5
 	errs := make([]error, attempts)
@@ -48,6 +49,7 @@ func TestAttachCapacityExactUnderConcurrency(t *testing.T) {
 // A grace-leased presence still counts (B.2 check 2), but reattaching it
 // never fails on capacity.
 func TestAttachCapacityCountsLeasesReattachIgnoresCap(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	req := f.attachReq(f.bob, "s1", key('1'))
 	req.MaxPerMesh = 1
@@ -69,6 +71,7 @@ func TestAttachCapacityCountsLeasesReattachIgnoresCap(t *testing.T) {
 }
 
 func TestAttachReattach(t *testing.T) {
+	t.Parallel()
 	sessKey := key('5')
 	tests := []struct {
 		name           string
@@ -137,6 +140,7 @@ func TestAttachReattach(t *testing.T) {
 }
 
 func TestAttachRejectsIncompleteRequest(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	tests := []struct {
 		name   string
@@ -165,6 +169,7 @@ func TestAttachRejectsIncompleteRequest(t *testing.T) {
 }
 
 func TestAttachNewPresenceFields(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	req := f.attachReq(f.bob, "s1", "")
 	req.Presence.Role = meshd.RoleControlPlane
@@ -190,6 +195,7 @@ type pending struct {
 // Pending hook status (B.6.5, B.17: applied on connect, newest wins, older
 // than 10 s ignored).
 func TestAttachPendingStatus(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		pending    []pending
@@ -230,6 +236,7 @@ VALUES ($1, $2, $3, $4, now() - make_interval(secs => $5))`,
 
 // A close from a socket that no longer owns the presence is ignored.
 func TestDetachAndTouchIgnoreStaleSocket(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	first := f.attachReq(f.bob, "s1", key('5'))
 	res := f.attach(first)
@@ -266,6 +273,7 @@ func TestDetachAndTouchIgnoreStaleSocket(t *testing.T) {
 }
 
 func TestEvictExpiredLeasesOncePerRow(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	const rows, sweepers = 12, 4
 	want := map[string]bool{}
@@ -314,6 +322,7 @@ func TestEvictExpiredLeasesOncePerRow(t *testing.T) {
 }
 
 func TestListPeers(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	a := f.attachReq(f.alice, "a1", "")
 	a.Presence.DisplayName = "alice-laptop"
@@ -342,6 +351,7 @@ func TestListPeers(t *testing.T) {
 }
 
 func TestLeaseStaleAndNodePresences(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for _, node := range []string{"node-1", "node-2", "node-dead"} {
 		if err := f.s.Heartbeat(f.ctx, node, node+":7900"); err != nil {
@@ -437,6 +447,7 @@ SELECT 'dead-' || i, $1, $2, 's' || i, i, '/w', 'node-dead', 'sock-' || i FROM g
 
 // Status write rules (B.6.2, B.17 broker.test.ts).
 func TestWriteStatus(t *testing.T) {
+	t.Parallel()
 	const window = 30 * time.Second
 	tests := []struct {
 		name       string
@@ -504,6 +515,7 @@ func TestWriteStatus(t *testing.T) {
 
 // The remote-broker JSONL fallback before a drain (B.6.3).
 func TestRefreshStatus(t *testing.T) {
+	t.Parallel()
 	const window = 30 * time.Second
 	tests := []struct {
 		name       string
@@ -553,6 +565,7 @@ func TestRefreshStatus(t *testing.T) {
 
 // TTL sweep (B.6.6, B.17): stale working → idle/jsonl, dnd untouched.
 func TestSweepStatusTTL(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	rows := []struct {
 		status meshd.Status
@@ -583,6 +596,7 @@ func TestSweepStatusTTL(t *testing.T) {
 }
 
 func TestPresenceLockKeyStable(t *testing.T) {
+	t.Parallel()
 	keys := map[int64]bool{}
 	for _, m := range []string{"mesh1", "abc", "mesh2"} {
 		k := presenceLockKey(m)
@@ -602,6 +616,7 @@ func TestPresenceLockKeyStable(t *testing.T) {
 // once and reports no lease; a node lease ends them instead of leasing, so
 // EvictExpiredLeases (peer_left) never returns them.
 func TestEphemeralPresences(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	mk := func(sid string, ephemeral bool) meshd.AttachRequest {
 		r := f.attachReq(f.bob, sid, "")

@@ -10,6 +10,7 @@ import (
 // they went in, through the group commit and through the single-row
 // Enqueue; a row without them claims empty values (NULL columns).
 func TestQueueReplyAndTopicFields(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	row := func(ct string) *meshd.QueuedMessage {
 		return &meshd.QueuedMessage{MeshID: f.mesh.ID, SenderMemberID: f.alice.ID, TargetSpec: f.bob.Pubkey, Nonce: "n", Ciphertext: ct}

@@ -26,6 +26,7 @@ var allPrios = meshd.Deliverable(meshd.StatusIdle)
 // Concurrent drains claim disjoint sets that together cover every row, each
 // in FIFO order (dup-delivery.test.ts, B.17).
 func TestClaimConcurrentDrainsPartition(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		drains, rows, limit int
 	}{
@@ -103,6 +104,7 @@ func assertFIFO(t *testing.T, ds []meshd.Delivery) {
 }
 
 func TestClaimFIFOAndLiveLease(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var ids []string
 	for range 5 {
@@ -128,6 +130,7 @@ func TestClaimFIFOAndLiveLease(t *testing.T) {
 }
 
 func TestClaimExpiredIsReclaimed(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	m := f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
 	if got := f.claimFor(f.bob, "p1", allPrios); len(got) != 1 {
@@ -155,6 +158,7 @@ func TestClaimExpiredIsReclaimed(t *testing.T) {
 
 // Which rows a connection may claim (B.4.2, B.5, B.17 broker.test.ts).
 func TestClaimEligibility(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	sessKey := key('d')
 	type claimer struct {
@@ -214,6 +218,7 @@ func TestClaimEligibility(t *testing.T) {
 }
 
 func TestClaimSenderFields(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	sess := key('e')
 	withSession := meshd.QueuedMessage{MeshID: f.mesh.ID, SenderMemberID: f.alice.ID, SenderSessionPubkey: sess,
@@ -248,6 +253,7 @@ func TestClaimSenderFields(t *testing.T) {
 }
 
 func TestEnqueue(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	tests := []struct {
 		name      string
@@ -296,6 +302,7 @@ func TestEnqueue(t *testing.T) {
 
 // client_ack marks only rows addressed to the acking connection (B.4.4).
 func TestClientAck(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	sess := key('e')
 	tests := []struct {
@@ -343,6 +350,7 @@ func TestClientAck(t *testing.T) {
 }
 
 func TestMarkDelivered(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	a := f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
 	b := f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
@@ -359,6 +367,7 @@ func TestMarkDelivered(t *testing.T) {
 }
 
 func TestPendingTargets(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow) // pending
 	f.enqueue(f.alice, "@dev", meshd.PriorityNow)       // pending
@@ -391,6 +400,7 @@ func TestPendingTargets(t *testing.T) {
 
 // message_status id resolution (B.4.4).
 func TestFindMessage(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	put := func(sender meshd.Member, id string) {
 		m := meshd.QueuedMessage{ID: id, MeshID: sender.MeshID, SenderMemberID: sender.ID, TargetSpec: "*",
@@ -434,6 +444,7 @@ func TestFindMessage(t *testing.T) {
 }
 
 func TestQueueStatsAndOrphans(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	if depth, age, err := f.s.QueueStats(f.ctx); err != nil || depth != 0 || age != 0 {
 		t.Fatalf("empty QueueStats = %d, %v, %v", depth, age, err)
@@ -459,6 +470,7 @@ func TestQueueStatsAndOrphans(t *testing.T) {
 }
 
 func TestGroupAncestors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want []string
@@ -506,6 +518,7 @@ func BenchmarkEnqueueClaim(b *testing.B) {
 // EnqueueBatch stores every row in one statement with Enqueue's defaults,
 // and a batch that cannot be stored stores nothing.
 func TestEnqueueBatch(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ms := []*meshd.QueuedMessage{
 		{MeshID: f.mesh.ID, SenderMemberID: f.alice.ID, TargetSpec: f.bob.Pubkey, Nonce: "n", Ciphertext: "c1", ClientMessageID: "cm1"},
@@ -538,6 +551,7 @@ func TestEnqueueBatch(t *testing.T) {
 // ClientAckBatch marks only rows addressed to the acking keys (or
 // multicasts) in the acking mesh.
 func TestClientAckBatch(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	mine := f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
 	other := f.enqueue(f.bob, f.alice.Pubkey, meshd.PriorityNow)
@@ -591,6 +605,7 @@ func (f *fixture) explain(sql string, args ...any) string {
 // index, never the mesh-wide scan that made a claim's cost grow with the
 // mesh's queue depth (issue 10: 4,499 of 4,571 claims scanned the mesh).
 func TestClaimPlanReadsOnlyTargets(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.exec(`INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, nonce, ciphertext)
 SELECT md5(g::text), $1, $2, md5((g % 50)::text), 'n', 'c' FROM generate_series(1, 5000) g`, f.mesh.ID, f.alice.ID)
@@ -624,6 +639,7 @@ SELECT md5(g::text), $1, $2, md5((g % 50)::text), 'n', 'c' FROM generate_series(
 // A closed socket's release frees its own claims on its targets, and no
 // other socket's.
 func TestReleaseClaimsFreesOnlyTheSocketsRows(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
 	f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
@@ -663,6 +679,7 @@ func TestReleaseClaimsFreesOnlyTheSocketsRows(t *testing.T) {
 // The release reads the socket's targets through the target index, never
 // the mesh's other rows or the whole queue (claim_id has no index: 0020).
 func TestReleaseClaimsPlanReadsOnlyTargets(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.exec(`INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, nonce, ciphertext, claim_id)
 SELECT md5(g::text), $1, $2, md5((g % 50)::text), 'n', 'c', 'sock' FROM generate_series(1, 5000) g`, f.mesh.ID, f.alice.ID)
@@ -679,6 +696,7 @@ SELECT md5(g::text), $1, $2, md5((g % 50)::text), 'n', 'c', 'sock' FROM generate
 // version stays on its page and no index gets a new entry: 0020). The
 // counter is the transaction's own, so the check needs no stats flush.
 func TestClaimIsHOTUpdate(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for range 3 {
 		f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)

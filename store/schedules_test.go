@@ -54,6 +54,7 @@ func (f *fixture) queued(target string) int {
 // Many schedulers racing for one occurrence: exactly one wins, and the
 // queue holds exactly one row for it.
 func TestFireScheduleExactlyOnce(t *testing.T) {
+	t.Parallel()
 	for _, kind := range []string{"one_shot", "cron"} {
 		t.Run(kind, func(t *testing.T) {
 			f := newFixture(t)
@@ -97,6 +98,7 @@ func TestFireScheduleExactlyOnce(t *testing.T) {
 // A route error rolls the claim back: the occurrence stays due and nothing
 // is queued.
 func TestFireScheduleRollsBackOnRouteError(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	id := f.schedule(f.bob.Pubkey, time.Now().Add(-time.Second), "")
 	due := f.due()[id]
@@ -113,6 +115,7 @@ func TestFireScheduleRollsBackOnRouteError(t *testing.T) {
 }
 
 func TestCancelScheduleStopsFiring(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	id := f.schedule(f.bob.Pubkey, time.Now().Add(-time.Second), "* * * * *")
 	due := f.due()[id]
@@ -135,6 +138,7 @@ func TestCancelScheduleStopsFiring(t *testing.T) {
 // A cron row with no further occurrence fires a last time and ends; list
 // shows only pending rows.
 func TestCronWithoutNextEndsAndListShowsPending(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	cronID := f.schedule("*", time.Now().Add(-time.Second), "0 0 30 2 *")
 	later := f.schedule(f.bob.Pubkey, time.Now().Add(time.Hour), "")

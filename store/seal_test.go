@@ -60,6 +60,7 @@ func rawSecrets(t *testing.T, s *Store) []string {
 // does not open; `meshd keys rotate` (ResealSecrets with the new key and
 // the old one as previous) moves every row to the new key id.
 func TestSecretsSealedAtRest(t *testing.T) {
+	t.Parallel()
 	url := testpg.NewDatabase(t)
 	plain := newRawStore(t, url)
 	if err := plain.Migrate(testCtx(t)); err != nil {

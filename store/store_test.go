@@ -153,6 +153,7 @@ func wantErr(t testing.TB, err, want error) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		cfg  Config
@@ -172,6 +173,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func TestNewSessionIsUTC(t *testing.T) {
+	t.Parallel()
 	s := newRawStore(t, testpg.NewDatabase(t))
 	ctx := testCtx(t)
 	if err := s.Ping(ctx); err != nil {
@@ -190,6 +192,7 @@ func TestNewSessionIsUTC(t *testing.T) {
 // (a reattach storm), readiness still measures PostgreSQL itself (issue 11:
 // the survivor of a kill -9 reported db_down under load it was serving).
 func TestPingWithPoolExhausted(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var held []*pgxpool.Conn
 	defer func() {

@@ -19,6 +19,7 @@ func (f *fixture) streamCounts(meshID string) map[string]int {
 }
 
 func TestCreateStreamInsertOrGet(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	id1, err := f.s.CreateStream(f.ctx, f.mesh.ID, "builds", "alice")
 	if err != nil {
@@ -41,6 +42,7 @@ func TestCreateStreamInsertOrGet(t *testing.T) {
 // A subscription counts only while its presence is live, not leased, and
 // held by the socket that subscribed.
 func TestStreamSubscriberCounts(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	if _, err := f.s.CreateStream(f.ctx, f.mesh.ID, "logs", "alice"); err != nil {
 		t.Fatal(err)
@@ -78,6 +80,7 @@ func TestStreamSubscriberCounts(t *testing.T) {
 }
 
 func TestUnsubscribeAndDropSocketStreams(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	if _, err := f.s.CreateStream(f.ctx, f.mesh.ID, "x", "alice"); err != nil {
 		t.Fatal(err)

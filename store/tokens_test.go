@@ -14,6 +14,7 @@ import (
 
 // CLI tokens are stored as SHA-256 only (A.3-15, B.9.3).
 func TestCLITokenStoredAsHash(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	token, err := f.s.CreateCLIToken(f.ctx, "user-1")
 	if err != nil {
@@ -52,6 +53,7 @@ func TestCLITokenStoredAsHash(t *testing.T) {
 
 // Tokens that must not authenticate, each by the reason it is refused.
 func TestLookupCLITokenRejects(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	mint := func() string {
 		tok, err := f.s.CreateCLIToken(f.ctx, "user-2")
@@ -94,6 +96,7 @@ func TestLookupCLITokenRejects(t *testing.T) {
 
 // An operator lists, expires and revokes tokens without ever seeing a hash.
 func TestCLITokenTTLListRevoke(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	forever, foreverID, err := f.s.CreateCLITokenTTL(f.ctx, "user-3", 0)
 	if err != nil {

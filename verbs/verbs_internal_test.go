@@ -16,6 +16,7 @@ import (
 // jobs' (schedules, clocks), on real PostgreSQL and NATS.
 
 func TestClockSpeedIsJSNumberClamped(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]float64{
 		`5`: 5, `"7"`: 7, `" 8 "`: 8, `1000`: 100, `0`: 1, `-3`: 1, `"fast"`: 1, `2.5`: 2.5,
 		`true`: 1, `false`: 1, `null`: 1, `[]`: 1, ``: 1,
@@ -27,6 +28,7 @@ func TestClockSpeedIsJSNumberClamped(t *testing.T) {
 }
 
 func TestParseGrantsPatchRefusals(t *testing.T) {
+	t.Parallel()
 	key := strings.Repeat("ab", 32)
 	many := map[string]any{}
 	for i := range maxGrantsPatch + 1 {
@@ -56,6 +58,7 @@ func TestParseGrantsPatchRefusals(t *testing.T) {
 }
 
 func TestAuditPageClamps(t *testing.T) {
+	t.Parallel()
 	f := func(v float64) *float64 { return &v }
 	for _, tc := range []struct {
 		limit, offset *float64
@@ -73,6 +76,7 @@ func TestAuditPageClamps(t *testing.T) {
 }
 
 func TestKickMatching(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	p := meshd.Presence{DisplayName: "bob", MemberPubkey: "abcdef0123", LastPingAt: now.Add(-time.Minute)}
 	stale := int64(30_000)

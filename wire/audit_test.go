@@ -12,6 +12,7 @@ import (
 
 // TestAuditVectors are the two hash vectors of docs/protocol.md B.8.
 func TestAuditVectors(t *testing.T) {
+	t.Parallel()
 	payload, err := CanonicalJSONBytes([]byte(`{"restored":false,"pubkey":"ab","groups":[{"name":"x"}],"role":"control-plane"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +49,7 @@ func TestAuditVectors(t *testing.T) {
 }
 
 func TestAuditLockKey(t *testing.T) {
+	t.Parallel()
 	for mesh, want := range map[string]int64{"mesh1": 870734828183836005, "abc": 6892370782728399470} {
 		if got := AuditLockKey(mesh); got != want {
 			t.Errorf("AuditLockKey(%q) = %d, want %d", mesh, got, want)
@@ -57,6 +59,7 @@ func TestAuditLockKey(t *testing.T) {
 
 // TestAuditCanonicalHash is upstream's audit-canonical.test.ts.
 func TestAuditCanonicalHash(t *testing.T) {
+	t.Parallel()
 	hash := func(payload string) string {
 		c, err := CanonicalJSONBytes([]byte(payload))
 		if err != nil {
@@ -81,6 +84,7 @@ func TestAuditCanonicalHash(t *testing.T) {
 
 // TestCanonicalJSON pins JS semantics where Go's encoding/json differs.
 func TestCanonicalJSON(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, in, want string
 	}{
@@ -120,6 +124,7 @@ func TestCanonicalJSON(t *testing.T) {
 }
 
 func TestCanonicalJSONGoValues(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		v    any
@@ -147,6 +152,7 @@ func TestCanonicalJSONGoValues(t *testing.T) {
 }
 
 func TestCanonicalJSONErrors(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{``, `{`, `1 2`, `{"a":1}}`, `nul`, "\"\x00\""} {
 		if got, err := CanonicalJSONBytes([]byte(in)); err == nil {
 			t.Errorf("CanonicalJSONBytes(%q) = %s, want an error", in, got)
@@ -160,6 +166,7 @@ func TestCanonicalJSONErrors(t *testing.T) {
 }
 
 func TestFormatISOTime(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		t    time.Time
 		want string

@@ -29,6 +29,7 @@ func pubHex(k ed25519.PrivateKey) string {
 }
 
 func TestHelloVector(t *testing.T) {
+	t.Parallel()
 	parent := seedKey(0x01)
 	if got := pubHex(parent); got != parentPubHex {
 		t.Fatalf("pubkey = %s, want %s", got, parentPubHex)
@@ -50,6 +51,7 @@ func TestHelloVector(t *testing.T) {
 }
 
 func TestSessionVectors(t *testing.T) {
+	t.Parallel()
 	parent, session := seedKey(0x01), seedKey(0x02)
 	if got := pubHex(session); got != sessionPubHex {
 		t.Fatalf("session pubkey = %s, want %s", got, sessionPubHex)
@@ -71,6 +73,7 @@ func TestSessionVectors(t *testing.T) {
 }
 
 func TestVerifyHexRejects(t *testing.T) {
+	t.Parallel()
 	msg := HelloCanonical("mesh-x", "member-y", parentPubHex, vectorTS)
 	upper := func(s string) string { return string(bytes.ToUpper([]byte(s))) }
 	tests := []struct {
@@ -102,6 +105,7 @@ func TestVerifyHexRejects(t *testing.T) {
 // identity), libsodium and VerifyHex never do. Finding such a message also
 // proves each blocklist entry really is a point of small order.
 func TestVerifyHexSmallOrder(t *testing.T) {
+	t.Parallel()
 	sig := make([]byte, ed25519.SignatureSize)
 	sig[0] = 1 // R = identity, S = 0
 	sigHex := hex.EncodeToString(sig)
@@ -133,6 +137,7 @@ func TestVerifyHexSmallOrder(t *testing.T) {
 }
 
 func TestIsCanonicalPoint(t *testing.T) {
+	t.Parallel()
 	p := fieldPrime(0)
 	pm1 := fieldPrime(-1)
 	if isCanonicalPoint(p[:]) {

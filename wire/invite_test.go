@@ -20,6 +20,7 @@ func signedInvite(t *testing.T) *InvitePayload {
 }
 
 func TestInviteSignature(t *testing.T) {
+	t.Parallel()
 	p := signedInvite(t)
 	if p.OwnerPubkey != parentPubHex {
 		t.Fatalf("owner pubkey = %s", p.OwnerPubkey)
@@ -39,6 +40,7 @@ func TestInviteSignature(t *testing.T) {
 // TestVerifyInviteTampered: changing any signed field, or the signature,
 // breaks verification (upstream: tampered mesh_slug → invite_bad_signature).
 func TestVerifyInviteTampered(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		tamper func(p *InvitePayload)
@@ -68,6 +70,7 @@ func TestVerifyInviteTampered(t *testing.T) {
 }
 
 func TestInviteTokenRoundTrip(t *testing.T) {
+	t.Parallel()
 	p := signedInvite(t)
 	tok, err := EncodeInviteToken(p)
 	if err != nil {
@@ -94,6 +97,7 @@ func TestInviteTokenRoundTrip(t *testing.T) {
 }
 
 func TestDecodeInviteTokenRejects(t *testing.T) {
+	t.Parallel()
 	enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 	tests := []struct {
 		name, tok, want string
@@ -123,6 +127,7 @@ func TestDecodeInviteTokenRejects(t *testing.T) {
 }
 
 func TestParseInviteLink(t *testing.T) {
+	t.Parallel()
 	const tok = "eyJ2IjoxfQ"
 	tests := []struct {
 		name, in         string
@@ -167,6 +172,7 @@ func TestParseInviteLink(t *testing.T) {
 }
 
 func TestNewInviteCode(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for range 100 {
 		c := NewInviteCode()

@@ -8,6 +8,7 @@ import (
 )
 
 func TestFormatJSNumber(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		f    float64
 		want string
@@ -46,6 +47,7 @@ func TestFormatJSNumber(t *testing.T) {
 }
 
 func TestParseJSTimestamp(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		raw    string
 		want   float64

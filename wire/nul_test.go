@@ -3,6 +3,7 @@ package wire
 import "testing"
 
 func TestHasNUL(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]bool{
 		`{"a":"x\u0000y"}`:   true,
 		`{"a":"\u0000"}`:     true,

@@ -8,6 +8,7 @@ import (
 // TestReasonTable pins every reason to docs/protocol.md B.1/B.2/B.3 with literal
 // strings; the B.2/B.3 rows are normative.
 func TestReasonTable(t *testing.T) {
+	t.Parallel()
 	const removed = `You've been removed from "Team X". Contact the mesh owner to rejoin.`
 	tests := []struct {
 		r         Reason
@@ -77,6 +78,7 @@ func TestReasonTable(t *testing.T) {
 }
 
 func TestReasonsDistinct(t *testing.T) {
+	t.Parallel()
 	names := map[string]Reason{}
 	for _, r := range AllReasons() {
 		if prev, dup := names[r.String()]; dup {
@@ -98,6 +100,7 @@ func TestReasonsDistinct(t *testing.T) {
 // TestFromClose checks that a client reading a close frame back gets a
 // reason with the same close frame and the same reconnect policy.
 func TestFromClose(t *testing.T) {
+	t.Parallel()
 	for _, r := range AllReasons() {
 		got, ok := FromClose(r.CloseCode(), r.CloseText())
 		if !ok || got.CloseCode() != r.CloseCode() || got.CloseText() != r.CloseText() {
@@ -113,6 +116,7 @@ func TestFromClose(t *testing.T) {
 }
 
 func TestMetricLabelsRoundTrip(t *testing.T) {
+	t.Parallel()
 	hs, others := MetricLabels(true), MetricLabels(false)
 	if len(hs) == 0 || len(others) == 0 {
 		t.Fatal("no labels")

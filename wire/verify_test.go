@@ -22,6 +22,7 @@ func signedHello(ts float64) *Hello {
 }
 
 func TestCheckSessionPubkeyShape(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		s        string
@@ -48,6 +49,7 @@ func TestCheckSessionPubkeyShape(t *testing.T) {
 // TestCheckHelloSignature covers upstream's hello-signature.test.ts (the
 // first seven rows) and the edges of B.2 step 3.
 func TestCheckHelloSignature(t *testing.T) {
+	t.Parallel()
 	other := seedKey(0x03)
 	tests := []struct {
 		name   string
@@ -119,6 +121,7 @@ func session(exp, ts float64) *SessionHello {
 }
 
 func TestParseAttestation(t *testing.T) {
+	t.Parallel()
 	const hour = 3600 * 1000
 	tests := []struct {
 		name   string
@@ -171,6 +174,7 @@ func TestParseAttestation(t *testing.T) {
 // TestVerifyAttestation covers the attestation rows of upstream's
 // session-hello-signature.test.ts and the edges of B.3 step 5.
 func TestVerifyAttestation(t *testing.T) {
+	t.Parallel()
 	const hour = 3600 * 1000
 	const day = 24 * hour
 	parent := seedKey(0x01)
@@ -237,6 +241,7 @@ func TestVerifyAttestation(t *testing.T) {
 // TestCheckSessionHelloSignature covers the session-hello rows of upstream's
 // session-hello-signature.test.ts and the edges of B.3 step 6.
 func TestCheckSessionHelloSignature(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		mutate func(sh *SessionHello)
@@ -270,6 +275,7 @@ func TestCheckSessionHelloSignature(t *testing.T) {
 // TestSessionHelloSteps runs the pure B.3 steps in the broker's order on
 // wire JSON: bad frames first, then a valid one.
 func TestSessionHelloSteps(t *testing.T) {
+	t.Parallel()
 	valid, _ := json.Marshal(session(vectorExpires, vectorTS))
 	expired, _ := json.Marshal(session(vectorTS-1, vectorTS))
 	replayed, _ := json.Marshal(session(vectorExpires, vectorTS-120000))

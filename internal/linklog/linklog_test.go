@@ -8,6 +8,7 @@ import (
 )
 
 func TestLogKeepsTheKindsAsked(t *testing.T) {
+	t.Parallel()
 	l := New(client.EventConnected, client.EventDisconnected, client.EventTerminal)
 	all := New()
 	for _, k := range []client.EventKind{client.EventConnected, client.EventReconnecting, client.EventReconnectFailed, client.EventDisconnected} {
@@ -23,6 +24,7 @@ func TestLogKeepsTheKindsAsked(t *testing.T) {
 }
 
 func TestSinceIsInclusiveAndACopy(t *testing.T) {
+	t.Parallel()
 	l := New()
 	l.Record(client.Event{Kind: client.EventConnected})
 	mid := time.Now()
