@@ -205,14 +205,12 @@ func (s *Store) RenameMesh(ctx context.Context, meshID, name string) error {
 // /cli/mesh/:slug). Its slug becomes free; hellos and joins stop finding it.
 // meshd.ErrNotFound when it is not live.
 func (s *Store) ArchiveMesh(ctx context.Context, meshID string) error {
-	// Under the mesh's presence lock, so an Attach racing with the archive
-	// either ran before (its presence is ended here) or sees archived_at.
+	// The UPDATE of the mesh row waits for every Attach in flight (each
+	// holds the row FOR SHARE), so an Attach racing with the archive either
+	// ran before (its presence is ended here) or sees archived_at.
 	// Live presences and grace leases end without peer_left: the mesh is
 	// gone and every socket is closed with mesh_archived (A.3-23).
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", presenceLockKey(meshID)); err != nil {
-			return err
-		}
 		tag, err := tx.Exec(ctx,
 			"UPDATE mesh.mesh SET archived_at = now() WHERE id = $1 AND archived_at IS NULL", meshID)
 		if err != nil {

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,15 +60,6 @@ func scanPresences(rows pgx.Rows) ([]meshd.Presence, error) {
 	return out, err
 }
 
-// presenceLockKey is the per-mesh advisory lock key that serializes Attach
-// (capacity, reattach, dedup) across replicas: the first 8 bytes of
-// SHA-256("presence:"+meshID), big-endian, made non-negative. The prefix
-// keeps it apart from the audit key ("audit:"+meshID, B.8).
-func presenceLockKey(meshID string) int64 {
-	sum := sha256.Sum256([]byte("presence:" + meshID))
-	return int64(binary.BigEndian.Uint64(sum[:8]) & 0x7fffffffffffffff)
-}
-
 // SQLSTATEs raised by mesh.attach_presence (migration 0022).
 const (
 	stateMeshArchived   = "MS001"
@@ -79,10 +68,11 @@ const (
 )
 
 // Attach reattaches or creates the presence for a successful hello in one
-// statement, mesh.attach_presence (migration 0022), which holds the mesh's
-// advisory lock for its own work and the commit only — never across round
-// trips — so the capacity count is exact across replicas (B.2 steps 4-6,
-// B.3, A.3-7).
+// statement, mesh.attach_presence (migrations 0022, 0023). No per-mesh lock:
+// the member's row is locked (reattach, dedup and the member cap are
+// serialized per member) and a new presence takes a free slot of the mesh,
+// unique among its live rows, so MaxPerMesh is exact across replicas while
+// hellos of one mesh run in parallel (B.2 steps 4-6, B.3, A.3-7).
 //
 // Reattach: a live presence of the same member (member_id) with the same
 // session pubkey when the request has one; when neither has one, the same
@@ -108,6 +98,15 @@ const (
 // hello sessionPubkey and every sessionId are unsigned, so without it one
 // member could take over or close another member's presence.
 func (s *Store) Attach(ctx context.Context, req meshd.AttachRequest) (meshd.AttachResult, error) {
+	return attach(ctx, s.pool, req)
+}
+
+// queryer is a pool or a transaction (a test holds an Attach open in one).
+type queryer interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func attach(ctx context.Context, q queryer, req meshd.AttachRequest) (meshd.AttachResult, error) {
 	p := &req.Presence
 	if err := validAttach(p); err != nil {
 		return meshd.AttachResult{}, fmt.Errorf("attach: %w", err)
@@ -124,9 +123,9 @@ func (s *Store) Attach(ctx context.Context, req meshd.AttachRequest) (meshd.Atta
 	if window <= 0 {
 		window = DefaultPendingWindow
 	}
-	rows, err := s.pool.Query(ctx, `SELECT * FROM mesh.attach_presence($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb,
-	$11, $12, $13, $14, $15, $16, $17, $18::jsonb, $19, $20, $21, $22, $23, $24)`,
-		presenceLockKey(p.MeshID), meshd.NewID(), p.MeshID, p.MemberID, p.SessionID, nullIfEmpty(p.SessionPubkey),
+	rows, err := q.Query(ctx, `SELECT * FROM mesh.attach_presence($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb,
+	$10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20, $21, $22, $23)`,
+		meshd.NewID(), p.MeshID, p.MemberID, p.SessionID, nullIfEmpty(p.SessionPubkey),
 		nullIfEmpty(p.DisplayName), p.PID, p.CWD, string(groups), nullIfEmpty(p.Role), p.NodeID,
 		p.SocketID, nullIfEmpty(p.Hostname), nullIfEmpty(p.PeerType), nullIfEmpty(p.Channel), nullIfEmpty(p.Model), profile,
 		p.Ephemeral, req.TakeOverOnline, req.MaxPerMesh, req.MaxPerMember, req.Privileged, secs(window))

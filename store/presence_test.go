@@ -46,6 +46,71 @@ func TestAttachCapacityExactUnderConcurrency(t *testing.T) {
 	}
 }
 
+// Hellos of different members of one mesh race for its slots: exactly
+// MaxPerMesh of them attach.
+func TestAttachCapacityExactAcrossMembers(t *testing.T) {
+	f := newFixture(t)
+	const attempts, maxPerMesh = 12, 5
+	errs := make([]error, attempts)
+	var wg sync.WaitGroup
+	for i := range attempts {
+		m := f.createMember(f.mesh.ID, key(byte('0'+i%10))+fmt.Sprint(i), fmt.Sprintf("m%d", i), "member")
+		req := f.attachReq(m, "s", "")
+		req.MaxPerMesh = maxPerMesh
+		wg.Go(func() { _, errs[i] = f.s.Attach(f.ctx, req) })
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		} else if !errors.Is(err, meshd.ErrCapacity) {
+			t.Fatalf("attach: %v", err)
+		}
+	}
+	if n, err := f.s.CountLive(f.ctx, f.mesh.ID); ok != maxPerMesh || err != nil || n != maxPerMesh {
+		t.Fatalf("%d attached, CountLive = %d, %v; want %d", ok, n, err, maxPerMesh)
+	}
+}
+
+// An attach does not wait for another member's attach in flight in the same
+// mesh (no per-mesh lock: it takes another slot); only the last free slot,
+// being taken by one in flight, is waited for — and then the cap holds.
+func TestAttachDoesNotWaitForTheMesh(t *testing.T) {
+	f := newFixture(t)
+	carol := f.createMember(f.mesh.ID, key('c'), "carol", "member")
+	dave := f.createMember(f.mesh.ID, key('d'), "dave", "member")
+	req := func(m meshd.Member) meshd.AttachRequest {
+		r := f.attachReq(m, "s-"+m.DisplayName, "")
+		r.MaxPerMesh = 3
+		return r
+	}
+	tx, err := f.s.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(f.ctx) }()
+	if _, err := attach(f.ctx, tx, req(f.alice)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	for _, m := range []meshd.Member{f.bob, carol} {
+		if _, err := f.s.Attach(ctx, req(m)); err != nil {
+			t.Fatalf("%s: %v (waited for alice's attach in flight?)", m.DisplayName, err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { _, err := f.s.Attach(ctx, req(dave)); done <- err }()
+	if err := tx.Commit(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, <-done, meshd.ErrCapacity)
+	if n, _ := f.s.CountLive(f.ctx, f.mesh.ID); n != 3 {
+		t.Fatalf("CountLive = %d, want 3", n)
+	}
+}
+
 // A grace-leased presence still counts (B.2 check 2), but reattaching it
 // never fails on capacity.
 func TestAttachCapacityCountsLeasesReattachIgnoresCap(t *testing.T) {
@@ -592,23 +657,6 @@ func TestSweepStatusTTL(t *testing.T) {
 		if p := f.presence(ids[i]); p.Status != r.want {
 			t.Errorf("row %d: %s, want %s", i, p.Status, r.want)
 		}
-	}
-}
-
-func TestPresenceLockKeyStable(t *testing.T) {
-	t.Parallel()
-	keys := map[int64]bool{}
-	for _, m := range []string{"mesh1", "abc", "mesh2"} {
-		k := presenceLockKey(m)
-		if k < 0 || keys[k] || k == presenceLockKey(m+"x") || k == migrationLockID {
-			t.Fatalf("bad key %d for %s", k, m)
-		}
-		keys[k] = true
-	}
-	ids := []int64{presenceLockKey("mesh1"), 870734828183836005} // audit key of mesh1 (B.8)
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	if ids[0] == ids[1] {
-		t.Fatal("presence lock collides with the audit lock")
 	}
 }
 

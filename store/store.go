@@ -11,10 +11,12 @@
 // Locks, in the order they are taken:
 //  1. the migration session lock pg_try_advisory_lock(7473773831), on its own
 //     connection, only in Migrate (B.16);
-//  2. the per-mesh presence lock pg_advisory_xact_lock(presenceLockKey(mesh)),
-//     in Attach (taken inside mesh.attach_presence, so it is held for one
-//     statement and its commit, not across round trips) and ArchiveMesh, so
-//     the capacity count is exact across replicas;
+//  2. in Attach (mesh.attach_presence, one statement): the mesh row FOR
+//     SHARE (ArchiveMesh's UPDATE of it waits), the member row FOR NO KEY
+//     UPDATE, then a presence slot's two-key advisory lock
+//     pg_advisory_xact_lock(hashtext('presence-slot:'||mesh), slot), tried
+//     without waiting unless every free slot is taken — the unique live
+//     (mesh_id, slot) keeps MAX_CONNECTIONS_PER_MESH exact across replicas;
 //  3. row locks (FOR UPDATE [SKIP LOCKED]) on presence, pending_status and
 //     message_queue rows, each statement touching one table's rows in id or
 //     FIFO order.
