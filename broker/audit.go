@@ -9,13 +9,15 @@ package broker
 import (
 	"context"
 	"time"
+
+	"github.com/meshd/meshd"
 )
 
 // audit records one audit-chain event for meshID (B.8 "Events audited")
 // and returns once it is durable (or ctx ends; it is still written).
 // actorID "" records a null actor; actorName "" a NULL display name.
 func (s *Server) audit(ctx context.Context, meshID, event, actorID, actorName string, payload map[string]any) {
-	ev := AuditEvent{EventType: event, ActorDisplayName: actorName, Payload: payload}
+	ev := meshd.AuditEvent{EventType: event, ActorDisplayName: actorName, Payload: payload}
 	if actorID != "" {
 		ev.ActorMemberID = &actorID
 	}
