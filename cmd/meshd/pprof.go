@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -13,12 +14,17 @@ import (
 // servePprof serves net/http/pprof on addr (PPROF_ADDR, docs/env-vars.md),
 // a listener of its own so the profiles are never reachable through the
 // broker's public port. Port 0 picks a free port; the address is logged
-// ("pprof listening"). It returns a function that closes the listener.
+// ("pprof listening"). The block and mutex profiles are switched on with
+// it: every wait of 1 ms or more is recorded (shorter ones sampled), so
+// /debug/pprof/block shows where goroutines — a socket's read loop, a
+// batch — wait. It returns a function that closes the listener.
 func servePprof(addr string, log zerolog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("PPROF_ADDR: listen %s: %w", addr, err)
 	}
+	runtime.SetBlockProfileRate(int(time.Millisecond))
+	runtime.SetMutexProfileFraction(100)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
