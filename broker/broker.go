@@ -229,6 +229,7 @@ type Server struct {
 	ids       idClock
 	acks      *batcher[meshd.AckByID]
 	delivered *batcher[[]string]
+	claims    *batcher[*claimItem]
 	mux       http.Handler
 	frames    map[string]frameHandler // immutable after New
 	collab    *collab.Handler         // immutable after New; nil without Config.CollabStore
@@ -282,7 +283,7 @@ func (s *Server) Start(parent context.Context) {
 	s.dbUp.Store(s.cfg.Store.Ping(ctx) == nil)
 	s.setDBGauge()
 	for _, loop := range []func(context.Context){s.pingLoop, s.redrainLoop, s.sweepLoop, s.hub.workers,
-		s.enqueues.loop, s.acks.loop, s.delivered.loop, func(ctx context.Context) { _ = s.canary.Run(ctx) }} {
+		s.enqueues.loop, s.acks.loop, s.delivered.loop, s.claims.loop, func(ctx context.Context) { _ = s.canary.Run(ctx) }} {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()

@@ -211,6 +211,29 @@ func (s *Server) runEnqueues(ctx context.Context, items []*enqueueItem) error {
 	return nil
 }
 
+// claimItem is one drain's claim waiting for the claim batch.
+type claimItem struct {
+	req  meshd.ClaimRequest
+	rows []meshd.Delivery // the rows claimed for req, FIFO
+}
+
+// runClaims claims for every drain of the batch in one statement (each
+// drain's rows are still read only through its own targets, FIFO).
+func (s *Server) runClaims(ctx context.Context, items []*claimItem) error {
+	reqs := make([]meshd.ClaimRequest, len(items))
+	for i, it := range items {
+		reqs[i] = it.req
+	}
+	out, err := s.cfg.Store.ClaimBatch(ctx, reqs)
+	if err != nil {
+		return err
+	}
+	for i, it := range items {
+		it.rows = out[i]
+	}
+	return nil
+}
+
 // runAcks applies client_acks of every connection in one statement. An
 // ack is idempotent, so a failed batch (a statement that timed out on a
 // saturated pool, a connection lost) is tried again a few times before its
@@ -253,6 +276,7 @@ func (s *Server) newBatchers() {
 	s.enqueues = newBatcher(enqueueBatchMax, s.runEnqueues, sizes("enqueue"))
 	s.acks = newBatcher(ackBatchMax, s.runAcks, sizes("ack"))
 	s.delivered = newBatcher(64, s.runDelivered, sizes("delivered"))
+	s.claims = newBatcher(claimBatchMax, s.runClaims, sizes("claim"))
 }
 
 // Batch bounds: large enough that a busy replica needs few statements, small
@@ -260,6 +284,7 @@ func (s *Server) newBatchers() {
 const (
 	enqueueBatchMax = 256
 	ackBatchMax     = 1024
+	claimBatchMax   = 64 // drains (sockets) per claim statement
 )
 
 type announceOpts struct {
@@ -328,7 +353,7 @@ func (c *conn) drain() {
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	wait, cancel := context.WithTimeout(c.srv.ctx, 30*time.Second)
 	defer cancel()
 	req := c.claimRequest(pres, member)
 	req.Priorities, req.Lease = meshd.Deliverable(pres.Status), c.srv.cfg.ClaimLease
@@ -340,13 +365,18 @@ func (c *conn) drain() {
 		if req.Limit = c.claimLimit(); req.Limit == 0 {
 			return // the window is full: the next ack wakes us
 		}
-		rows, err := c.srv.cfg.Store.Claim(ctx, req)
-		if err != nil {
-			if ctx.Err() == nil {
+		// The claim joins the replica's claim batch. The wait is not cut
+		// short when the socket closes (only when the server stops): close
+		// waits for this drain, so the rows its batch claims for the socket
+		// are released after it.
+		it := &claimItem{req: req}
+		if err := c.srv.claims.do(wait, it); err != nil {
+			if c.ctx.Err() == nil {
 				c.logger().Warn().Err(err).Msg("claim")
 			}
 			return
 		}
+		rows := it.rows
 		if n := c.pushRows(rows); n < len(rows) || len(rows) < req.Limit {
 			return
 		}

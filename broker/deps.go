@@ -71,6 +71,9 @@ type Queue interface {
 	// Claim atomically claims eligible rows (FOR UPDATE SKIP LOCKED, FIFO by
 	// created_at then id) for one connection and returns them in FIFO order.
 	Claim(ctx context.Context, req meshd.ClaimRequest) ([]meshd.Delivery, error)
+	// ClaimBatch is Claim for several connections in one statement: out[i]
+	// are reqs[i]'s rows; a row two of them could take goes to the first.
+	ClaimBatch(ctx context.Context, reqs []meshd.ClaimRequest) ([][]meshd.Delivery, error)
 	// EnqueueBatch inserts ms in one statement, all or nothing (the group
 	// commit of sends); delivered[i] as for Enqueue.
 	EnqueueBatch(ctx context.Context, ms []*meshd.QueuedMessage, delivered []bool) error

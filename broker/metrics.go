@@ -21,7 +21,7 @@ type metrics struct {
 	redeliveries prometheus.Counter
 	draining     prometheus.Gauge
 	closes       *prometheus.CounterVec   // reason
-	batchSize    *prometheus.HistogramVec // kind: enqueue, ack, delivered
+	batchSize    *prometheus.HistogramVec // kind: enqueue, ack, delivered, claim
 }
 
 // Label values of meshd's own counters.

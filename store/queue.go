@@ -27,50 +27,65 @@ func (s *Store) Enqueue(ctx context.Context, m *meshd.QueuedMessage, delivered b
 	return nil
 }
 
-// claimSQL is the one atomic claim statement (B.5). picked reads each of
-// the claimer's targets through message_queue_pending_target_idx (mesh,
-// target, FIFO) — never the mesh's other rows — locking eligible rows FOR
-// UPDATE SKIP LOCKED so concurrent drains on any replica take disjoint sets,
-// then keeps the FIFO-first $4 of them; the UPDATE leases them to the
-// claimer; the outer SELECT joins the sender member and restores FIFO order
-// (UPDATE … RETURNING has none). A row is eligible when undelivered,
-// unclaimed or its claim expired, and its priority deliverable: $2, or, when
-// $7 names a presence, what that presence's status allows (B.4.2), read in
-// the same statement so a drain needs no separate status read.
+// claimSQL is the one atomic claim statement (B.5), for a batch of claimers
+// (the drains of every socket of a replica that woke while the previous
+// batch ran: one statement instead of one per socket). r holds one row per
+// claimer i: mesh, claim id, limit (0: none), status presence (”), the
+// fallback priorities ($2 as a text array literal) and the lease in seconds;
+// $7/$8 pair each claimer with its targets. picked reads each claimer's
+// targets through message_queue_pending_target_idx (mesh, target, FIFO) —
+// never the mesh's other rows — locking eligible rows FOR UPDATE SKIP
+// LOCKED so concurrent batches on any replica take disjoint sets, keeps the
+// FIFO-first limit of them per claimer, and gives a row two claimers of one
+// batch could both take (a shared multicast target) to the first; the
+// UPDATE leases the rows to their claimers; the outer SELECT joins the
+// sender member and restores FIFO order per claimer (UPDATE … RETURNING has
+// none). A row is eligible when undelivered, unclaimed or its claim expired,
+// and its priority deliverable: the fallback set, or, when the claimer names
+// a presence, what that presence's status allows (B.4.2), read in the same
+// statement so a drain needs no separate status read.
 const claimSQL = `
-WITH picked AS (
-	SELECT c.id, c.created_at
-	FROM unnest($3::text[]) AS t(spec)
-	CROSS JOIN LATERAL (
-		SELECT q.id, q.created_at
-		FROM mesh.message_queue q
-		WHERE q.mesh_id = $1
-			AND q.target_spec = t.spec
-			AND q.delivered_at IS NULL
-			AND (q.claimed_at IS NULL OR q.claim_expires_at IS NULL OR q.claim_expires_at < now())
-			AND q.priority = ANY(COALESCE(
-				(SELECT CASE p.status WHEN 'idle' THEN '{now,next,low}'::text[] ELSE '{now}'::text[] END
-				 FROM mesh.presence p WHERE p.id = $7), $2::text[]))
-		ORDER BY q.created_at, q.id
-		LIMIT $4
-		FOR UPDATE OF q SKIP LOCKED
+WITH r AS (
+	SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $9::float8[])
+		AS r(i, mesh, claimer, lim, status_of, prios, lease)
+), picked AS (
+	SELECT DISTINCT ON (c.id) r.i, c.id, c.created_at
+	FROM r CROSS JOIN LATERAL (
+		SELECT c.id, c.created_at
+		FROM (SELECT t.spec FROM unnest($7::int[], $8::text[]) AS t(i, spec) WHERE t.i = r.i) t
+		CROSS JOIN LATERAL (
+			SELECT q.id, q.created_at
+			FROM mesh.message_queue q
+			WHERE q.mesh_id = r.mesh
+				AND q.target_spec = t.spec
+				AND q.delivered_at IS NULL
+				AND (q.claimed_at IS NULL OR q.claim_expires_at IS NULL OR q.claim_expires_at < now())
+				AND q.priority = ANY(COALESCE(
+					(SELECT CASE p.status WHEN 'idle' THEN '{now,next,low}'::text[] ELSE '{now}'::text[] END
+					 FROM mesh.presence p WHERE p.id = NULLIF(r.status_of, '')), r.prios::text[]))
+			ORDER BY q.created_at, q.id
+			LIMIT NULLIF(r.lim, 0)
+			FOR UPDATE OF q SKIP LOCKED
+		) c
+		ORDER BY c.created_at, c.id
+		LIMIT NULLIF(r.lim, 0)
 	) c
-	ORDER BY c.created_at, c.id
-	LIMIT $4
+	ORDER BY c.id, r.i
 ), claimed AS (
 	UPDATE mesh.message_queue q
-	SET claimed_at = now(), claim_id = $5, claim_expires_at = now() + make_interval(secs => $6::float8)
-	WHERE q.id = ANY(ARRAY(SELECT id FROM picked))
-	RETURNING q.id, q.mesh_id, q.sender_member_id, q.sender_session_pubkey, q.priority, q.nonce, q.ciphertext,
+	SET claimed_at = now(), claim_id = r.claimer, claim_expires_at = now() + make_interval(secs => r.lease)
+	FROM picked p JOIN r ON r.i = p.i
+	WHERE q.id = ANY(ARRAY(SELECT id FROM picked)) AND q.id = p.id
+	RETURNING p.i, q.id, q.mesh_id, q.sender_member_id, q.sender_session_pubkey, q.priority, q.nonce, q.ciphertext,
 		q.created_at, q.client_message_id, q.request_fingerprint, q.reply_to_id, q.topic, q.body_version
 )
-SELECT c.id, c.mesh_id, COALESCE(c.sender_session_pubkey, m.peer_pubkey), c.sender_member_id, m.peer_pubkey,
+SELECT c.i, c.id, c.mesh_id, COALESCE(c.sender_session_pubkey, m.peer_pubkey), c.sender_member_id, m.peer_pubkey,
 	m.display_name, c.priority, c.nonce, c.ciphertext, c.created_at,
 	COALESCE(c.client_message_id, ''), COALESCE(c.request_fingerprint, ''),
 	COALESCE(c.reply_to_id, ''), COALESCE(c.topic, ''), COALESCE(c.body_version, 0)
 FROM claimed c
 JOIN mesh.member m ON m.id = c.sender_member_id
-ORDER BY c.created_at, c.id`
+ORDER BY c.i, c.created_at, c.id`
 
 // Claim atomically claims the rows one connection may take (B.5) and returns
 // them FIFO (created_at, then id). Targets: the member pubkey, the session
@@ -79,36 +94,36 @@ ORDER BY c.created_at, c.id`
 // eligible (an empty set claims nothing). Lease 0 means DefaultClaimLease;
 // Limit ≤ 0 means no limit. The claim id is ClaimerPresenceID.
 func (s *Store) Claim(ctx context.Context, req meshd.ClaimRequest) ([]meshd.Delivery, error) {
-	if len(req.Priorities) == 0 {
-		return nil, nil
+	out, err := s.ClaimBatch(ctx, []meshd.ClaimRequest{req})
+	if err != nil {
+		return nil, err
 	}
-	prios := make([]string, len(req.Priorities))
-	for i, p := range req.Priorities {
-		prios[i] = string(p)
+	return out[0], nil
+}
+
+// ClaimBatch is Claim for several claimers in one statement (and one round
+// trip, their JSONL status refreshes included): out[i] are reqs[i]'s rows,
+// FIFO. A row two of them could take goes to the first.
+func (s *Store) ClaimBatch(ctx context.Context, reqs []meshd.ClaimRequest) ([][]meshd.Delivery, error) {
+	out := make([][]meshd.Delivery, len(reqs))
+	args, n := claimArgs(reqs)
+	if n == 0 {
+		return out, nil // nothing deliverable for anyone
 	}
-	lease := req.Lease
-	if lease <= 0 {
-		lease = DefaultClaimLease
-	}
-	var limit *int
-	if req.Limit > 0 {
-		limit = &req.Limit
-	}
-	var statusOf *string
-	if req.StatusPresenceID != "" {
-		statusOf = &req.StatusPresenceID
-	}
-	rows, err := s.claimRows(ctx, req, prios, limit, statusOf, secs(lease))
+	rows, err := s.claimRows(ctx, reqs, args)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
-	var out []meshd.Delivery
+	var i int
 	var d meshd.Delivery
-	_, err = pgx.ForEachRow(rows, []any{&d.ID, &d.MeshID, &d.SenderPubkey, &d.SenderMemberID, &d.SenderMemberPubkey,
+	_, err = pgx.ForEachRow(rows, []any{&i, &d.ID, &d.MeshID, &d.SenderPubkey, &d.SenderMemberID, &d.SenderMemberPubkey,
 		&d.SenderName, &d.Priority, &d.Nonce, &d.Ciphertext, &d.CreatedAt, &d.ClientMessageID, &d.RequestFingerprint,
 		&d.ReplyToID, &d.Topic, &d.BodyVersion},
 		func() error {
-			out = append(out, d)
+			if i < 0 || i >= len(out) {
+				return fmt.Errorf("claimer %d out of range", i)
+			}
+			out[i] = append(out[i], d)
 			return nil
 		})
 	if err != nil {
@@ -117,25 +132,80 @@ func (s *Store) Claim(ctx context.Context, req meshd.ClaimRequest) ([]meshd.Deli
 	return out, nil
 }
 
-// claimRows runs the claim; with Refresh it first applies the JSONL status
-// fallback (B.6.3) to the presence, in the same network round trip (a pgx
-// batch: the refresh commits first, so the claim reads its result).
-func (s *Store) claimRows(ctx context.Context, req meshd.ClaimRequest, prios []string, limit *int, statusOf *string, lease float64) (pgx.Rows, error) {
-	args := []any{req.MeshID, prios, claimTargets(req), limit, req.ClaimerPresenceID, lease, statusOf}
-	if req.Refresh == nil || statusOf == nil {
+// claimArgs are claimSQL's arguments for reqs and how many claimers they
+// hold: a request with no deliverable priority claims nothing and is left
+// out.
+func claimArgs(reqs []meshd.ClaimRequest) ([]any, int) {
+	var (
+		idx, lim, tIdx                        []int32
+		mesh, claimer, statusOf, prios, tSpec []string
+		lease                                 []float64
+	)
+	for i, req := range reqs {
+		if len(req.Priorities) == 0 {
+			continue
+		}
+		ps := make([]string, len(req.Priorities))
+		for j, p := range req.Priorities {
+			ps[j] = string(p)
+		}
+		l := req.Lease
+		if l <= 0 {
+			l = DefaultClaimLease
+		}
+		idx = append(idx, int32(i))
+		mesh = append(mesh, req.MeshID)
+		claimer = append(claimer, req.ClaimerPresenceID)
+		lim = append(lim, int32(max(req.Limit, 0)))
+		statusOf = append(statusOf, req.StatusPresenceID)
+		prios = append(prios, "{"+strings.Join(ps, ",")+"}")
+		lease = append(lease, secs(l))
+		for _, t := range claimTargets(req) {
+			tIdx = append(tIdx, int32(i))
+			tSpec = append(tSpec, t)
+		}
+	}
+	return []any{idx, mesh, claimer, lim, statusOf, prios, tIdx, tSpec, lease}, len(idx)
+}
+
+// claimRows runs the claim; requests with Refresh first get the JSONL
+// status fallback (B.6.3) applied to their presences — one statement per
+// distinct inferred status and window — in the same network round trip (a
+// pgx batch: the refreshes commit first, so the claim reads their result).
+func (s *Store) claimRows(ctx context.Context, reqs []meshd.ClaimRequest, args []any) (pgx.Rows, error) {
+	type refresh struct {
+		inferred meshd.Status
+		window   time.Duration
+	}
+	var order []refresh
+	byKind := map[refresh][]string{}
+	for _, req := range reqs {
+		if req.Refresh == nil || req.StatusPresenceID == "" || len(req.Priorities) == 0 {
+			continue
+		}
+		k := refresh{req.Refresh.Inferred, req.Refresh.FreshWindow}
+		if !k.inferred.Valid() || k.inferred == meshd.StatusDND {
+			k.inferred = meshd.StatusIdle
+		}
+		if _, ok := byKind[k]; !ok {
+			order = append(order, k)
+		}
+		byKind[k] = append(byKind[k], req.StatusPresenceID)
+	}
+	if len(order) == 0 {
 		return s.lease.Query(ctx, claimSQL, args...)
 	}
-	inferred := req.Refresh.Inferred
-	if !inferred.Valid() || inferred == meshd.StatusDND {
-		inferred = meshd.StatusIdle
-	}
 	b := &pgx.Batch{}
-	b.Queue(writeStatusSQL(refreshPred), string(inferred), string(meshd.SourceJSONL), secs(req.Refresh.FreshWindow), *statusOf)
+	for _, k := range order {
+		b.Queue(writeStatusSQL(refreshAnyPred), string(k.inferred), string(meshd.SourceJSONL), secs(k.window), byKind[k])
+	}
 	b.Queue(claimSQL, args...)
 	br := s.lease.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return nil, fmt.Errorf("refresh status: %w", err)
+	for range order {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, fmt.Errorf("refresh status: %w", err)
+		}
 	}
 	rows, err := br.Query()
 	if err != nil {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -613,20 +614,14 @@ SELECT md5(g::text), $1, $2, md5((g % 50)::text), 'n', 'c' FROM generate_series(
 	f.exec(`ANALYZE mesh.message_queue`)
 	req := meshd.ClaimRequest{MeshID: f.mesh.ID, MemberPubkey: f.bob.Pubkey, SessionPubkey: key('s'),
 		Groups: []string{"eng/backend"}, Limit: 256}
-	rows, err := f.s.pool.Query(f.ctx, "EXPLAIN "+claimSQL, req.MeshID, []string{"now", "next", "low"},
-		claimTargets(req), req.Limit, "claimer", 30.0, nil)
-	if err != nil {
-		t.Fatal(err)
+	// A batch of claimers, as the broker sends them; each reads only its own
+	// targets.
+	other := meshd.ClaimRequest{MeshID: f.mesh.ID, MemberPubkey: f.alice.Pubkey, Limit: 32}
+	for _, r := range []*meshd.ClaimRequest{&req, &other} {
+		r.Priorities, r.ClaimerPresenceID = allPrios, "claimer"
 	}
-	var plan []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, line)
-	}
-	text := strings.Join(plan, "\n")
+	args, _ := claimArgs([]meshd.ClaimRequest{req, other})
+	text := f.explain(claimSQL, args...)
 	if !strings.Contains(text, "message_queue_pending_target_idx") || strings.Contains(text, "Seq Scan on message_queue") ||
 		strings.Contains(text, "message_queue_pending_idx ") {
 		t.Fatalf("claim plan does not read by target:\n%s", text)
@@ -707,7 +702,9 @@ func TestClaimIsHOTUpdate(t *testing.T) {
 	}
 	defer tx.Rollback(f.ctx)
 	req := meshd.ClaimRequest{MeshID: f.mesh.ID, MemberPubkey: f.bob.Pubkey, ClaimerPresenceID: "sock"}
-	tag, err := tx.Exec(f.ctx, claimSQL, req.MeshID, []string{"now", "next", "low"}, claimTargets(req), 256, "sock", 30.0, nil)
+	req.Priorities, req.Limit = allPrios, 256
+	args, _ := claimArgs([]meshd.ClaimRequest{req})
+	tag, err := tx.Exec(f.ctx, claimSQL, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -721,5 +718,62 @@ func TestClaimIsHOTUpdate(t *testing.T) {
 	}
 	if upd != 3 || hot != 3 {
 		t.Fatalf("claim updated %d rows, %d of them HOT; want 3 and 3", upd, hot)
+	}
+}
+
+// One claim statement for several sockets: each gets only its own
+// targets' rows, FIFO, within its own limit and priorities; a row two of
+// them could take (a shared target) goes to the first, once.
+func TestClaimBatchPartitionsByClaimer(t *testing.T) {
+	f := newFixture(t)
+	dave := f.createMember(f.mesh.ID, key('d'), "dave", "member")
+	var toBob, toDave []string
+	for range 3 {
+		toBob = append(toBob, f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNext).ID)
+		toDave = append(toDave, f.enqueue(f.alice, dave.Pubkey, meshd.PriorityNow).ID)
+	}
+	f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityLow) // bob's claim below does not take low
+	shared := f.enqueue(f.alice, "@eng", meshd.PriorityNow).ID
+	ids := func(ds []meshd.Delivery) []string {
+		var out []string
+		for _, d := range ds {
+			out = append(out, d.ID)
+		}
+		return out
+	}
+	reqs := []meshd.ClaimRequest{
+		{MeshID: f.mesh.ID, ClaimerPresenceID: "bob-sock", MemberPubkey: f.bob.Pubkey, Groups: []string{"eng"},
+			Priorities: []meshd.Priority{meshd.PriorityNow, meshd.PriorityNext}},
+		{MeshID: f.mesh.ID, ClaimerPresenceID: "dave-sock", MemberPubkey: dave.Pubkey, Groups: []string{"eng/web"},
+			Priorities: allPrios, Limit: 2},
+		{MeshID: f.mesh.ID, ClaimerPresenceID: "mute", MemberPubkey: f.alice.Pubkey}, // no priority: nothing
+	}
+	out, err := f.s.ClaimBatch(f.ctx, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 3 {
+		t.Fatalf("%d results for 3 claimers", len(out))
+	}
+	if got, want := ids(out[0]), append(append([]string{}, toBob...), shared); !slices.Equal(got, want) {
+		t.Fatalf("bob's socket got %v, want %v (FIFO, its targets, the shared row)", got, want)
+	}
+	if got := ids(out[1]); !slices.Equal(got, toDave[:2]) {
+		t.Fatalf("dave's socket got %v, want the first 2 of %v", got, toDave)
+	}
+	if len(out[2]) != 0 {
+		t.Fatalf("a claimer with no deliverable priority got %d rows", len(out[2]))
+	}
+	var claimers []string
+	if err := f.s.pool.QueryRow(f.ctx, `SELECT array_agg(DISTINCT claim_id ORDER BY claim_id) FROM mesh.message_queue
+WHERE claim_id IS NOT NULL`).Scan(&claimers); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(claimers, []string{"bob-sock", "dave-sock"}) {
+		t.Fatalf("claim ids %v", claimers)
+	}
+	// Dave's third row is left for the next claim.
+	if got := f.claimFor(dave, "dave-sock-2", allPrios); !slices.Equal(ids(got), toDave[2:]) {
+		t.Fatalf("next claim got %v, want %v", ids(got), toDave[2:])
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -143,6 +144,10 @@ func (s *Store) RefreshStatus(ctx context.Context, presenceID string, freshWindo
 var refreshPred = `p.id = $4 AND p.status <> 'dnd'
 		AND NOT (p.status_source = 'hook' AND ` + freshSQL("p.status_updated_at", "$3") + `)
 		AND NOT (p.status = $1 AND p.status_source = 'jsonl')`
+
+// refreshAnyPred is refreshPred for every presence of the array $4 (a
+// claim batch refreshes its claimers' presences in one statement).
+var refreshAnyPred = strings.Replace(refreshPred, "p.id = $4", "p.id = ANY($4::text[])", 1)
 
 // SweepStatusTTL is the B.6.6 TTL sweep: live presences whose status is
 // working and older than ttl are written idle/jsonl through the B.6.2 rules
