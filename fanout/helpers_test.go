@@ -24,7 +24,7 @@ var _ fanoutAPI = (*Bus)(nil)
 
 const waitLimit = 10 * time.Second
 
-func startServer(t *testing.T, port int) *EmbeddedServer {
+func startServer(t testing.TB, port int) *EmbeddedServer {
 	t.Helper()
 	s, err := StartEmbedded(EmbeddedConfig{Port: port})
 	if err != nil {
@@ -49,7 +49,7 @@ func serverPort(t *testing.T, s *EmbeddedServer) int {
 
 // newBus connects a Bus (one "replica") with test-sized timings; cleanup
 // checks consistency, closes it and checks again.
-func newBus(t *testing.T, natsURL, prefix string, tweak ...func(*Config)) *Bus {
+func newBus(t testing.TB, natsURL, prefix string, tweak ...func(*Config)) *Bus {
 	t.Helper()
 	cfg := Config{
 		URL:           natsURL,
