@@ -283,11 +283,21 @@ func (s *Server) Start(parent context.Context) {
 	s.dbUp.Store(s.cfg.Store.Ping(ctx) == nil)
 	s.setDBGauge()
 	for _, loop := range []func(context.Context){s.pingLoop, s.redrainLoop, s.sweepLoop, s.hub.workers,
-		s.enqueues.loop, s.acks.loop, s.delivered.loop, s.claims.loop, func(ctx context.Context) { _ = s.canary.Run(ctx) }} {
+		s.enqueues.loop, s.acks.loop, s.delivered.loop, func(ctx context.Context) { _ = s.canary.Run(ctx) }} {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()
 			loop(ctx)
+		}()
+	}
+	// Claim batches run claimWorkers at a time (delivery.go): one batch
+	// per replica at a time would put every drain behind a single
+	// database backend.
+	for range claimWorkers {
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			s.claims.loop(ctx)
 		}()
 	}
 }

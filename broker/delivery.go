@@ -285,6 +285,7 @@ const (
 	enqueueBatchMax = 256
 	ackBatchMax     = 1024
 	claimBatchMax   = 64 // drains (sockets) per claim statement
+	claimWorkers    = 4  // claim statements in flight per replica
 )
 
 type announceOpts struct {

@@ -38,7 +38,9 @@ func (s *Store) Enqueue(ctx context.Context, m *meshd.QueuedMessage, delivered b
 // LOCKED so concurrent batches on any replica take disjoint sets, keeps the
 // FIFO-first limit of them per claimer, and gives a row two claimers of one
 // batch could both take (a shared multicast target) to the first; the
-// UPDATE leases the rows to their claimers; the outer SELECT joins the
+// UPDATE leases the rows to their claimers (picked carries claim id and
+// lease, so it joins nothing but the primary key: a join on r made the
+// planner scan the key once per claimer and row); the outer SELECT joins the
 // sender member and restores FIFO order per claimer (UPDATE … RETURNING has
 // none). A row is eligible when undelivered, unclaimed or its claim expired,
 // and its priority deliverable: the fallback set, or, when the claimer names
@@ -49,7 +51,7 @@ WITH r AS (
 	SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $9::float8[])
 		AS r(i, mesh, claimer, lim, status_of, prios, lease)
 ), picked AS (
-	SELECT DISTINCT ON (c.id) r.i, c.id, c.created_at
+	SELECT DISTINCT ON (c.id) r.i, r.claimer, r.lease, c.id, c.created_at
 	FROM r CROSS JOIN LATERAL (
 		SELECT c.id, c.created_at
 		FROM (SELECT t.spec FROM unnest($7::int[], $8::text[]) AS t(i, spec) WHERE t.i = r.i) t
@@ -73,8 +75,8 @@ WITH r AS (
 	ORDER BY c.id, r.i
 ), claimed AS (
 	UPDATE mesh.message_queue q
-	SET claimed_at = now(), claim_id = r.claimer, claim_expires_at = now() + make_interval(secs => r.lease)
-	FROM picked p JOIN r ON r.i = p.i
+	SET claimed_at = now(), claim_id = p.claimer, claim_expires_at = now() + make_interval(secs => p.lease)
+	FROM picked p
 	WHERE q.id = ANY(ARRAY(SELECT id FROM picked)) AND q.id = p.id
 	RETURNING p.i, q.id, q.mesh_id, q.sender_member_id, q.sender_session_pubkey, q.priority, q.nonce, q.ciphertext,
 		q.created_at, q.client_message_id, q.request_fingerprint, q.reply_to_id, q.topic, q.body_version
