@@ -38,9 +38,10 @@ func (s *Store) Enqueue(ctx context.Context, m *meshd.QueuedMessage, delivered b
 // LOCKED so concurrent batches on any replica take disjoint sets, keeps the
 // FIFO-first limit of them per claimer, and gives a row two claimers of one
 // batch could both take (a shared multicast target) to the first; the
-// UPDATE leases the rows to their claimers (picked carries claim id and
-// lease, so it joins nothing but the primary key: a join on r made the
-// planner scan the key once per claimer and row); the outer SELECT joins the
+// UPDATE leases the rows to their claimers, reaching them through the
+// primary key once (claim id and lease come from picked by a subquery: a
+// join with the key lookup made the planner probe the key once per row and
+// picked id, 4–7 M probes in a burst); the outer SELECT joins the
 // sender member and restores FIFO order per claimer (UPDATE … RETURNING has
 // none). A row is eligible when undelivered, unclaimed or its claim expired,
 // and its priority deliverable: the fallback set, or, when the claimer names
@@ -75,19 +76,20 @@ WITH r AS (
 	ORDER BY c.id, r.i
 ), claimed AS (
 	UPDATE mesh.message_queue q
-	SET claimed_at = now(), claim_id = p.claimer, claim_expires_at = now() + make_interval(secs => p.lease)
-	FROM picked p
-	WHERE q.id = ANY(ARRAY(SELECT id FROM picked)) AND q.id = p.id
-	RETURNING p.i, q.id, q.mesh_id, q.sender_member_id, q.sender_session_pubkey, q.priority, q.nonce, q.ciphertext,
+	SET claimed_at = now(), (claim_id, claim_expires_at) =
+		(SELECT p.claimer, now() + make_interval(secs => p.lease) FROM picked p WHERE p.id = q.id)
+	WHERE q.id = ANY(ARRAY(SELECT id FROM picked))
+	RETURNING q.id, q.mesh_id, q.sender_member_id, q.sender_session_pubkey, q.priority, q.nonce, q.ciphertext,
 		q.created_at, q.client_message_id, q.request_fingerprint, q.reply_to_id, q.topic, q.body_version
 )
-SELECT c.i, c.id, c.mesh_id, COALESCE(c.sender_session_pubkey, m.peer_pubkey), c.sender_member_id, m.peer_pubkey,
+SELECT p.i, c.id, c.mesh_id, COALESCE(c.sender_session_pubkey, m.peer_pubkey), c.sender_member_id, m.peer_pubkey,
 	m.display_name, c.priority, c.nonce, c.ciphertext, c.created_at,
 	COALESCE(c.client_message_id, ''), COALESCE(c.request_fingerprint, ''),
 	COALESCE(c.reply_to_id, ''), COALESCE(c.topic, ''), COALESCE(c.body_version, 0)
 FROM claimed c
+JOIN picked p ON p.id = c.id
 JOIN mesh.member m ON m.id = c.sender_member_id
-ORDER BY c.i, c.created_at, c.id`
+ORDER BY p.i, c.created_at, c.id`
 
 // Claim atomically claims the rows one connection may take (B.5) and returns
 // them FIFO (created_at, then id). Targets: the member pubkey, the session
