@@ -374,6 +374,18 @@ var ErrMeshArchived = errors.New("mesh archived")
 // MAX_CONNECTIONS_PER_MEMBER live presences and none in a grace lease.
 var ErrMemberCapacity = errors.New("member at connection capacity")
 
+// NewRandomID returns a 32-char lowercase hex id with no time in it, for
+// rows users name by a typed prefix (tasks, API keys): the claudemesh CLI
+// shows 8 characters, and NewID's leading timestamp would give every row
+// created within ~4 s the same 8.
+func NewRandomID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("meshd: crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
 // NewID returns a 32-char lowercase hex id whose first 16 chars are the
 // creation time in nanoseconds, so ids sort by creation time (FIFO
 // tie-breaks stay in send order) and match message_status's base62 rule.

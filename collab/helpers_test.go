@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
 	"github.com/meshd/meshd"
@@ -150,3 +151,23 @@ func jsonStr(s string) string {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// sharePrefix rewrites the ids of the given rows of mesh.<table> to start
+// with prefix (ids are random, so a shared prefix never happens by
+// itself), and returns the new ids in order.
+func (f *fixture) sharePrefix(table, prefix string, ids ...string) []string {
+	f.t.Helper()
+	conn, err := pgx.Connect(f.ctx, f.url)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer conn.Close(f.ctx)
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = prefix + id[len(prefix):]
+		if _, err := conn.Exec(f.ctx, `UPDATE mesh.`+pgx.Identifier{table}.Sanitize()+` SET id = $2 WHERE id = $1`, id, out[i]); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return out
+}

@@ -84,9 +84,14 @@ func TestTasks(t *testing.T) {
 	if got := list(f.one(f.bob, "list_tasks", `"assignee":"bob"`, "task_list", ""), "tasks"); len(got) != 1 {
 		t.Fatalf("assignee filter: %v", got)
 	}
-	// Six characters are ambiguous between two tasks created together; the
-	// 8 the CLI shows are not.
-	f.one(f.bob, "claim_task", `"taskId":"`+a[:6]+`"`, "ack", "ambiguous_task_id")
+	// Two tasks created together differ in the 8 characters the CLI shows
+	// (ids carry no timestamp); a prefix two ids share is ambiguous.
+	if a[:8] == b[:8] {
+		t.Fatalf("tasks %s and %s created together share the CLI's 8-character prefix", a, b)
+	}
+	ids := f.sharePrefix("task", "abcdef", a, b)
+	a, b = ids[0], ids[1]
+	f.one(f.bob, "claim_task", `"taskId":"abcdef"`, "ack", "ambiguous_task_id")
 	f.one(f.bob, "claim_task", `"taskId":"abc"`, "ack", "invalid_args")
 	f.one(f.carol, "claim_task", `"taskId":"`+a+`"`, "ack", "task_not_found")
 	r := f.one(f.bob, "claim_task", `"_reqId":"c","taskId":"`+a+`"`, "task_list", "")

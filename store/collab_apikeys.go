@@ -20,7 +20,7 @@ import (
 // CreateAPIKey inserts k with the hash of secret, under a transaction-scoped
 // advisory lock of the mesh so the cap on live keys holds.
 func (s *Store) CreateAPIKey(ctx context.Context, meshID string, k *collab.APIKey, secret string, maxLive int) error {
-	k.ID = meshd.NewID()
+	k.ID = meshd.NewRandomID() // named by prefix: NewRandomID
 	caps, err := json.Marshal(k.Capabilities)
 	if err != nil {
 		return fmt.Errorf("create api key: %w", err)

@@ -12,7 +12,7 @@ import (
 
 // CreateTask inserts an open task (E.5).
 func (s *Store) CreateTask(ctx context.Context, meshID, memberID string, t *collab.Task) error {
-	t.ID, t.Status = meshd.NewID(), "open"
+	t.ID, t.Status = meshd.NewRandomID(), "open" // claimed by the 8 characters the CLI shows
 	err := s.pool.QueryRow(ctx, `
 INSERT INTO mesh.task (id, mesh_id, title, assignee, priority, tags, created_by_name, created_by_member)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at`,
