@@ -58,33 +58,55 @@ type refusal struct {
 
 // route decides where target goes for from (B.4.1 with A.3-6 and B.7): a
 // multicast, or one direct recipient whose grants allow dm. A refusal is the
-// sender's mistake or the recipient's choice; an error is ours.
+// sender's mistake or the recipient's choice; an error is ours. Sends take
+// it in two halves: routeSpec on the read loop, the recipient lookup in the
+// group commit (runEnqueues), so no read loop waits for a pool connection.
 func (s *Server) route(ctx context.Context, meshID string, from sender, target string) (multicast bool, no *refusal, err error) {
-	switch {
-	case strings.HasPrefix(target, "#"):
-		return false, &refusal{errTopics, ""}, nil
-	case badGroupTarget(target):
-		s.met.messagesRejected.WithLabelValues("invalid_target").Inc()
-		return false, &refusal{errInvalidTarget, "invalid_target"}, nil
-	case meshd.IsMulticast(target):
-		return true, nil, nil
-	case target == from.sessionPubkey && from.sessionPubkey != "":
-		s.met.messagesRejected.WithLabelValues("no_recipient").Inc()
-		return false, &refusal{errNoRecipient, "no_recipient"}, nil
+	multicast, no = s.routeSpec(from, target)
+	if multicast || no != nil {
+		return multicast, no, nil
 	}
 	rcpt, err := s.cfg.Store.DirectRecipient(ctx, meshID, target)
 	if errors.Is(err, meshd.ErrNotFound) {
-		s.met.messagesRejected.WithLabelValues("no_recipient").Inc()
-		return false, &refusal{errNoRecipient, "no_recipient"}, nil
+		return false, s.admitDirect(nil, from), nil
 	}
 	if err != nil {
 		return false, nil, fmt.Errorf("recipient lookup: %w", err)
 	}
+	return false, s.admitDirect(&rcpt, from), nil
+}
+
+// routeSpec is the part of route the target alone decides, with no
+// database: a multicast, a refusal, or (false, nil) for a direct target
+// whose recipient is still to be looked up.
+func (s *Server) routeSpec(from sender, target string) (multicast bool, no *refusal) {
+	switch {
+	case strings.HasPrefix(target, "#"):
+		return false, &refusal{errTopics, ""}
+	case badGroupTarget(target):
+		s.met.messagesRejected.WithLabelValues("invalid_target").Inc()
+		return false, &refusal{errInvalidTarget, "invalid_target"}
+	case meshd.IsMulticast(target):
+		return true, nil
+	case target == from.sessionPubkey && from.sessionPubkey != "":
+		s.met.messagesRejected.WithLabelValues("no_recipient").Inc()
+		return false, &refusal{errNoRecipient, "no_recipient"}
+	}
+	return false, nil
+}
+
+// admitDirect is the rest of route once the direct target's recipient is
+// known (nil: there is none): the refusal, or nil when its grants allow dm.
+func (s *Server) admitDirect(rcpt *meshd.Member, from sender) *refusal {
+	if rcpt == nil {
+		s.met.messagesRejected.WithLabelValues("no_recipient").Inc()
+		return &refusal{errNoRecipient, "no_recipient"}
+	}
 	if !rcpt.Grants.Allows(from.member.Pubkey, from.sessionPubkey, "dm") {
 		s.met.droppedByGrant.WithLabelValues("dm").Inc()
-		return false, &refusal{errDMBlocked, ""}, nil
+		return &refusal{errDMBlocked, ""}
 	}
-	return false, nil, nil
+	return nil
 }
 
 // handleSend implements B.4.1: rate limit, size, route, enqueue, ack, then
@@ -119,8 +141,8 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 	if strings.HasPrefix(m.TargetSpec, "#") && s.collab != nil {
 		return s.sendTopic(ctx, c, &m, from, nack) // topics.go
 	}
-	multicast, no, err := s.route(ctx, pres.MeshID, from, m.TargetSpec)
-	if err == nil && no != nil {
+	multicast, no := s.routeSpec(from, m.TargetSpec)
+	if no != nil {
 		return nack("", no.text)
 	}
 	q := &meshd.QueuedMessage{
@@ -129,18 +151,20 @@ func (s *Server) handleSend(ctx context.Context, c *conn, data []byte, _ string)
 		Ciphertext: *m.Ciphertext, ClientMessageID: m.ClientMessageID, RequestFingerprint: m.RequestFingerprint,
 		SenderName: from.name, ReplyToID: m.ReplyToID,
 	}
-	if err != nil {
-		id := s.logInternal(c, err, "send")
-		return nack("unavailable", "unavailable: the message could not be stored; retry (error id "+id+")")
-	}
 	// The row joins the group commit and the read loop moves on, so this
-	// socket's client_acks are not held behind its sends; the ack (and the
-	// announce) follow the commit. At most sendPipeline sends of one socket
-	// wait at once: the next one blocks the read loop (TCP backpressure).
+	// socket's client_acks are not held behind its sends; the batch looks
+	// up the direct recipients of all its sends in one statement, and the
+	// ack (and the announce) follow the commit — or the refusal, the same
+	// one route gives. At most sendPipeline sends of one socket wait at
+	// once: the next one blocks the read loop (TCP backpressure).
 	c.sendSlots <- struct{}{}
-	it := &enqueueItem{q: q, multicast: multicast}
+	it := &enqueueItem{q: q, multicast: multicast, from: &from}
 	s.enqueues.post(ctx, it, func(err error) {
 		<-c.sendSlots
+		if err == nil && it.no != nil {
+			nack("", it.no.text)
+			return
+		}
 		if err == nil {
 			err = it.err
 		}
@@ -185,28 +209,68 @@ const maxReplyToID = 128
 type enqueueItem struct {
 	q         *meshd.QueuedMessage
 	multicast bool
-	err       error // this row's own failure when the batch had to be split
+	from      *sender  // a socket's direct send: its recipient is looked up by the batch; nil: already routed
+	no        *refusal // the lookup refused it: nothing stored
+	err       error    // this row's own failure when the batch had to be split
 }
 
-// runEnqueues inserts a batch in one statement. Rows get ids in batch
-// order from a clock that never repeats or goes back, so FIFO by
-// (created_at, id) holds within the batch (one statement: one now()). A batch the database
-// refuses (a sender deleted mid-send, say) is retried row by row so one bad
-// row fails only its own send.
+// runEnqueues resolves the direct recipients of the batch's sends in one
+// statement (route's rules: admitDirect), then inserts the admitted rows in
+// one statement. Rows get ids in batch order from a clock that never
+// repeats or goes back, so FIFO by (created_at, id) holds within the batch
+// (one statement: one now()). A batch the database refuses (a sender
+// deleted mid-send, say) is retried row by row so one bad row fails only
+// its own send.
 func (s *Server) runEnqueues(ctx context.Context, items []*enqueueItem) error {
-	qs, dl := make([]*meshd.QueuedMessage, len(items)), make([]bool, len(items))
-	for i, it := range items {
+	if err := s.lookupRecipients(ctx, items); err != nil {
+		return err
+	}
+	admitted := items[:0:0]
+	for _, it := range items {
+		if it.no == nil {
+			admitted = append(admitted, it)
+		}
+	}
+	if len(admitted) == 0 {
+		return nil
+	}
+	qs, dl := make([]*meshd.QueuedMessage, len(admitted)), make([]bool, len(admitted))
+	for i, it := range admitted {
 		if it.q.ID == "" {
 			it.q.ID = s.ids.next()
 		}
 		qs[i], dl[i] = it.q, it.multicast
 	}
 	err := s.cfg.Store.EnqueueBatch(ctx, qs, dl)
-	if err == nil || len(items) == 1 || ctx.Err() != nil {
+	if err == nil || len(admitted) == 1 || ctx.Err() != nil {
 		return err
 	}
-	for _, it := range items {
+	for _, it := range admitted {
 		it.err = s.cfg.Store.Enqueue(ctx, it.q, it.multicast)
+	}
+	return nil
+}
+
+// lookupRecipients sets no on every direct send of items whose target has
+// no recipient or whose recipient's grants refuse the sender's dm.
+func (s *Server) lookupRecipients(ctx context.Context, items []*enqueueItem) error {
+	var direct []*enqueueItem
+	var meshes, targets []string
+	for _, it := range items {
+		if it.from != nil && !it.multicast {
+			direct = append(direct, it)
+			meshes, targets = append(meshes, it.q.MeshID), append(targets, it.q.TargetSpec)
+		}
+	}
+	if len(direct) == 0 {
+		return nil
+	}
+	rcpts, err := s.cfg.Store.DirectRecipients(ctx, meshes, targets)
+	if err != nil {
+		return fmt.Errorf("recipient lookup: %w", err)
+	}
+	for i, it := range direct {
+		it.no = s.admitDirect(rcpts[i], *it.from)
 	}
 	return nil
 }

@@ -24,6 +24,9 @@ type Members interface {
 	// possibly grace-leased) presence whose session pubkey is target.
 	// meshd.ErrNotFound otherwise.
 	DirectRecipient(ctx context.Context, meshID, target string) (meshd.Member, error)
+	// DirectRecipients is DirectRecipient for many (mesh, target) pairs in
+	// one statement: out[i] answers pair i, nil when it has no recipient.
+	DirectRecipients(ctx context.Context, meshIDs, targets []string) ([]*meshd.Member, error)
 	// MemberGrants returns peer_grants keyed by member id for the given
 	// members of meshID (missing members are absent from the map).
 	MemberGrants(ctx context.Context, meshID string, memberIDs []string) (map[string]meshd.Grants, error)

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"testing"
@@ -199,6 +200,79 @@ func TestSendRejections(t *testing.T) {
 	c := e.dial(0, carol, nil)
 	if m := recvPush(t, c, 5*time.Second); string(m.Plaintext) != "for later" {
 		t.Fatalf("queued DM %q", m.Plaintext)
+	}
+}
+
+// Sends pipelined on one socket share the group commit, which looks up
+// their recipients together (delivery.go runEnqueues): each send still gets
+// its own answer — the refusals route gives, in place, and a queued ack for
+// the rest — and only the admitted rows reach their recipients, in order.
+func TestPipelinedSendsGetPerSendResults(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	mesh := e.newMesh("Mixed")
+	alice, bob, carol := e.enroll(mesh, "alice"), e.enroll(mesh, "bob"), e.enroll(mesh, "carol")
+	execSQL(t, e.dsn, `UPDATE mesh.member SET peer_grants = jsonb_build_object($1::text, '["read"]'::jsonb) WHERE id = $2`, alice.key.Pubkey, carol.member.ID)
+	b := e.dial(0, bob, nil)
+	a := e.raw(0)
+	a.send(helloFrame(alice, time.Now()))
+	a.expectFrame("hello_ack")
+	zz := strings.Repeat("z", 64)
+	sends := []struct{ target, wantErr string }{
+		{bob.key.Pubkey, ""},
+		{zz, "no connected peer for target (not online, or targetSpec is your own key without another session)"},
+		{carol.key.Pubkey, "blocked by recipient grants (sender lacks dm capability)"},
+		{bob.key.Pubkey, ""},
+		{"*", ""},
+		{carol.key.Pubkey, "blocked by recipient grants (sender lacks dm capability)"},
+		{bob.key.Pubkey, ""},
+	}
+	for i, sd := range sends { // no waiting between them
+		a.send(map[string]any{"type": "send", "id": fmt.Sprint("s", i), "targetSpec": sd.target, "priority": "now",
+			"nonce":      base64.StdEncoding.EncodeToString(make([]byte, 24)),
+			"ciphertext": base64.StdEncoding.EncodeToString([]byte(fmt.Sprint("c", i)))})
+	}
+	acks := map[string]map[string]any{}
+	for len(acks) < len(sends) {
+		m := a.expectFrame("ack")
+		acks[fmt.Sprint(m["id"])] = m
+	}
+	for i, sd := range sends {
+		m := acks[fmt.Sprint("s", i)]
+		queued, _ := m["queued"].(bool)
+		msgID, _ := m["messageId"].(string)
+		errText, _ := m["error"].(string)
+		if queued != (sd.wantErr == "") || errText != sd.wantErr || (msgID != "") != queued {
+			t.Errorf("send %d to %.8s: ack %v, want error %q", i, sd.target, m, sd.wantErr)
+		}
+	}
+	r := e.replicas[0]
+	if got := counter(t, r, "broker_messages_rejected_total", "reason", "no_recipient"); got != 1 {
+		t.Errorf("no_recipient metric %v, want 1", got)
+	}
+	if got := counter(t, r, "broker_messages_dropped_by_grant_total", "cap", "dm"); got != 2 {
+		t.Errorf("dropped_by_grant metric %v, want 2", got)
+	}
+	// Bob gets the three DMs in send order, and the broadcast (its own
+	// road, the mesh topic: not ordered with the DMs). The raw ciphertexts
+	// do not decrypt: the broker never reads them.
+	var dms []string
+	var broadcast string
+	for len(dms) < 3 || broadcast == "" {
+		m := recvPush(t, b, 5*time.Second)
+		ct, _ := base64.StdEncoding.DecodeString(m.Push.Ciphertext)
+		switch {
+		case m.System():
+		case string(ct) == "c4":
+			broadcast = string(ct)
+		default:
+			dms = append(dms, string(ct))
+		}
+	}
+	if fmt.Sprint(dms) != "[c0 c3 c6]" || broadcast != "c4" {
+		t.Fatalf("bob's pushes: DMs %v, broadcast %q; want [c0 c3 c6], c4", dms, broadcast)
+	}
+	if n := testenv.QueryInt(t, e.dsn, "SELECT count(*) FROM mesh.message_queue WHERE mesh_id = $1", mesh.ID); n != 4 {
+		t.Fatalf("queue rows %d, want 4: a refused send stores nothing", n)
 	}
 }
 

@@ -47,25 +47,69 @@ LIMIT 1`, meshID, pubkey).Scan(dest...)
 }
 
 // DirectRecipient resolves a direct targetSpec (A.3-6): the active member
-// whose pubkey is target, else the active member owning a live (possibly
-// grace-leased) presence whose session pubkey is target. meshd.ErrNotFound
-// otherwise.
+// whose pubkey is target, else the member of a live (not disconnected,
+// possibly grace-leased) presence whose session pubkey is target.
+// meshd.ErrNotFound otherwise.
 func (s *Store) DirectRecipient(ctx context.Context, meshID, target string) (meshd.Member, error) {
-	var m meshd.Member
-	err := s.pool.QueryRow(ctx, `
-SELECT `+memberCols+` FROM (
-	SELECT m.*, 0 AS pref FROM mesh.member m
-	WHERE m.mesh_id = $1 AND m.peer_pubkey = $2 AND m.revoked_at IS NULL
-	UNION ALL
-	SELECT m.*, 1 FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id
-	WHERE p.mesh_id = $1 AND p.session_pubkey = $2 AND p.disconnected_at IS NULL AND m.revoked_at IS NULL
-) m
-ORDER BY m.pref
-LIMIT 1`, meshID, target).Scan(memberDest(&m)...)
+	ms, err := s.DirectRecipients(ctx, []string{meshID}, []string{target})
 	if err != nil {
-		return meshd.Member{}, fmt.Errorf("direct recipient: %w", notFound(err))
+		return meshd.Member{}, fmt.Errorf("direct recipient: %w", err)
 	}
-	return m, nil
+	if ms[0] == nil {
+		return meshd.Member{}, fmt.Errorf("direct recipient: %w", meshd.ErrNotFound)
+	}
+	return *ms[0], nil
+}
+
+// directRecipientsSQL is DirectRecipient for every (mesh, target) pair of
+// the arrays at once: the row of pair n carries ord n; a pair without a
+// recipient has no row.
+const directRecipientsSQL = `
+SELECT t.ord, ` + memberCols + `
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(mesh, target, ord)
+CROSS JOIN LATERAL (
+	SELECT x.* FROM (
+		SELECT m.*, 0 AS pref FROM mesh.member m
+		WHERE m.mesh_id = t.mesh AND m.peer_pubkey = t.target AND m.revoked_at IS NULL
+		UNION ALL
+		SELECT m.*, 1 FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id
+		WHERE p.mesh_id = t.mesh AND p.session_pubkey = t.target AND p.disconnected_at IS NULL
+			AND m.revoked_at IS NULL
+	) x
+	ORDER BY x.pref
+	LIMIT 1
+) m`
+
+// DirectRecipients resolves many direct targets in one statement, with
+// DirectRecipient's rules: out[i] is the recipient of targets[i] in
+// meshIDs[i], nil when there is none. The group commit resolves a batch's
+// sends with it (docs/benchmarks.md), so no send waits for a pool
+// connection on its socket's read loop.
+func (s *Store) DirectRecipients(ctx context.Context, meshIDs, targets []string) ([]*meshd.Member, error) {
+	if len(meshIDs) != len(targets) {
+		return nil, fmt.Errorf("direct recipients: %d meshes, %d targets", len(meshIDs), len(targets))
+	}
+	out := make([]*meshd.Member, len(targets))
+	rows, err := s.pool.Query(ctx, directRecipientsSQL, meshIDs, targets)
+	if err != nil {
+		return nil, fmt.Errorf("direct recipients: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ord int64
+		m := new(meshd.Member)
+		if err := rows.Scan(append([]any{&ord}, memberDest(m)...)...); err != nil {
+			return nil, fmt.Errorf("direct recipients: %w", err)
+		}
+		if ord < 1 || int(ord) > len(out) {
+			return nil, fmt.Errorf("direct recipients: row for pair %d of %d", ord, len(out))
+		}
+		out[ord-1] = m
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("direct recipients: %w", err)
+	}
+	return out, nil
 }
 
 // MemberGrants returns peer_grants keyed by member id for the given members

@@ -125,6 +125,35 @@ func TestDirectRecipient(t *testing.T) {
 			}
 		})
 	}
+	// The group commit's form: every case in one statement, results in
+	// input order, plus a pair in carol's own mesh and a repeated target.
+	meshes, targets := []string{}, []string{}
+	for _, tt := range tests {
+		meshes, targets = append(meshes, f.mesh.ID), append(targets, tt.target)
+	}
+	meshes, targets = append(meshes, f.carol.MeshID, f.mesh.ID), append(targets, f.carol.Pubkey, f.alice.Pubkey)
+	got, err := f.s.DirectRecipients(f.ctx, meshes, targets)
+	if err != nil || len(got) != len(targets) {
+		t.Fatalf("DirectRecipients = %d rows, %v", len(got), err)
+	}
+	for i, tt := range tests {
+		if id := idOf(got[i]); id != tt.wantID {
+			t.Errorf("DirectRecipients[%d] (%s) = %q, want %q", i, tt.name, id, tt.wantID)
+		}
+	}
+	if n := len(tests); idOf(got[n]) != f.carol.ID || idOf(got[n+1]) != f.alice.ID {
+		t.Errorf("DirectRecipients tail = %q, %q", idOf(got[n]), idOf(got[n+1]))
+	}
+	if _, err := f.s.DirectRecipients(f.ctx, meshes, targets[1:]); err == nil {
+		t.Error("DirectRecipients with mismatched arrays: no error")
+	}
+}
+
+func idOf(m *meshd.Member) string {
+	if m == nil {
+		return ""
+	}
+	return m.ID
 }
 
 func TestMemberGrants(t *testing.T) {
