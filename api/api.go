@@ -64,31 +64,24 @@ func (c *Config) validate() error {
 	case c.Registry == nil:
 		return errors.New("api: Registry required")
 	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 65536
-	}
-	if c.HookFreshWindow <= 0 {
-		c.HookFreshWindow = 30 * time.Second
-	}
-	if c.HookRateLimitPerMin <= 0 {
-		c.HookRateLimitPerMin = 30
-	}
-	if c.HookRateLimitPerIPPerMin <= 0 {
-		c.HookRateLimitPerIPPerMin = 300
-	}
-	if c.WebhookRateLimitPerMin <= 0 {
-		c.WebhookRateLimitPerMin = 60
-	}
-	if c.WebhookRateLimitPerIPPerMin <= 0 {
-		c.WebhookRateLimitPerIPPerMin = 600
-	}
-	if c.LegacyAuthFlush <= 0 {
-		c.LegacyAuthFlush = 10 * time.Second
-	}
+	def(&c.MaxMessageBytes, 65536)
+	def(&c.HookFreshWindow, 30*time.Second)
+	def(&c.HookRateLimitPerMin, 30)
+	def(&c.HookRateLimitPerIPPerMin, 300)
+	def(&c.WebhookRateLimitPerMin, 60)
+	def(&c.WebhookRateLimitPerIPPerMin, 600)
+	def(&c.LegacyAuthFlush, 10*time.Second)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	return nil
+}
+
+// def sets *p to v when *p is unset (zero or negative).
+func def[T int | float64 | time.Duration](p *T, v T) {
+	if *p <= 0 {
+		*p = v
+	}
 }
 
 // Server is one replica's control plane.

@@ -138,33 +138,14 @@ func (c *Config) validate() error {
 	case c.Registry == nil:
 		return errors.New("broker: Registry required")
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 65536
-	}
-	if c.MaxPreauthPerIP <= 0 {
-		c.MaxPreauthPerIP = 256
-	}
-	if c.MaxConnectionsPerMesh <= 0 {
-		c.MaxConnectionsPerMesh = 100
-	}
-	if c.MaxConnectionsPerMember <= 0 {
-		c.MaxConnectionsPerMember = 10
-	}
-	if c.HelloBurst <= 0 {
-		c.HelloBurst = 20
-	}
-	if c.HelloPerMinute <= 0 {
-		c.HelloPerMinute = 60
-	}
+	def(&c.MaxMessageBytes, 65536)
+	def(&c.MaxPreauthPerIP, 256)
+	def(&c.MaxConnectionsPerMesh, 100)
+	def(&c.MaxConnectionsPerMember, 10)
+	def(&c.HelloBurst, 20)
+	def(&c.HelloPerMinute, 60)
 	def(&c.HelloTimeout, 10*time.Second)
-	if c.HelloConcurrency <= 0 {
-		c.HelloConcurrency = 32
-	}
+	def(&c.HelloConcurrency, 32)
 	def(&c.PingPeriod, 30*time.Second)
 	def(&c.PongWait, 75*time.Second)
 	def(&c.Grace, 90*time.Second)
@@ -172,18 +153,10 @@ func (c *Config) validate() error {
 	def(&c.RedrainInterval, 2*time.Second)
 	def(&c.SweepInterval, 5*time.Second)
 	def(&c.HookFreshWindow, 30*time.Second)
-	if c.SendBurst <= 0 {
-		c.SendBurst = 10
-	}
-	if c.SendPerMinute <= 0 {
-		c.SendPerMinute = 60
-	}
-	if c.WriteBuffer <= 0 {
-		c.WriteBuffer = 512
-	}
-	if c.PushWindow <= 0 {
-		c.PushWindow = 256
-	}
+	def(&c.SendBurst, 10)
+	def(&c.SendPerMinute, 60)
+	def(&c.WriteBuffer, 512)
+	def(&c.PushWindow, 256)
 	def(&c.SlowConsumerAfter, 60*time.Second)
 	def(&c.CanaryStallAfter, 15*time.Second)
 	def(&c.CanaryInterval, min(5*time.Second, c.CanaryStallAfter/3))
@@ -197,6 +170,13 @@ func (c *Config) validate() error {
 		c.GitSHA = "unknown"
 	}
 	return nil
+}
+
+// def sets *p to v when *p is unset (zero or negative).
+func def[T int | float64 | time.Duration](p *T, v T) {
+	if *p <= 0 {
+		*p = v
+	}
 }
 
 // Server is one replica's broker: WebSocket endpoint, HTTP routes, Hub.
