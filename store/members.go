@@ -90,7 +90,7 @@ func (s *Store) DirectRecipients(ctx context.Context, meshIDs, targets []string)
 		return nil, fmt.Errorf("direct recipients: %d meshes, %d targets", len(meshIDs), len(targets))
 	}
 	out := make([]*meshd.Member, len(targets))
-	rows, err := s.lease.Query(ctx, directRecipientsSQL, meshIDs, targets) // generic plan (New)
+	rows, err := s.claims.Query(ctx, directRecipientsSQL, meshIDs, targets) // generic plan (New)
 	if err != nil {
 		return nil, fmt.Errorf("direct recipients: %w", err)
 	}

@@ -89,11 +89,13 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*meshd.QueuedMessage, del
 
 // clientAckBatchSQL marks the acked rows; `q.id = ANY($2)` makes the plan
 // go through the primary key (a join on unnest alone can hash-join a seq
-// scan of the whole queue, which grows with history).
+// scan of the whole queue, which grows with history). The undelivered test
+// is spelled pendingSQL so that no plan can read the rows through a
+// pending-only index instead.
 const clientAckBatchSQL = `
 UPDATE mesh.message_queue q SET delivered_at = now()
 FROM unnest($1::text[], $2::text[], $3::text[]) AS a(mesh, id, keys)
-WHERE q.id = ANY($2::text[]) AND q.id = a.id AND q.mesh_id = a.mesh AND q.delivered_at IS NULL
+WHERE q.id = ANY($2::text[]) AND q.id = a.id AND q.mesh_id = a.mesh AND ` + pendingSQL + `
 	AND (q.target_spec = ANY(string_to_array(a.keys, ',')) OR q.target_spec = '*'
 		OR q.target_spec LIKE '@%' OR q.target_spec LIKE '#%')`
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/meshd/meshd"
 )
@@ -585,10 +586,11 @@ SELECT md5(g::text), $1, $2, $3, 'n', 'c', now() FROM generate_series(1, 20000) 
 	}
 }
 
-// explain returns the plan of sql with args.
+// explain returns the plan of sql with args, as the delivery road's lease
+// pool would run it.
 func (f *fixture) explain(sql string, args ...any) string {
 	f.t.Helper()
-	rows, err := f.s.pool.Query(f.ctx, "EXPLAIN "+sql, args...)
+	rows, err := f.s.lease.Query(f.ctx, "EXPLAIN "+sql, args...)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -787,9 +789,10 @@ WHERE claim_id IS NOT NULL`).Scan(&claimers); err != nil {
 	}
 }
 
-// The delivery road's statements run on the lease pool with generic plans
-// (PostgreSQL planned every claim afresh, which cost more CPU than running
-// it — issue 10), and those plans must still read by key. A connection
+// The claim batch, its status refresh and the recipient lookup run on the
+// claims pool with generic plans (PostgreSQL planned every claim afresh,
+// which cost more CPU than running it — issue 10), and those plans must
+// still read by key. A connection
 // makes its generic plan once, typically while the queue is still empty and
 // never analyzed — on such statistics the claim's UPDATE chose a scan of
 // the whole queue and kept it while the queue grew (seen on the bench
@@ -804,16 +807,27 @@ func TestDeliveryPlansAreGeneric(t *testing.T) {
 	f := newFixture(t)
 	f.enqueue(f.alice, f.bob.Pubkey, meshd.PriorityNow)
 
-	conn, err := f.s.lease.Acquire(f.ctx)
+	settings := func(p *pgxpool.Pool) (mode, seqscan string) {
+		t.Helper()
+		err := p.QueryRow(f.ctx, "SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')").Scan(&mode, &seqscan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mode, seqscan
+	}
+	// The ack batch and the delivered marks keep custom plans: the ack's
+	// generic plan, made on an empty queue, read every pending row.
+	if mode, seqscan := settings(f.s.lease); mode != "auto" || seqscan != "off" {
+		t.Fatalf("lease pool plan_cache_mode = %q, enable_seqscan = %q; want auto, off", mode, seqscan)
+	}
+	if mode, seqscan := settings(f.s.claims); mode != "force_generic_plan" || seqscan != "off" {
+		t.Fatalf("claims pool plan_cache_mode = %q, enable_seqscan = %q; want force_generic_plan, off", mode, seqscan)
+	}
+	conn, err := f.s.claims.Acquire(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	var mode, seqscan string
-	if err := conn.QueryRow(f.ctx, "SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')").Scan(&mode, &seqscan); err != nil ||
-		mode != "force_generic_plan" || seqscan != "off" {
-		t.Fatalf("lease pool plan_cache_mode = %q, enable_seqscan = %q, %v; want force_generic_plan, off", mode, seqscan, err)
-	}
 	// generic returns the plan PostgreSQL caches for sql (PREPARE, then
 	// EXPLAIN EXECUTE with the arguments as literals).
 	generic := func(name, sql string, args ...any) string {
@@ -843,9 +857,9 @@ func TestDeliveryPlansAreGeneric(t *testing.T) {
 	if !strings.Contains(plan, "message_queue_pending_target_idx") || strings.Contains(plan, "Seq Scan on message_queue") {
 		t.Fatalf("generic claim plan does not read by target:\n%s", plan)
 	}
-	plan = generic("ackplan", clientAckBatchSQL, []string{f.mesh.ID}, []string{"x"}, []string{f.bob.Pubkey})
-	if strings.Contains(plan, "Seq Scan on message_queue") {
-		t.Fatalf("generic ack batch plan scans the queue:\n%s", plan)
+	plan = generic("refreshplan", writeStatusSQL(refreshAnyPred), "idle", "jsonl", 60.0, []string{"p"})
+	if !strings.Contains(plan, "presence_pkey") || strings.Contains(plan, "Seq Scan") {
+		t.Fatalf("generic status refresh plan does not read presences by key:\n%s", plan)
 	}
 	plan = generic("rcptplan", directRecipientsSQL, []string{f.mesh.ID}, []string{f.bob.Pubkey})
 	if strings.Contains(plan, "Seq Scan") {
@@ -863,5 +877,30 @@ WHERE i.relname = 'message_queue' AND pg_get_expr(x.indpred, x.indrelid) LIKE '%
 	}
 	if got := f.claimFor(f.bob, "c", allPrios); len(got) != 1 {
 		t.Fatalf("claimed %d rows for bob, want 1", len(got))
+	}
+}
+
+// Acks and delivered marks address rows by id: their plans go through the
+// primary key, never a walk of a pending-only index filtered by id — which
+// is what PostgreSQL chose, on the statistics of a young queue, once a
+// burst had filled it (132 ms for one ack batch; issue 10).
+func TestAckPlansReadByKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.exec(`ANALYZE mesh.message_queue`) // statistics of an empty queue
+	f.exec(`INSERT INTO mesh.message_queue (id, mesh_id, sender_member_id, target_spec, nonce, ciphertext)
+SELECT md5(g::text), $1, $2, $3, 'n', 'c' FROM generate_series(1, 3000) g`, f.mesh.ID, f.alice.ID, f.bob.Pubkey)
+	ids := make([]string, 100)
+	mesh, keys := make([]string, len(ids)), make([]string, len(ids))
+	for i := range ids {
+		ids[i], mesh[i], keys[i] = fmt.Sprintf("%x", i), f.mesh.ID, f.bob.Pubkey
+	}
+	for name, plan := range map[string]string{
+		"ack batch":      f.explain(clientAckBatchSQL, mesh, ids, keys),
+		"delivered mark": f.explain(markDeliveredSQL, ids),
+	} {
+		if !strings.Contains(plan, "message_queue_pkey") || strings.Contains(plan, "pending_target_idx") {
+			t.Errorf("%s plan does not read by primary key:\n%s", name, plan)
+		}
 	}
 }

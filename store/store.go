@@ -78,10 +78,14 @@ type Store struct {
 	// stay on pool). A crash can forget the last such commits: a forgotten
 	// claim or delivered mark makes the row claimable again, so the
 	// recipient may get the push twice, with the same messageId
-	// (docs/architecture.md, at-least-once). Its sessions also use generic
-	// plans (plan_cache_mode), and the group commit's recipient lookup, a
-	// read, runs here for them.
+	// (docs/architecture.md, at-least-once).
 	lease *pgxpool.Pool // immutable after New; closed by Close
+
+	// claims is lease's twin for the two statements every message costs
+	// the most to plan — the claim batch (with its status refresh) and the
+	// group commit's recipient lookup — whose sessions use generic plans
+	// (plan_cache_mode: see New).
+	claims *pgxpool.Pool // immutable after New; closed by Close
 
 	// health is one connection of its own for Ping, so readiness measures
 	// whether PostgreSQL answers, not how long the busy pool's queue is
@@ -124,18 +128,25 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	lc := pc.Copy()
 	lc.MaxConns = max(pc.MaxConns/2, 2)
 	lc.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
-	// The delivery road's statements (claims, status refreshes, acks,
-	// delivered marks, recipient lookups) run thousands of times a second
-	// with arrays of varying length: PostgreSQL's default planned each
-	// execution afresh (custom plans), which cost more CPU than running
-	// them (issue 10: 0.64 ms of planning per claim). A generic plan is
-	// made once per connection, often while the queue is still empty, so a
-	// sequential scan would look cheapest and stay cached while the queue
-	// grows (seen: the claim's UPDATE scanning the whole queue): every one
-	// of these statements reads by key, and the planner is told to. Both
-	// are checked by TestDeliveryPlansAreGeneric.
-	lc.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	// Every statement of the delivery road reads the queue by key, but on
+	// the statistics of a young queue (or any queue before a burst fills
+	// it) a scan looks cheaper and stays chosen while the queue grows: the
+	// planner is told not to (TestAckPlansReadByKey).
 	lc.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
+	// The claim batch and the recipient lookup run thousands of times a
+	// second with arrays of varying length: PostgreSQL's default planned
+	// each execution afresh (custom plans), which cost more CPU than
+	// running them (issue 10: 0.64 ms of planning per claim). A generic
+	// plan is made once per connection, often while the queue is still
+	// empty, so a sequential scan would look cheapest and stay cached
+	// while the queue grows (seen: the claim's UPDATE scanning the whole
+	// queue): both read by key, and the planner is told to (enable_seqscan,
+	// inherited from lease). Only they get
+	// generic plans: the ack batch's, made on an empty queue, read every
+	// pending row (TestDeliveryPlansAreGeneric pins the ones chosen).
+	cc := lc.Copy()
+	cc.MaxConns = max(pc.MaxConns/4, 6) // claim workers and the group commit, per replica
+	cc.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("store: pool: %w", err)
@@ -145,21 +156,29 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store: lease pool: %w", err)
 	}
+	claims, err := pgxpool.NewWithConfig(ctx, cc)
+	if err != nil {
+		pool.Close()
+		lease.Close()
+		return nil, fmt.Errorf("store: claims pool: %w", err)
+	}
 	hc := pc.Copy()
 	hc.MaxConns, hc.MinConns = 1, 0
 	health, err := pgxpool.NewWithConfig(ctx, hc)
 	if err != nil {
 		pool.Close()
 		lease.Close()
+		claims.Close()
 		return nil, fmt.Errorf("store: health pool: %w", err)
 	}
-	return &Store{pool: pool, lease: lease, health: health, log: cfg.Logger.With().Str("component", "store").Logger(), kr: cfg.Keyring}, nil
+	return &Store{pool: pool, lease: lease, claims: claims, health: health, log: cfg.Logger.With().Str("component", "store").Logger(), kr: cfg.Keyring}, nil
 }
 
 // Close closes the pools, waiting for acquired connections to be released.
 func (s *Store) Close() {
 	s.pool.Close()
 	s.lease.Close()
+	s.claims.Close()
 	s.health.Close()
 }
 
