@@ -5,10 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"math/big"
 	"strings"
 	"testing"
 
+	"filippo.io/edwards25519"
 	"golang.org/x/crypto/curve25519"
 )
 
@@ -109,29 +109,11 @@ func TestPublicToCurve25519Rejects(t *testing.T) {
 // torsion point T: on the curve, not of small order, outside the subgroup.
 func mixedOrder(t *testing.T, torsion []byte) []byte {
 	t.Helper()
-	base, _ := hex.DecodeString("5866666666666666666666666666666666666666666666666666666666666666")
-	_, b, err := decompress(base)
+	tp, err := new(edwards25519.Point).SetBytes(torsion)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, tp, err := decompress(torsion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return compress(b.add(tp))
-}
-
-// compress encodes p (RFC 8032 §5.1.2); test helper only.
-func compress(p edPoint) []byte {
-	zi := new(big.Int).ModInverse(p.z, fieldP)
-	x, y := fmul(p.x, zi), fmul(p.y, zi)
-	be := y.FillBytes(make([]byte, 32))
-	out := make([]byte, 32)
-	for i := range be {
-		out[31-i] = be[i]
-	}
-	out[31] |= byte(x.Bit(0)) << 7
-	return out
+	return new(edwards25519.Point).Add(edwards25519.NewGeneratorPoint(), tp).Bytes()
 }
 
 func TestIdentityFromSecretHex(t *testing.T) {
@@ -273,4 +255,16 @@ func FuzzOpenDM(f *testing.F) {
 	f.Fuzz(func(t *testing.T, nonce, ct string) {
 		_, _ = OpenDM(nonce, ct, alice.Pubkey, bob)
 	})
+}
+
+// BenchmarkPublicToCurve25519 is the per-peer cost of a first message to or
+// from a key (the shared key is cached after it).
+func BenchmarkPublicToCurve25519(b *testing.B) {
+	pub, _ := hex.DecodeString(GenerateIdentity().Pubkey)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := PublicToCurve25519(pub); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -19,7 +19,8 @@ type Config struct {
 	Token string   // bearer token of the user that creates the meshes
 	JSON  bool
 	// JSONOut also writes the JSON report to this file.
-	JSONOut string
+	JSONOut    string
+	CPUProfile string // --cpuprofile: this process's CPU profile
 
 	Peers    int           // burst/steady: connected members
 	Msgs     int           // burst: DMs per peer
@@ -77,6 +78,7 @@ func parseConfig(mode string, args []string, getenv func(string) string, stderr 
 	fs.StringVar(&c.Token, "token", getenv("MESHBENCH_TOKEN"), "bearer token (`meshd token create --user <id>`); default $MESHBENCH_TOKEN")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as one JSON object")
 	fs.StringVar(&c.JSONOut, "json-out", "", "also write the JSON report to this file")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write meshbench's own CPU profile to this file (go tool pprof): on a small machine the load tool competes with the broker")
 	fs.IntVar(&c.Peers, "peers", defPeers(mode), "burst/steady: connected members")
 	fs.IntVar(&c.Msgs, "msgs", 1000, "burst: DMs each peer sends")
 	fs.IntVar(&c.Window, "window", 32, "burst: unacked sends per peer")
