@@ -129,12 +129,20 @@ func scanAuditTail(row pgx.Row) (prev string, prevAt, now time.Time, err error) 
 }
 
 // insertAuditLocked hashes rows in order, chaining from prev, and inserts
-// them in one pipelined batch; statements of a batch run in order, so ids
-// follow chain order. The payload is stored as its canonical text cast to
-// jsonb, which re-canonicalizes to the same text (VerifyAudit relies on it).
+// them in one statement (not one per row: a busy mesh's writer moves a
+// hundred message_sent events at a time, issue 10); the rows are inserted in
+// chain order, so ids follow it (VerifyAudit reads the chain by id and
+// would report a row out of place). The payload is stored as its canonical
+// text cast to jsonb, which re-canonicalizes to the same text (VerifyAudit
+// relies on it).
 func insertAuditLocked(ctx context.Context, tx pgx.Tx, meshID string, rows []auditRow, prev string, prevAt, now time.Time) error {
-	b := &pgx.Batch{}
-	for _, r := range rows {
+	n := len(rows)
+	var (
+		types, payloads, prevs, hashes = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		actors, names, msgIDs          = make([]*string, n), make([]*string, n), make([]*string, n)
+		ats                            = make([]time.Time, n)
+	)
+	for i, r := range rows {
 		at := r.ev.CreatedAt
 		if at.IsZero() {
 			at = now
@@ -144,17 +152,25 @@ func insertAuditLocked(ctx context.Context, tx pgx.Tx, meshID string, rows []aud
 		}
 		at = at.Truncate(time.Millisecond)
 		hash := wire.AuditHash(prev, meshID, r.ev.EventType, r.ev.ActorMemberID, r.canonical, at)
-		b.Queue(`
-INSERT INTO mesh.audit_log (mesh_id, event_type, actor_member_id, actor_display_name, payload, prev_hash, hash, created_at, message_id)
-VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8, $9)`,
-			meshID, r.ev.EventType, r.ev.ActorMemberID, nullIfEmpty(r.ev.ActorDisplayName), r.canonical, prev, hash, at, r.messageID)
+		types[i], actors[i], payloads[i], prevs[i], hashes[i], ats[i], msgIDs[i] =
+			r.ev.EventType, r.ev.ActorMemberID, r.canonical, prev, hash, at, r.messageID
+		if r.ev.ActorDisplayName != "" {
+			names[i] = &r.ev.ActorDisplayName
+		}
 		prev, prevAt = hash, at
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if _, err := tx.Exec(ctx, insertAuditSQL, meshID, types, actors, names, payloads, prevs, hashes, ats, msgIDs); err != nil {
 		return fmt.Errorf("insert: %w", err)
 	}
 	return nil
 }
+
+const insertAuditSQL = `
+INSERT INTO mesh.audit_log (mesh_id, event_type, actor_member_id, actor_display_name, payload, prev_hash, hash, created_at, message_id)
+SELECT $1, r.typ, r.actor, r.name, r.payload::jsonb, r.prev, r.hash, r.at, r.msg
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[])
+	WITH ORDINALITY AS r(typ, actor, name, payload, prev, hash, at, msg, ord)
+ORDER BY r.ord`
 
 // VerifyAudit walks meshID's chain (B.8 Verify) and reports whether it is
 // intact, how many rows it has and the id of the first broken row.

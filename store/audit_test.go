@@ -147,6 +147,16 @@ func TestAuditChainOfThree(t *testing.T) {
 WHERE mod(extract(microseconds FROM created_at)::bigint, 1000) <> 0`).Scan(&sub); err != nil || sub != 0 {
 		t.Fatalf("%d rows have sub-millisecond created_at (%v)", sub, err)
 	}
+	// A writer's batch is one statement; its rows still take ids in chain
+	// order, or verify would find the first one out of place.
+	batch := make([]AuditEvent, 500)
+	for i := range batch {
+		batch[i] = AuditEvent{EventType: "message_sent", ActorMemberID: &f.bob.ID, Payload: map[string]any{"targetSpec": "*", "n": i}}
+	}
+	f.appendAudit(f.mesh.ID, batch...)
+	if v := f.verify(f.mesh.ID); !v.Valid || v.Entries != 503 {
+		t.Fatalf("after a batch of 500: %+v", v)
+	}
 }
 
 func TestAuditEmptyChainIsValid(t *testing.T) {
