@@ -65,7 +65,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.hub.unreservePreauth(t) // only when no socket claimed it
 	r = r.WithContext(context.WithValue(r.Context(), preauthKey{}, t))
-	if err := s.m.HandleRequest(w, r); err != nil {
+	if err := s.upgrade(w, r, t); err != nil {
 		s.log.Debug().Err(err).Msg("ws upgrade failed")
 	}
 }

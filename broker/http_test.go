@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/meshd/meshd/broker"
 )
@@ -115,5 +118,43 @@ func TestStalePongTerminates(t *testing.T) {
 	}
 	if n, _ := e.replicas[0].srv.Hub().Counts(); n != 0 {
 		t.Fatalf("%d sockets still registered", n)
+	}
+}
+
+// TestWSHandlerReturnsAfterUpgrade: the /ws handler returns as soon as the
+// socket is up, while the socket keeps working — a handler that blocked for
+// the socket's life kept net/http's per-connection read and write buffers
+// (about 10 KB) with every idle socket (issue 10, docs/benchmarks.md "Idle
+// memory per connection (session 4)").
+func TestWSHandlerReturnsAfterUpgrade(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	mesh := e.newMesh("Handoff")
+	alice := e.enroll(mesh, "alice")
+	mux := http.NewServeMux()
+	e.replicas[0].srv.Register(mux)
+	returned := make(chan struct{}, 1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		if r.URL.Path == "/ws" {
+			returned <- struct{}{}
+		}
+	}))
+	defer hs.Close()
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the /ws handler still runs while its socket is open")
+	}
+	rc := &rawConn{t: t, ws: ws}
+	rc.send(helloFrame(alice, time.Now()))
+	rc.expectFrame("hello_ack")
+	rc.send(map[string]any{"type": "list_peers", "_reqId": "after"})
+	if f := rc.expectFrame("peers_list"); f["_reqId"] != "after" {
+		t.Fatalf("list_peers after the handler returned: %v", f)
 	}
 }

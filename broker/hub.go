@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -94,6 +96,9 @@ const connKey = "meshd.conn"
 type preauthTicket struct {
 	ip      string
 	claimed bool // set under Hub.mu by onConnect
+	// upgraded is closed by onConnect: the socket is up and its request's
+	// handler may return (upgrade).
+	upgraded chan struct{}
 }
 
 type preauthKey struct{}
@@ -109,7 +114,7 @@ func (h *Hub) reservePreauth(ip string) (*preauthTicket, bool) {
 		return nil, false
 	}
 	h.preIP[ip]++
-	return &preauthTicket{ip: ip}, true
+	return &preauthTicket{ip: ip, upgraded: make(chan struct{})}, true
 }
 
 // unreservePreauth gives back a ticket no socket claimed (failed upgrade).
@@ -141,14 +146,18 @@ func (s *Server) onConnect(sess *melody.Session) {
 	c := newConn(s, sess)
 	s.hub.live.Add(1)
 	sess.Set(connKey, c)
+	t, _ := sess.Request.Context().Value(preauthKey{}).(*preauthTicket)
 	s.hub.mu.Lock()
-	if t, ok := sess.Request.Context().Value(preauthKey{}).(*preauthTicket); ok && !t.claimed {
+	if t != nil && !t.claimed {
 		t.claimed = true
 		s.hub.preConn[c] = t.ip
 	}
 	s.hub.conns[sess] = c
 	n := len(s.hub.conns)
 	s.hub.mu.Unlock()
+	if t != nil {
+		close(t.upgraded)
+	}
 	s.met.connectionsTotal.Inc()
 	s.met.connectionsActive.Set(float64(n))
 	if s.draining.Load() {
@@ -165,6 +174,40 @@ func (s *Server) onConnect(sess *melody.Session) {
 		}
 	})
 }
+
+// upgrade hands the request to melody on a goroutine of the socket's own and
+// returns once the socket is up (onConnect ran) or the upgrade failed. A
+// handler that hijacks keeps net/http's connection alive for as long as it
+// runs: its 4 KB read and 4 KB write buffers and the response's 2 KB writer
+// would stay with every idle socket (issue 10: memory per connection;
+// docs/benchmarks.md "Idle memory per connection"). Returning frees them;
+// melody's read pump then runs here instead of in the handler. t.upgraded
+// must be closed by onConnect; the request's context is cancelled when the
+// handler returns, so nothing after onConnect may rely on it.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, t *preauthTicket) error {
+	failed := make(chan error, 1)
+	go func() {
+		defer func() {
+			// net/http recovered a panic of the read pump when it ran in
+			// the handler; keep the process up the same way.
+			if v := recover(); v != nil {
+				s.log.Error().Str("panic", fmt.Sprint(v)).Bytes("stack", debug.Stack()).Msg("websocket goroutine panicked")
+				failed <- errSocketPanic
+			}
+		}()
+		if err := s.m.HandleRequest(w, r); err != nil {
+			failed <- err
+		}
+	}()
+	select {
+	case <-t.upgraded:
+		return nil
+	case err := <-failed:
+		return err
+	}
+}
+
+var errSocketPanic = errors.New("websocket goroutine panicked")
 
 func (s *Server) onDisconnect(sess *melody.Session) {
 	h := s.hub
