@@ -12,14 +12,19 @@ import (
 
 // batcher is the group commit of the delivery road: requests from every
 // connection of this replica queue here and one goroutine runs them as one
-// statement per batch. There is no timer: while a batch is in flight the
+// statement per batch. Sends have no timer: while a batch is in flight the
 // next one fills up, so a quiet replica pays no added delay and a busy one
 // pays one round trip (one commit) per batch instead of one per message.
+// Writes no one waits for may linger (see linger).
 type batcher[T any] struct {
 	in    chan batchReq[T] // bounded: a full queue makes submitters wait (backpressure)
 	max   int              // largest batch
 	run   func(ctx context.Context, items []T) error
 	sizes func(n int) // observes batch sizes (metrics); may be nil
+	// linger, when set, holds a batch open that long after its first item
+	// (or until it is full): for writes nobody waits on (acks, delivered
+	// marks), so a steady trickle shares statements too (docs/benchmarks.md).
+	linger time.Duration
 }
 
 type batchReq[T any] struct {
@@ -74,14 +79,36 @@ func (b *batcher[T]) loop(ctx context.Context) {
 		case r := <-b.in:
 			reqs = append(reqs[:0], r)
 		}
+		var (
+			until <-chan time.Time
+			timer *time.Timer
+		)
+		if b.linger > 0 {
+			timer = time.NewTimer(b.linger)
+			until = timer.C
+		}
 	fill:
 		for len(reqs) < b.max {
+			if until == nil {
+				select {
+				case r := <-b.in:
+					reqs = append(reqs, r)
+				default:
+					break fill
+				}
+				continue
+			}
 			select {
 			case r := <-b.in:
 				reqs = append(reqs, r)
-			default:
+			case <-until:
+				break fill
+			case <-ctx.Done():
 				break fill
 			}
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 		items = items[:0]
 		for _, r := range reqs {

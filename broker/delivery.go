@@ -340,6 +340,11 @@ func (s *Server) newBatchers() {
 	s.enqueues = newBatcher(enqueueBatchMax, s.runEnqueues, sizes("enqueue"))
 	s.acks = newBatcher(ackBatchMax, s.runAcks, sizes("ack"))
 	s.delivered = newBatcher(64, s.runDelivered, sizes("delivered"))
+	// No push waits for these commits (an ack frees the window in memory,
+	// credit.give; a re-claim meanwhile skips the row, credit.settling), so
+	// at a steady trickle they gather for a moment instead of costing a
+	// statement each.
+	s.acks.linger, s.delivered.linger = ackLinger, ackLinger
 	s.claims = newBatcher(claimBatchMax, s.runClaims, sizes("claim"))
 }
 
@@ -350,6 +355,7 @@ const (
 	ackBatchMax     = 1024
 	claimBatchMax   = 64 // drains (sockets) per claim statement
 	claimWorkers    = 4  // claim statements in flight per replica
+	ackLinger       = 10 * time.Millisecond
 )
 
 type announceOpts struct {
