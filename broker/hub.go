@@ -147,6 +147,10 @@ func (s *Server) onConnect(sess *melody.Session) {
 	s.hub.live.Add(1)
 	sess.Set(connKey, c)
 	t, _ := sess.Request.Context().Value(preauthKey{}).(*preauthTicket)
+	// Nothing reads the upgrade request after this: keep its address only,
+	// not its headers, URL and context chain (about 1 KB per idle socket;
+	// docs/benchmarks.md "Idle memory per connection (session 4)").
+	sess.Request = &http.Request{RemoteAddr: sess.Request.RemoteAddr}
 	s.hub.mu.Lock()
 	if t != nil && !t.claimed {
 		t.claimed = true
@@ -179,11 +183,11 @@ func (s *Server) onConnect(sess *melody.Session) {
 // returns once the socket is up (onConnect ran) or the upgrade failed. A
 // handler that hijacks keeps net/http's connection alive for as long as it
 // runs: its 4 KB read and 4 KB write buffers and the response's 2 KB writer
-// would stay with every idle socket (issue 10: memory per connection;
-// docs/benchmarks.md "Idle memory per connection"). Returning frees them;
-// melody's read pump then runs here instead of in the handler. t.upgraded
-// must be closed by onConnect; the request's context is cancelled when the
-// handler returns, so nothing after onConnect may rely on it.
+// would stay with every idle socket (issue 10; docs/benchmarks.md "Idle
+// memory per connection (session 4)"). Returning frees them; melody's read
+// pump then runs on the goroutine started here. t.upgraded must be closed
+// by onConnect; the request's context is cancelled when the handler
+// returns, so nothing after onConnect may rely on it.
 func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, t *preauthTicket) error {
 	failed := make(chan error, 1)
 	go func() {
