@@ -149,17 +149,27 @@ func waitRows(t *testing.T, conn *pgx.Conn, meshID string, want int) {
 }
 
 // checkAuditMetrics checks that both processes wrote events, in batches,
-// and dropped none.
+// and dropped none. A writer counts its batch after the commit the caller
+// already saw, so the counters may trail the rows for a moment: they are
+// read until they reach want (10 s at most), then must match it exactly.
 func checkAuditMetrics(t *testing.T, procs []*proc, want int) {
 	t.Helper()
 	var events, writes float64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		events, writes = 0, 0
+		for _, p := range procs {
+			e, w, _ := auditMetrics(t, p.base+"/metrics")
+			events += e
+			writes += w
+		}
+		if events >= float64(want) || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, p := range procs {
-		e, w, dropped := auditMetrics(t, p.base+"/metrics")
-		if e == 0 || dropped != 0 {
+		if e, _, dropped := auditMetrics(t, p.base+"/metrics"); e == 0 || dropped != 0 {
 			t.Errorf("%s: %v events written, %v dropped", p.base, e, dropped)
 		}
-		events += e
-		writes += w
 	}
 	if events != float64(want) {
 		t.Errorf("processes report %v events written, want %d", events, want)
