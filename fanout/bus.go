@@ -59,8 +59,12 @@ const (
 
 // Config configures a Bus. Zero values take the documented defaults.
 type Config struct {
-	// URL of the NATS server(s), comma separated (required).
+	// URL of the NATS server(s), comma separated (required unless
+	// InProcess is set).
 	URL string
+	// InProcess connects to an embedded server inside this process
+	// without a socket (EmbeddedServer.InProcess); URL is then ignored.
+	InProcess nats.InProcessConnProvider
 	// Prefix is prepended to every subject: "<Prefix>.<topic>". Dotted
 	// prefixes are allowed; wildcards are not. Default "meshd".
 	Prefix string
@@ -87,7 +91,7 @@ type Config struct {
 
 // withDefaults validates c and returns it with defaults filled in.
 func (c Config) withDefaults() (Config, error) {
-	if c.URL == "" {
+	if c.URL == "" && c.InProcess == nil {
 		return c, errors.New("fanout: config: URL is required")
 	}
 	if c.Registerer == nil {
@@ -210,7 +214,7 @@ func (b *Bus) options(ctx context.Context, cfg Config) []nats.Option {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
-	return []nats.Option{
+	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
@@ -230,6 +234,10 @@ func (b *Bus) options(ctx context.Context, cfg Config) []nats.Option {
 		}),
 		nats.ErrorHandler(b.handleAsyncError),
 	}
+	if cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(cfg.InProcess))
+	}
+	return opts
 }
 
 // handleAsyncError is the nats.go error callback. A slow consumer is a topic

@@ -426,3 +426,24 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	t.Fatalf("metric %s not found", name)
 	return 0
 }
+
+// A single node's embedded server opens no port: its bus connects in
+// process (meshd serve without NATS_URL), and delivers as over TCP.
+func TestInProcessEmbeddedServer(t *testing.T) {
+	s, err := StartEmbedded(EmbeddedConfig{InProcessOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	if addr := s.srv.Addr(); addr != nil {
+		t.Fatalf("in-process server listens on %v", addr)
+	}
+	a := newBus(t, "", "solo", func(c *Config) { c.InProcess = s.InProcess() })
+	in := newInbox()
+	subscribe(t, a, "mesh.m1", in.deliver)
+	flush(t, a)
+	publish(t, a, "mesh.m1", "hello")
+	if got := in.next(t); got != "hello" {
+		t.Fatalf("got %q", got)
+	}
+}

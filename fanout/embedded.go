@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
 
@@ -26,6 +27,11 @@ type EmbeddedConfig struct {
 	StoreDir string
 	// Logger receives the server's log lines. The zero Logger discards.
 	Logger zerolog.Logger
+	// InProcessOnly opens no TCP listener (Host and Port are ignored):
+	// clients of this process connect through InProcess. A single-node
+	// meshd needs no port for its bus, and holds none another listener
+	// could collide with.
+	InProcessOnly bool
 }
 
 // EmbeddedServer is a NATS server running inside this process.
@@ -48,6 +54,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*EmbeddedServer, error) {
 		Port:       cfg.Port,
 		StoreDir:   cfg.StoreDir,
 		NoSigs:     true, // signals belong to meshd's own shutdown
+		DontListen: cfg.InProcessOnly,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fanout: embedded: %w", err)
@@ -63,8 +70,12 @@ func StartEmbedded(cfg EmbeddedConfig) (*EmbeddedServer, error) {
 }
 
 // ClientURL is the nats:// URL clients connect to (the real port when the
-// config asked for a random one).
+// config asked for a random one). Meaningless with InProcessOnly.
 func (e *EmbeddedServer) ClientURL() string { return e.srv.ClientURL() }
+
+// InProcess is the connection provider for Config.InProcess: a client
+// connection without a socket.
+func (e *EmbeddedServer) InProcess() nats.InProcessConnProvider { return e.srv }
 
 // Shutdown stops the server, disconnecting its clients, and waits for it.
 func (e *EmbeddedServer) Shutdown() {

@@ -118,20 +118,23 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return err
 	}
 
-	natsURL := cfg.NATSURL
-	if natsURL == "" {
-		ns, err := fanout.StartEmbedded(fanout.EmbeddedConfig{Port: -1, Logger: log.With().Str("component", "nats").Logger().Level(zerolog.WarnLevel)})
+	busCfg := fanout.Config{URL: cfg.NATSURL, Prefix: cfg.SubjectPrefix, Name: "meshd-" + cfg.NodeID, Logger: log}
+	if cfg.NATSURL == "" {
+		// In process, without a listener: a single node's bus needs no
+		// port (and takes none that BROKER_PORT could then not bind).
+		ns, err := fanout.StartEmbedded(fanout.EmbeddedConfig{InProcessOnly: true, Logger: log.With().Str("component", "nats").Logger().Level(zerolog.WarnLevel)})
 		if err != nil {
 			return fmt.Errorf("embedded NATS: %w", err)
 		}
 		defer ns.Shutdown()
-		natsURL = ns.ClientURL()
-		log.Info().Str("url", natsURL).Msg("NATS_URL unset: started embedded NATS (single node only)")
+		busCfg.InProcess = ns.InProcess()
+		log.Info().Msg("NATS_URL unset: started embedded NATS in process (single node only)")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newBuildInfo(version, sha))
-	bus, err := fanout.New(ctx, fanout.Config{URL: natsURL, Prefix: cfg.SubjectPrefix, Name: "meshd-" + cfg.NodeID, Logger: log, Registerer: reg})
+	busCfg.Registerer = reg
+	bus, err := fanout.New(ctx, busCfg)
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
