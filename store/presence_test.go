@@ -729,3 +729,22 @@ func TestClaimTargetsSQLMatchesGo(t *testing.T) {
 		}
 	}
 }
+
+// attach_presence runs its statements with generic plans that read by key
+// (migration 0026): its slot pick and presence lookup were planned afresh on
+// every hello. A later migration that re-creates the function must keep
+// the settings.
+func TestAttachFunctionUsesGenericPlans(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var cfg []string
+	if err := f.s.pool.QueryRow(f.ctx, `SELECT proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'mesh' AND p.proname = 'attach_presence'`).Scan(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"plan_cache_mode=force_generic_plan", "enable_seqscan=off"} {
+		if !slices.Contains(cfg, want) {
+			t.Errorf("attach_presence settings %v lack %s", cfg, want)
+		}
+	}
+}
