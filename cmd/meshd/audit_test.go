@@ -155,10 +155,12 @@ func waitRows(t *testing.T, conn *pgx.Conn, meshID string, want int) {
 func checkAuditMetrics(t *testing.T, procs []*proc, want int) {
 	t.Helper()
 	var events, writes float64
+	per := make([][2]float64, len(procs)) // each process's events and drops, last scrape
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		events, writes = 0, 0
-		for _, p := range procs {
-			e, w, _ := auditMetrics(t, p.base+"/metrics")
+		for i, p := range procs {
+			e, w, dropped := auditMetrics(t, p.base+"/metrics")
+			per[i] = [2]float64{e, dropped}
 			events += e
 			writes += w
 		}
@@ -166,8 +168,8 @@ func checkAuditMetrics(t *testing.T, procs []*proc, want int) {
 			break
 		}
 	}
-	for _, p := range procs {
-		if e, _, dropped := auditMetrics(t, p.base+"/metrics"); e == 0 || dropped != 0 {
+	for i, p := range procs {
+		if e, dropped := per[i][0], per[i][1]; e == 0 || dropped != 0 {
 			t.Errorf("%s: %v events written, %v dropped", p.base, e, dropped)
 		}
 	}
