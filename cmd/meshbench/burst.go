@@ -91,6 +91,9 @@ func (b *bench) drain(ctx context.Context, start time.Time) error {
 	if n := b.getFleet().reconnects(); n > 0 {
 		b.figure("client reconnects", "%d (sockets lost during the run)", n)
 	}
+	if n := b.getFleet().droppedPushes(); n > 0 {
+		b.figure("pushes dropped", "%d by the load tool's full Pushes() buffers (unacked: redelivered)", n)
+	}
 	if d.Span > 0 {
 		b.figure("throughput", "%.0f msg/s delivered (%d in %.2f s, first send → last push)", float64(d.Delivered)/d.Span, d.Delivered, d.Span)
 	}

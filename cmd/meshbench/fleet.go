@@ -60,9 +60,24 @@ func (f *fleet) config(mb *member) client.Config {
 		URL: mb.wsURL, MeshID: mb.mesh, MemberID: mb.id, Member: mb.key,
 		SessionID: fmt.Sprintf("bench-%s-%d", f.b.runID, mb.idx), DisplayName: fmt.Sprintf("bench-%d", mb.idx),
 		CWD: "/bench", PID: 20000 + mb.idx, AckPushes: true, Reconnect: f.opts.reconnect,
-		Dialer: f.b.dialerFor(mb), RequestTimeout: 60 * time.Second, PushBuffer: 16384,
+		Dialer: f.b.dialerFor(mb), RequestTimeout: 60 * time.Second, PushBuffer: f.pushBuffer(),
 		OnEvent: func(ev client.Event) { f.event(mb.idx, links, ev) },
 	}
+}
+
+// pushBuffer sizes each client's Pushes() channel. Its buffer is allocated
+// in full and, holding pointers, scanned whole by every GC cycle: at 16,384
+// pushes (~5.7 MB a client) the load tool spent 40 % of its CPU in GC
+// marking during an idle run of 2,000 clients, CPU the brokers under test
+// did not get (docs/benchmarks.md). A fleet that drains its pushes into the
+// ledger takes each one at once, so 4,096 is ample; one that discards them
+// (idle, storm) needs only a few. A full buffer drops the push unacked (the
+// broker redelivers it) and counts it in the report's "pushes dropped".
+func (f *fleet) pushBuffer() int {
+	if f.opts.receive {
+		return 4096
+	}
+	return 64
 }
 
 func (f *fleet) event(idx int, l *linklog.Log, ev client.Event) {
@@ -261,6 +276,18 @@ func (f *fleet) stoppedErr() error {
 }
 
 // reconnects is how many sockets the clients re-established.
+// droppedPushes is how many pushes the clients dropped because their
+// Pushes() buffer was full (each left unacked, so the broker redelivers it).
+func (f *fleet) droppedPushes() uint64 {
+	var n uint64
+	for i := range f.clients {
+		if c := f.client(i); c != nil {
+			n += c.Stats().PushesDropped
+		}
+	}
+	return n
+}
+
 func (f *fleet) reconnects() uint64 {
 	var n uint64
 	for i := range f.clients {
