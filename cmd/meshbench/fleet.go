@@ -279,20 +279,19 @@ func (f *fleet) stoppedErr() error {
 // droppedPushes is how many pushes the clients dropped because their
 // Pushes() buffer was full (each left unacked, so the broker redelivers it).
 func (f *fleet) droppedPushes() uint64 {
-	var n uint64
-	for i := range f.clients {
-		if c := f.client(i); c != nil {
-			n += c.Stats().PushesDropped
-		}
-	}
-	return n
+	return f.sumStats(func(s client.Stats) uint64 { return s.PushesDropped })
 }
 
 func (f *fleet) reconnects() uint64 {
+	return f.sumStats(func(s client.Stats) uint64 { return s.Reconnects })
+}
+
+// sumStats adds one counter of every dialed client's Stats.
+func (f *fleet) sumStats(of func(client.Stats) uint64) uint64 {
 	var n uint64
 	for i := range f.clients {
 		if c := f.client(i); c != nil {
-			n += c.Stats().Reconnects
+			n += of(c.Stats())
 		}
 	}
 	return n
