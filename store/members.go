@@ -63,21 +63,25 @@ func (s *Store) DirectRecipient(ctx context.Context, meshID, target string) (mes
 
 // directRecipientsSQL is DirectRecipient for every (mesh, target) pair of
 // the arrays at once: the row of pair n carries ord n; a pair without a
-// recipient has no row.
+// recipient has no row. Each pair is read by key only: the member by
+// (mesh, pubkey); only when there is none, a live presence by (session
+// pubkey, mesh) (migration 0027); then that member by id. LIMIT 1 keeps the
+// last read a per-pair index lookup: as a plain join its generic plan could
+// hash the whole member table.
 const directRecipientsSQL = `
 SELECT t.ord, ` + memberCols + `
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(mesh, target, ord)
-CROSS JOIN LATERAL (
-	SELECT x.* FROM (
-		SELECT m.*, 0 AS pref FROM mesh.member m
-		WHERE m.mesh_id = t.mesh AND m.peer_pubkey = t.target AND m.revoked_at IS NULL
-		UNION ALL
-		SELECT m.*, 1 FROM mesh.presence p JOIN mesh.member m ON m.id = p.member_id
-		WHERE p.mesh_id = t.mesh AND p.session_pubkey = t.target AND p.disconnected_at IS NULL
-			AND m.revoked_at IS NULL
-	) x
-	ORDER BY x.pref
+LEFT JOIN LATERAL (
+	SELECT m.id FROM mesh.member m
+	WHERE m.mesh_id = t.mesh AND m.peer_pubkey = t.target AND m.revoked_at IS NULL
+) d ON true
+LEFT JOIN LATERAL (
+	SELECT p.member_id FROM mesh.presence p JOIN mesh.member pm ON pm.id = p.member_id AND pm.revoked_at IS NULL
+	WHERE d.id IS NULL AND p.session_pubkey = t.target AND p.mesh_id = t.mesh AND p.disconnected_at IS NULL
 	LIMIT 1
+) s ON true
+CROSS JOIN LATERAL (
+	SELECT m.* FROM mesh.member m WHERE m.id = COALESCE(d.id, s.member_id) LIMIT 1
 ) m`
 
 // DirectRecipients resolves many direct targets in one statement, with

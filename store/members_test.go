@@ -14,6 +14,7 @@ func TestLookupMember(t *testing.T) {
 	f := newFixture(t)
 	// dave: revoked only. erin: revoked row plus a newer active row.
 	dave := f.createMember(f.mesh.ID, key('d'), "dave", "member")
+	f.attach(f.attachReq(dave, "dave", key('4')))
 	if err := f.s.RevokeMember(f.ctx, f.mesh.ID, dave.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +97,7 @@ func TestDirectRecipient(t *testing.T) {
 	pg := f.attach(gone).Presence
 	f.exec("UPDATE mesh.presence SET disconnected_at = now() WHERE id = $1", pg.ID)
 	dave := f.createMember(f.mesh.ID, key('d'), "dave", "member")
+	f.attach(f.attachReq(dave, "dave", key('4')))
 	if err := f.s.RevokeMember(f.ctx, f.mesh.ID, dave.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +112,7 @@ func TestDirectRecipient(t *testing.T) {
 		{"leased_session_pubkey", key('2'), f.bob.ID, nil},
 		{"session_gone_past_grace", key('3'), "", meshd.ErrNotFound},
 		{"revoked_member", dave.Pubkey, "", meshd.ErrNotFound},
+		{"revoked_member_session_pubkey", key('4'), "", meshd.ErrNotFound},
 		{"unknown", key('z'), "", meshd.ErrNotFound},
 		{"other_mesh_member", f.carol.Pubkey, "", meshd.ErrNotFound},
 	}

@@ -747,4 +747,20 @@ WHERE n.nspname = 'mesh' AND p.proname = 'attach_presence'`).Scan(&cfg); err != 
 			t.Errorf("attach_presence settings %v lack %s", cfg, want)
 		}
 	}
+	// Its generic plans are made at a backend's first hello, often on a
+	// presence table of one page, where the planner costs every index whose
+	// predicate the statement implies the same. An index over all live rows
+	// that does not lead with mesh_id can then become a mesh count's plan
+	// until the next ANALYZE (970 buffer reads per hello instead of ~50 in
+	// a burst of hellos, migration 0027), so a new index on live presences
+	// names its own column in its predicate.
+	var idx []string
+	if err := f.s.pool.QueryRow(f.ctx, `SELECT array_agg(c.relname::text ORDER BY c.relname)
+FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+WHERE x.indrelid = 'mesh.presence'::regclass AND pg_get_expr(x.indpred, x.indrelid) = '(disconnected_at IS NULL)'`).Scan(&idx); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"presence_mesh_live_idx", "presence_mesh_slot_idx", "presence_node_live_idx"}; !slices.Equal(idx, want) {
+		t.Errorf("indexes over all live presences: %v; want %v", idx, want)
+	}
 }
