@@ -31,5 +31,6 @@ func (s *Server) audit(ctx context.Context, meshID, event, actorID, actorName st
 	s.cfg.Audit.Record(ctx, meshID, ev)
 }
 
-// auditWait bounds how long a socket waits for its audit event to commit.
-const auditWait = 2 * time.Second
+// auditWait bounds how long a socket waits for its audit event to commit
+// (a variable only so a test can hold the wait open).
+var auditWait = 2 * time.Second

@@ -35,6 +35,11 @@ type conn struct {
 	// being handled; helloLate: HelloTimeout passed meanwhile. Guarded by
 	// mu. A.3-9 times the hello's arrival, not our work on it.
 	helloBusy, helloLate bool
+	// afterHello is the part of a successful hello that waits without
+	// using the database: its audit event's commit. attach sets it and
+	// paceHello runs it once the hello's admission slot is given back; both
+	// run on the socket's read goroutine.
+	afterHello func()
 
 	// ctx lives as long as the socket: cancelled, with the cause, when it
 	// closes, so a drain in flight stops at once.

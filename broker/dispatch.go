@@ -159,7 +159,18 @@ func (s *Server) paceHello(c *conn, typ string, data []byte) {
 		s.internalError(c, errHelloQueue, "hello admission")
 		return
 	}
-	defer func() { <-s.helloSlots }()
+	func() {
+		defer func() { <-s.helloSlots }()
+		s.handleHelloFrame(c, typ, data)
+	}()
+	if f := c.afterHello; f != nil {
+		c.afterHello = nil
+		f()
+	}
+}
+
+// handleHelloFrame runs one admitted hello or session_hello.
+func (s *Server) handleHelloFrame(c *conn, typ string, data []byte) {
 	if c.ctx.Err() != nil || c.closing.Load() {
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/wire"
@@ -274,6 +276,38 @@ func TestQueuedHelloIsNotLate(t *testing.T) {
 	if ce := bad.expectClose(); ce.Code != 1008 || ce.Text != "hello_timeout" {
 		t.Fatalf("close %d %q, want 1008 hello_timeout", ce.Code, ce.Text)
 	}
+}
+
+// A hello's audit event is awaited on the socket's read loop (its next
+// send's message_sent lands after it) but not on an admission turn: with one
+// turn and the audit outbox locked, a second member's hello is answered
+// while the first member's peer_joined still waits to commit. Not parallel:
+// it lengthens the package's audit wait.
+func TestHelloAuditWaitFreesAdmission(t *testing.T) {
+	defer broker.SetAuditWait(time.Minute)()
+	e := newEnv(t, 1, func(c *broker.Config) { c.HelloConcurrency = 1 })
+	mesh := e.newMesh("Audited")
+	alice, bob := e.enroll(mesh, "alice"), e.enroll(mesh, "bob")
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // the outbox is released when the test ends
+	if _, err := tx.Exec(ctx, "LOCK TABLE mesh.audit_outbox IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	a := e.raw(0)
+	a.send(helloFrame(alice, time.Now()))
+	a.expectFrame("hello_ack")
+	b := e.raw(0)
+	b.send(helloFrame(bob, time.Now()))
+	b.expectFrame("hello_ack") // before the change: after alice's audit wait (a minute here)
 }
 
 func TestHelloAckIsFirstFrame(t *testing.T) {

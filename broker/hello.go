@@ -291,7 +291,12 @@ func (s *Server) attach(ctx context.Context, c *conn, req meshd.AttachRequest, m
 	if session {
 		payload = map[string]any{"pubkey": member.Pubkey, "session_pubkey": pres.SessionPubkey, "groups": pres.Groups, "via": "session_hello", "role": meshd.RoleSession}
 	}
-	s.audit(ctx, pres.MeshID, "peer_joined", member.ID, pres.DisplayName, payload)
+	// The audit wait holds the socket's read loop (its next send's
+	// message_sent must land after this event) but not an admission slot:
+	// in a storm of hellos it was the slots' longest wait (docs/benchmarks.md).
+	c.afterHello = func() {
+		s.audit(c.ctx, pres.MeshID, "peer_joined", member.ID, pres.DisplayName, payload)
+	}
 }
 
 // takeInterest subscribes the socket to its topics and registers it in the
