@@ -8,7 +8,6 @@ package broker
 
 import (
 	"context"
-	"time"
 
 	"github.com/meshd/meshd"
 )
@@ -26,11 +25,7 @@ func (s *Server) audit(ctx context.Context, meshID, event, actorID, actorName st
 	// lands before this socket's next send). While the database is down
 	// that wait would stall the socket's read loop for the whole handler
 	// timeout, so it is bounded (the event is still written, in order).
-	ctx, cancel := context.WithTimeout(ctx, auditWait)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.AuditWait)
 	defer cancel()
 	s.cfg.Audit.Record(ctx, meshID, ev)
 }
-
-// auditWait bounds how long a socket waits for its audit event to commit
-// (a variable only so a test can hold the wait open).
-var auditWait = 2 * time.Second

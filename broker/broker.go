@@ -105,6 +105,10 @@ type Config struct {
 	// window stayed full this long; its claims are released at once.
 	// Default 60s.
 	SlowConsumerAfter time.Duration
+	// AuditWait bounds how long a socket's read loop waits for its own
+	// audit event (peer_joined, …) to commit, so the event lands before the
+	// socket's next send; the writer keeps the event either way. Default 2s.
+	AuditWait time.Duration
 	// CanaryStallAfter fails /health/ready with delivery_stalled when no
 	// delivery canary round (package canary) completed this long; default 15s
 	// (CANARY_STALL_SECONDS). CanaryInterval is how often a round starts;
@@ -158,6 +162,7 @@ func (c *Config) validate() error {
 	def(&c.WriteBuffer, 512)
 	def(&c.PushWindow, 256)
 	def(&c.SlowConsumerAfter, 60*time.Second)
+	def(&c.AuditWait, 2*time.Second)
 	def(&c.CanaryStallAfter, 15*time.Second)
 	def(&c.CanaryInterval, min(5*time.Second, c.CanaryStallAfter/3))
 	if c.Now == nil {

@@ -1,7 +1,5 @@
 package broker
 
-import "time"
-
 // HoldHelloSlots takes n of the replica's hello admission turns (Config.
 // HelloConcurrency) until release is called, so a test can queue a hello.
 func (s *Server) HoldHelloSlots(n int) (release func()) {
@@ -13,14 +11,6 @@ func (s *Server) HoldHelloSlots(n int) (release func()) {
 			<-s.helloSlots
 		}
 	}
-}
-
-// SetAuditWait sets how long a socket waits for its audit event to commit
-// and returns the restore; callers must not run in parallel.
-func SetAuditWait(d time.Duration) (restore func()) {
-	old := auditWait
-	auditWait = d
-	return func() { auditWait = old }
 }
 
 // LateHellos counts sockets whose hello is queued or being handled while

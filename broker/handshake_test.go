@@ -281,11 +281,10 @@ func TestQueuedHelloIsNotLate(t *testing.T) {
 // A hello's audit event is awaited on the socket's read loop (its next
 // send's message_sent lands after it) but not on an admission turn: with one
 // turn and the audit outbox locked, a second member's hello is answered
-// while the first member's peer_joined still waits to commit. Not parallel:
-// it lengthens the package's audit wait.
+// while the first member's peer_joined still waits (up to AuditWait) to
+// commit.
 func TestHelloAuditWaitFreesAdmission(t *testing.T) {
-	defer broker.SetAuditWait(time.Minute)()
-	e := newEnv(t, 1, func(c *broker.Config) { c.HelloConcurrency = 1 })
+	e := newEnv(t, 1, func(c *broker.Config) { c.HelloConcurrency, c.AuditWait = 1, time.Minute })
 	mesh := e.newMesh("Audited")
 	alice, bob := e.enroll(mesh, "alice"), e.enroll(mesh, "bob")
 	ctx := context.Background()
