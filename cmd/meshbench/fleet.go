@@ -275,13 +275,13 @@ func (f *fleet) stoppedErr() error {
 	return nil
 }
 
-// reconnects is how many sockets the clients re-established.
 // droppedPushes is how many pushes the clients dropped because their
 // Pushes() buffer was full (each left unacked, so the broker redelivers it).
 func (f *fleet) droppedPushes() uint64 {
 	return f.sumStats(func(s client.Stats) uint64 { return s.PushesDropped })
 }
 
+// reconnects is how many sockets the clients re-established.
 func (f *fleet) reconnects() uint64 {
 	return f.sumStats(func(s client.Stats) uint64 { return s.Reconnects })
 }
