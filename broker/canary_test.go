@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/meshd/meshd"
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
@@ -64,19 +62,7 @@ func TestCanaryReadinessFlipsWhenDeliveryStalls(t *testing.T) {
 		t.Fatalf("ready before the stall: %d %v", code, body)
 	}
 
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM mesh.member WHERE id = $1 FOR UPDATE`, meshd.SystemMemberID); err != nil {
-		t.Fatal(err)
-	}
+	release := e.holding(`SELECT 1 FROM mesh.member WHERE id = $1 FOR UPDATE`, meshd.SystemMemberID)
 	var stalled map[string]any
 	waitFor(t, 30*time.Second, "readiness 503 delivery_stalled", func() bool {
 		code, body := e.ready(0)
@@ -88,9 +74,7 @@ func TestCanaryReadinessFlipsWhenDeliveryStalls(t *testing.T) {
 	}
 	before := e.canaryRounds(0)
 
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	waitFor(t, 30*time.Second, "readiness 200 again", func() bool {
 		code, _ := e.ready(0)
 		return code == http.StatusOK

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/meshd/meshd/broker"
 	"github.com/meshd/meshd/client"
 	"github.com/meshd/meshd/wire"
@@ -287,20 +285,7 @@ func TestHelloAuditWaitFreesAdmission(t *testing.T) {
 	e := newEnv(t, 1, func(c *broker.Config) { c.HelloConcurrency, c.AuditWait = 1, time.Minute })
 	mesh := e.newMesh("Audited")
 	alice, bob := e.enroll(mesh, "alice"), e.enroll(mesh, "bob")
-	ctx := context.Background()
-	db, err := pgx.Connect(ctx, e.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
-	tx, err := db.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // the outbox is released when the test ends
-	if _, err := tx.Exec(ctx, "LOCK TABLE mesh.audit_outbox IN EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	e.holding("LOCK TABLE mesh.audit_outbox IN EXCLUSIVE MODE") // until the test ends
 	a := e.raw(0)
 	a.send(helloFrame(alice, time.Now()))
 	a.expectFrame("hello_ack")

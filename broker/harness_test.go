@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshd/meshd"
@@ -65,6 +66,39 @@ func newEnv(t testing.TB, n int, tweak func(*broker.Config)) *env {
 		e.replicas = append(e.replicas, newReplica(r))
 	}
 	return e
+}
+
+// holding runs sql in a transaction on a connection of its own and keeps
+// that transaction (and the locks it took) open until release is called or
+// the test ends; release rolls it back once.
+func (e *env) holding(sql string, args ...any) (release func()) {
+	e.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.dsn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err == nil {
+		_, err = tx.Exec(ctx, sql, args...)
+	}
+	if err != nil {
+		_ = conn.Close(ctx)
+		e.t.Fatal(err)
+	}
+	done := false
+	release = func() {
+		if done {
+			return
+		}
+		done = true
+		if err := tx.Rollback(ctx); err != nil {
+			e.t.Error(err)
+		}
+		_ = conn.Close(ctx)
+	}
+	e.t.Cleanup(release)
+	return release
 }
 
 // onStore is an env without replicas on st (a database the test owns);
